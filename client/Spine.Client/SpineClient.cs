@@ -1,0 +1,88 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Spine.Errors;
+using Spine.Runs;
+
+namespace Spine.Client;
+
+/// <summary>The <see cref="ISpineClient"/> over an Orleans grain factory (a cluster client, or a silo's own).</summary>
+public sealed class SpineClient : ISpineClient
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly IGrainFactory _grains;
+    private readonly TimeSpan _waitSlice;
+
+    /// <summary>Creates the client.</summary>
+    public SpineClient(IGrainFactory grains, IOptions<SpineClientOptions>? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(grains);
+        _grains = grains;
+        _waitSlice = options?.Value.WaitSlice ?? TimeSpan.FromSeconds(20);
+    }
+
+    /// <inheritdoc />
+    public Task<RunInfo> StartAsync(StartRunRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentException.ThrowIfNullOrEmpty(request.WorkflowType);
+        return Run(RunIds.For(request)).StartAsync(request).WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<RunInfo> StartAsync<TInput>(string workflowType, TInput input, string? idempotencyKey = null, string? accountId = null, int? workflowVersion = null, CancellationToken cancellationToken = default) =>
+        StartAsync(new StartRunRequest(workflowType, JsonSerializer.Serialize(input, Json), workflowVersion, idempotencyKey, accountId), cancellationToken);
+
+    /// <inheritdoc />
+    public Task<RunInfo> GetAsync(string runId, CancellationToken cancellationToken = default) =>
+        Run(runId).GetInfoAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<RunInfo> WaitAsync(string runId, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var deadline = timeout is { } t ? DateTimeOffset.UtcNow + t : DateTimeOffset.MaxValue;
+        while (true)
+        {
+            var left = deadline - DateTimeOffset.UtcNow;
+            var slice = left < _waitSlice ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : _waitSlice;
+            var info = await Run(runId).WaitAsync(slice).WaitAsync(cancellationToken);
+            if (info.Status.IsTerminal() || DateTimeOffset.UtcNow >= deadline)
+            {
+                return info;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<TResult> GetResultAsync<TResult>(string runId, CancellationToken cancellationToken = default)
+    {
+        var info = await WaitAsync(runId, null, cancellationToken);
+        if (info.Status != RunStatus.Completed)
+        {
+            throw new RunFailedException(runId, info.Status, info.Error);
+        }
+
+        return JsonSerializer.Deserialize<TResult>(info.ResultJson!, Json)!;
+    }
+
+    /// <inheritdoc />
+    public Task<RunInfo> CancelAsync(string runId, string? reason = null, CancellationToken cancellationToken = default) =>
+        Run(runId).CancelAsync(reason).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).ListAsync(query).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<JournalEntryView>> GetJournalAsync(string runId, CancellationToken cancellationToken = default) =>
+        Run(runId).GetJournalAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).VerifyJournalAsync(runId).WaitAsync(cancellationToken);
+
+    private IWorkflowRunGrain Run(string runId)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(runId);
+        return _grains.GetGrain<IWorkflowRunGrain>(runId);
+    }
+}

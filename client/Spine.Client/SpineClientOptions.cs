@@ -1,0 +1,39 @@
+namespace Spine.Client;
+
+/// <summary>How a client finds the Spine cluster (configuration section <c>SpineClient</c>).</summary>
+public sealed class SpineClientOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "SpineClient";
+
+    /// <summary>A PostgreSQL connection string with read access to the Orleans membership tables. Required.</summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>The Orleans cluster id of the silos. Default <c>spine</c>.</summary>
+    public string ClusterId { get; set; } = "spine";
+
+    /// <summary>The Orleans service id of the silos. Default <c>spine</c>.</summary>
+    public string ServiceId { get; set; } = "spine";
+
+    /// <summary>How long one wait call to a run may block on the silo before the client asks again. Default 20 s.</summary>
+    public TimeSpan WaitSlice { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Throws with a message naming the setting when a value is missing or out of range.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            throw new InvalidOperationException("SpineClient:ConnectionString is empty: set it to the PostgreSQL database the silos use for clustering.");
+        }
+
+        if (string.IsNullOrWhiteSpace(ClusterId) || string.IsNullOrWhiteSpace(ServiceId))
+        {
+            throw new InvalidOperationException("SpineClient:ClusterId and SpineClient:ServiceId must be set.");
+        }
+
+        if (WaitSlice < TimeSpan.FromSeconds(1) || WaitSlice > TimeSpan.FromMinutes(5))
+        {
+            throw new InvalidOperationException($"SpineClient:WaitSlice is {WaitSlice}: it must be between 1 second and 5 minutes.");
+        }
+    }
+}

@@ -1,0 +1,41 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Orleans.Configuration;
+
+namespace Spine.Client;
+
+/// <summary>Registration of <see cref="ISpineClient"/> in another .NET service.</summary>
+public static class SpineClientServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds an Orleans client that finds the silos through ADO.NET clustering on PostgreSQL, and
+    /// <see cref="ISpineClient"/> over it. The client connects when the host starts.
+    /// </summary>
+    public static IServiceCollection AddSpineClient(this IServiceCollection services, Action<SpineClientOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new SpineClientOptions();
+        configure(options);
+        options.Validate();
+
+        services.AddOptions<SpineClientOptions>().Configure(configure);
+        services.AddOrleansClient(client =>
+        {
+            client.Configure<ClusterOptions>(o =>
+            {
+                o.ClusterId = options.ClusterId;
+                o.ServiceId = options.ServiceId;
+            });
+            client.UseAdoNetClustering(o =>
+            {
+                o.Invariant = "Npgsql";
+                o.ConnectionString = options.ConnectionString;
+            });
+            client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
+        });
+        services.AddSingleton<ISpineClient>(sp => new SpineClient(sp.GetRequiredService<IClusterClient>(), sp.GetRequiredService<IOptions<SpineClientOptions>>()));
+        return services;
+    }
+}

@@ -1,0 +1,326 @@
+namespace Spine.Errors;
+
+/// <summary>
+/// The base of every error Spine raises on purpose. <see cref="Kind"/> is a stable, machine-readable
+/// name that is also what the journal and <see cref="Spine.Runs.RunError.Kind"/> record.
+/// </summary>
+[GenerateSerializer, Alias("spine.SpineException")]
+public abstract class SpineException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    protected SpineException(string message, Exception? innerException = null)
+        : base(message, innerException)
+    {
+    }
+
+    /// <summary>The stable error kind, e.g. <c>"unknown_tool"</c>.</summary>
+    public abstract string Kind { get; }
+}
+
+/// <summary>No workflow with this type name (and version) is registered on the silo.</summary>
+[GenerateSerializer, Alias("spine.UnknownWorkflowException")]
+public sealed class UnknownWorkflowException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public UnknownWorkflowException(string workflowType, int? version)
+        : base(version is null
+            ? $"Unknown workflow type '{workflowType}': no workflow of that name is registered."
+            : $"Unknown workflow '{workflowType}' version {version}: that version is not registered.")
+    {
+        WorkflowType = workflowType;
+        Version = version;
+    }
+
+    /// <summary>The requested type name.</summary>
+    [Id(0)] public string WorkflowType { get; private set; }
+
+    /// <summary>The requested version, if one was named.</summary>
+    [Id(1)] public int? Version { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "unknown_workflow";
+}
+
+/// <summary>A workflow or a model asked for a tool that is not registered.</summary>
+[GenerateSerializer, Alias("spine.UnknownToolException")]
+public sealed class UnknownToolException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public UnknownToolException(string tool, string? version)
+        : base(version is null
+            ? $"Unknown tool '{tool}': no tool of that name is registered."
+            : $"Unknown tool '{tool}' version {version}: that version is not registered.")
+    {
+        Tool = tool;
+        Version = version;
+    }
+
+    /// <summary>The requested tool name.</summary>
+    [Id(0)] public string Tool { get; private set; }
+
+    /// <summary>The requested version, if one was named.</summary>
+    [Id(1)] public string? Version { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "unknown_tool";
+}
+
+/// <summary>A tool's input or output does not match its JSON Schema.</summary>
+[GenerateSerializer, Alias("spine.SchemaValidationException")]
+public sealed class SchemaValidationException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public SchemaValidationException(string tool, string version, string direction, IReadOnlyList<string> errors)
+        : base($"Tool '{tool}' {version}: {direction} does not match its schema: {string.Join("; ", errors)}")
+    {
+        Tool = tool;
+        Version = version;
+        Direction = direction;
+        Errors = errors;
+    }
+
+    /// <summary>The tool name.</summary>
+    [Id(0)] public string Tool { get; private set; }
+
+    /// <summary>The tool version.</summary>
+    [Id(1)] public string Version { get; private set; }
+
+    /// <summary><c>"input"</c> or <c>"output"</c>.</summary>
+    [Id(2)] public string Direction { get; private set; }
+
+    /// <summary>Each violation, as JSON-pointer location and message.</summary>
+    [Id(3)] public IReadOnlyList<string> Errors { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "schema_validation";
+}
+
+/// <summary>A payload (input, arguments, result) is not valid JSON or not of the expected shape.</summary>
+[GenerateSerializer, Alias("spine.InvalidPayloadException")]
+public sealed class InvalidPayloadException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public InvalidPayloadException(string what, string detail)
+        : base($"Invalid {what}: {detail}")
+    {
+        What = what;
+        Detail = detail;
+    }
+
+    /// <summary>Which payload, e.g. <c>"workflow input"</c>.</summary>
+    [Id(0)] public string What { get; private set; }
+
+    /// <summary>What is wrong with it.</summary>
+    [Id(1)] public string Detail { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "invalid_payload";
+}
+
+/// <summary>A payload is over the configured ceiling (<c>Spine:MaxPayloadBytes</c>).</summary>
+[GenerateSerializer, Alias("spine.PayloadTooLargeException")]
+public sealed class PayloadTooLargeException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public PayloadTooLargeException(string what, long sizeBytes, long limitBytes)
+        : base($"The {what} is {sizeBytes:N0} bytes, over the ceiling of {limitBytes:N0} bytes (Spine:MaxPayloadBytes).")
+    {
+        What = what;
+        SizeBytes = sizeBytes;
+        LimitBytes = limitBytes;
+    }
+
+    /// <summary>Which payload.</summary>
+    [Id(0)] public string What { get; private set; }
+
+    /// <summary>Its size in UTF-8 bytes.</summary>
+    [Id(1)] public long SizeBytes { get; private set; }
+
+    /// <summary>The configured ceiling.</summary>
+    [Id(2)] public long LimitBytes { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "payload_too_large";
+}
+
+/// <summary>
+/// Re-executing a workflow produced a different call than the journal holds at the same step:
+/// the code changed in a way that is not replay-safe. The run stops; nothing is re-executed.
+/// </summary>
+[GenerateSerializer, Alias("spine.NonDeterminismException")]
+public sealed class NonDeterminismException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public NonDeterminismException(string runId, int step, string recorded, string requested)
+        : base($"Run {runId}: non-determinism at step {step}: the journal records {recorded} but the workflow now calls {requested}. " +
+               "The workflow code changed in a way that is not replay-safe; register the new code as a new workflow version.")
+    {
+        RunId = runId;
+        Step = step;
+        Recorded = recorded;
+        Requested = requested;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The step number.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>What the journal holds at that step (kind and name).</summary>
+    [Id(2)] public string Recorded { get; private set; }
+
+    /// <summary>What the workflow asked for instead.</summary>
+    [Id(3)] public string Requested { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "non_determinism";
+}
+
+/// <summary>No run has this id.</summary>
+[GenerateSerializer, Alias("spine.RunNotFoundException")]
+public sealed class RunNotFoundException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public RunNotFoundException(string runId)
+        : base($"Run {runId} does not exist.")
+    {
+        RunId = runId;
+    }
+
+    /// <summary>The run id.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "run_not_found";
+}
+
+/// <summary>PostgreSQL could not be reached or refused the operation; nothing was recorded.</summary>
+[GenerateSerializer, Alias("spine.StorageUnavailableException")]
+public sealed class StorageUnavailableException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public StorageUnavailableException(string operation, string detail, Exception? innerException = null)
+        : base($"Storage unavailable during {operation}: {detail}", innerException)
+    {
+        Operation = operation;
+        Detail = detail;
+    }
+
+    /// <summary>What Spine was doing.</summary>
+    [Id(0)] public string Operation { get; private set; }
+
+    /// <summary>What the database or driver said.</summary>
+    [Id(1)] public string Detail { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "storage_unavailable";
+}
+
+/// <summary>A journal append found its row already written: another activation of the run wrote it.</summary>
+[GenerateSerializer, Alias("spine.JournalConflictException")]
+public sealed class JournalConflictException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public JournalConflictException(string runId, int seq)
+        : base($"Run {runId}: journal row {seq} was already written by another activation; this activation stops.")
+    {
+        RunId = runId;
+        Seq = seq;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The journal position that was taken.</summary>
+    [Id(1)] public int Seq { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "journal_conflict";
+}
+
+/// <summary>A step of the workflow failed; thrown into workflow code, which may catch it.</summary>
+[GenerateSerializer, Alias("spine.StepFailedException")]
+public sealed class StepFailedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public StepFailedException(string runId, int step, string stepName, string errorKind, string errorMessage, string? exceptionType)
+        : base($"Run {runId}: step {step} '{stepName}' failed ({errorKind}): {errorMessage}")
+    {
+        RunId = runId;
+        Step = step;
+        StepName = stepName;
+        ErrorKind = errorKind;
+        ErrorMessage = errorMessage;
+        ExceptionType = exceptionType;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The step number.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>The step name.</summary>
+    [Id(2)] public string StepName { get; private set; }
+
+    /// <summary>The kind of the underlying error.</summary>
+    [Id(3)] public string ErrorKind { get; private set; }
+
+    /// <summary>The underlying error's message.</summary>
+    [Id(4)] public string ErrorMessage { get; private set; }
+
+    /// <summary>The .NET type of the underlying error.</summary>
+    [Id(5)] public string? ExceptionType { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "step_failed";
+}
+
+/// <summary>The run was cancelled; thrown into workflow code at the next step boundary.</summary>
+[GenerateSerializer, Alias("spine.RunCancelledException")]
+public sealed class RunCancelledException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public RunCancelledException(string runId, string? reason)
+        : base($"Run {runId} was cancelled{(reason is null ? "" : ": " + reason)}.")
+    {
+        RunId = runId;
+        Reason = reason;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>Why, as given by the caller.</summary>
+    [Id(1)] public string? Reason { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "cancelled";
+}
+
+/// <summary>A run the caller awaited ended Failed or Cancelled.</summary>
+[GenerateSerializer, Alias("spine.RunFailedException")]
+public sealed class RunFailedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public RunFailedException(string runId, Spine.Runs.RunStatus status, Spine.Runs.RunError? error)
+        : base($"Run {runId} ended {status}: {error?.Message ?? "no error recorded"}")
+    {
+        RunId = runId;
+        Status = status;
+        Error = error;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>Failed or Cancelled.</summary>
+    [Id(1)] public Spine.Runs.RunStatus Status { get; private set; }
+
+    /// <summary>The recorded error.</summary>
+    [Id(2)] public Spine.Runs.RunError? Error { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "run_failed";
+}

@@ -1,0 +1,61 @@
+using Orleans.Concurrency;
+
+namespace Spine.Runs;
+
+/// <summary>One workflow run. Keyed by run id (see <see cref="RunIds"/>).</summary>
+[Alias("spine.IWorkflowRunGrain")]
+public interface IWorkflowRunGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Starts the run, or, when it was already started, returns it unchanged (idempotent start).
+    /// </summary>
+    /// <exception cref="Spine.Errors.UnknownWorkflowException">No such workflow type or version is registered.</exception>
+    /// <exception cref="Spine.Errors.PayloadTooLargeException">The input is over the configured ceiling.</exception>
+    /// <exception cref="Spine.Errors.InvalidPayloadException">The input is not valid JSON.</exception>
+    [Alias("StartAsync")]
+    Task<RunInfo> StartAsync(StartRunRequest request);
+
+    /// <summary>The current snapshot.</summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>
+    [Alias("GetInfoAsync"), AlwaysInterleave]
+    Task<RunInfo> GetInfoAsync();
+
+    /// <summary>Waits until the run is terminal or <paramref name="timeout"/> passes, then returns the snapshot.</summary>
+    [Alias("WaitAsync"), AlwaysInterleave]
+    Task<RunInfo> WaitAsync(TimeSpan timeout);
+
+    /// <summary>Requests cancellation: journaled at once, effective at the next step boundary.</summary>
+    [Alias("CancelAsync"), AlwaysInterleave]
+    Task<RunInfo> CancelAsync(string? reason);
+
+    /// <summary>The run's journal rows, in order.</summary>
+    [Alias("GetJournalAsync"), AlwaysInterleave]
+    Task<IReadOnlyList<JournalEntryView>> GetJournalAsync();
+}
+
+/// <summary>Queries across runs. A stateless worker: any silo answers from PostgreSQL.</summary>
+[Alias("spine.IRunQueryGrain")]
+public interface IRunQueryGrain : IGrainWithIntegerKey
+{
+    /// <summary>Runs matching <paramref name="query"/>, newest first.</summary>
+    [Alias("ListAsync")]
+    Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query);
+
+    /// <summary>Recomputes the hash chain of a run's journal.</summary>
+    [Alias("VerifyJournalAsync")]
+    Task<JournalVerification> VerifyJournalAsync(string runId);
+}
+
+/// <summary>The outcome of recomputing a run's journal hash chain.</summary>
+/// <param name="RunId">The run.</param>
+/// <param name="Rows">How many rows were checked.</param>
+/// <param name="Intact">True when every row's hash and link matched.</param>
+/// <param name="FirstBadSeq">The first row that does not match, when not intact.</param>
+/// <param name="Problem">What did not match.</param>
+[GenerateSerializer, Immutable, Alias("spine.JournalVerification")]
+public sealed record JournalVerification(
+    [property: Id(0)] string RunId,
+    [property: Id(1)] int Rows,
+    [property: Id(2)] bool Intact,
+    [property: Id(3)] int? FirstBadSeq = null,
+    [property: Id(4)] string? Problem = null);

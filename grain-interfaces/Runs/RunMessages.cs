@@ -1,0 +1,113 @@
+namespace Spine.Runs;
+
+/// <summary>A request to start a workflow run.</summary>
+/// <param name="WorkflowType">The registered workflow type name, e.g. <c>"agent"</c>.</param>
+/// <param name="InputJson">The workflow input as JSON text.</param>
+/// <param name="WorkflowVersion">The workflow version to run; <c>null</c> takes the newest registered version.</param>
+/// <param name="IdempotencyKey">A caller-chosen key: starting the same key twice (per account) returns the same run.</param>
+/// <param name="AccountId">The account the run is billed to and listed under.</param>
+[GenerateSerializer, Immutable, Alias("spine.StartRunRequest")]
+public sealed record StartRunRequest(
+    [property: Id(0)] string WorkflowType,
+    [property: Id(1)] string InputJson,
+    [property: Id(2)] int? WorkflowVersion = null,
+    [property: Id(3)] string? IdempotencyKey = null,
+    [property: Id(4)] string? AccountId = null);
+
+/// <summary>What went wrong in a failed run or step.</summary>
+/// <param name="Kind">A stable machine-readable error kind, e.g. <c>"terminal"</c>, <c>"non_determinism"</c>, <c>"schema_validation"</c>.</param>
+/// <param name="Message">A human-readable message naming the run, step and tool involved.</param>
+/// <param name="Step">The workflow step number that failed, when a step failed.</param>
+/// <param name="StepName">The name of that step.</param>
+/// <param name="ExceptionType">The .NET type name of the exception that caused it.</param>
+[GenerateSerializer, Immutable, Alias("spine.RunError")]
+public sealed record RunError(
+    [property: Id(0)] string Kind,
+    [property: Id(1)] string Message,
+    [property: Id(2)] int? Step = null,
+    [property: Id(3)] string? StepName = null,
+    [property: Id(4)] string? ExceptionType = null);
+
+/// <summary>A snapshot of a run.</summary>
+[GenerateSerializer, Immutable, Alias("spine.RunInfo")]
+public sealed record RunInfo
+{
+    /// <summary>The run id (the key of its grain).</summary>
+    [Id(0)] public required string RunId { get; init; }
+
+    /// <summary>The workflow type name.</summary>
+    [Id(1)] public required string WorkflowType { get; init; }
+
+    /// <summary>The pinned workflow version.</summary>
+    [Id(2)] public int WorkflowVersion { get; init; }
+
+    /// <summary>The account the run belongs to, if any.</summary>
+    [Id(3)] public string? AccountId { get; init; }
+
+    /// <summary>The current status.</summary>
+    [Id(4)] public RunStatus Status { get; init; }
+
+    /// <summary>The result as JSON text once <see cref="RunStatus.Completed"/>.</summary>
+    [Id(5)] public string? ResultJson { get; init; }
+
+    /// <summary>The error once <see cref="RunStatus.Failed"/> or <see cref="RunStatus.Cancelled"/>.</summary>
+    [Id(6)] public RunError? Error { get; init; }
+
+    /// <summary>When the run was created.</summary>
+    [Id(7)] public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When the run last changed status.</summary>
+    [Id(8)] public DateTimeOffset UpdatedAt { get; init; }
+
+    /// <summary>How many workflow steps have a recorded outcome.</summary>
+    [Id(9)] public int StepsRecorded { get; init; }
+
+    /// <summary>The idempotency key the run was started with, if any.</summary>
+    [Id(10)] public string? IdempotencyKey { get; init; }
+}
+
+/// <summary>A filter for listing runs. Every set member must match.</summary>
+[GenerateSerializer, Immutable, Alias("spine.RunQuery")]
+public sealed record RunQuery
+{
+    /// <summary>Only runs in this status.</summary>
+    [Id(0)] public RunStatus? Status { get; init; }
+
+    /// <summary>Only runs of this workflow type.</summary>
+    [Id(1)] public string? WorkflowType { get; init; }
+
+    /// <summary>Only runs of this account.</summary>
+    [Id(2)] public string? AccountId { get; init; }
+
+    /// <summary>At most this many runs, newest first. Default 100, at most 10,000.</summary>
+    [Id(3)] public int Limit { get; init; } = 100;
+}
+
+/// <summary>One row of a run's journal, as shown to operators.</summary>
+[GenerateSerializer, Immutable, Alias("spine.JournalEntryView")]
+public sealed record JournalEntryView
+{
+    /// <summary>Position of the row in the run's journal, from 0.</summary>
+    [Id(0)] public int Seq { get; init; }
+
+    /// <summary>The event kind, e.g. <c>RunStarted</c>, <c>Step</c>, <c>Tool</c>, <c>Model</c>, <c>Timer</c>.</summary>
+    [Id(1)] public required string Kind { get; init; }
+
+    /// <summary>The workflow step number, for step rows.</summary>
+    [Id(2)] public int? Step { get; init; }
+
+    /// <summary>The step or event name.</summary>
+    [Id(3)] public required string Name { get; init; }
+
+    /// <summary><c>ok</c> or <c>error</c>.</summary>
+    [Id(4)] public required string Outcome { get; init; }
+
+    /// <summary>The recorded payload as JSON text.</summary>
+    [Id(5)] public string? PayloadJson { get; init; }
+
+    /// <summary>When the row was recorded.</summary>
+    [Id(6)] public DateTimeOffset RecordedAt { get; init; }
+
+    /// <summary>The row's hash (hex), chained to the previous row of the run.</summary>
+    [Id(7)] public required string Hash { get; init; }
+}

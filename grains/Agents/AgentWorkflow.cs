@@ -1,0 +1,107 @@
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using Spine.Errors;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Agents;
+
+/// <summary>The input of <see cref="AgentWorkflow"/>.</summary>
+/// <param name="Prompt">The user's request.</param>
+/// <param name="SystemPrompt">Instructions for the model.</param>
+/// <param name="Tools">The tools the model may call (newest versions); null for every registered tool.</param>
+/// <param name="MaxTurns">The most model turns before the run gives up. Default 8.</param>
+/// <param name="ChatClient">A keyed chat client to use; null for the silo's default.</param>
+public sealed record AgentInput(string Prompt, string? SystemPrompt = null, IReadOnlyList<string>? Tools = null, int MaxTurns = 8, string? ChatClient = null);
+
+/// <summary>The result of <see cref="AgentWorkflow"/>.</summary>
+/// <param name="Answer">The model's final text, or null when it ran out of turns.</param>
+/// <param name="Turns">Model turns taken.</param>
+/// <param name="ToolCalls">Tool calls made, in order, with their outcome.</param>
+/// <param name="InputTokens">Input tokens over all turns, as the model reported them.</param>
+/// <param name="OutputTokens">Output tokens over all turns.</param>
+public sealed record AgentOutput(string? Answer, int Turns, IReadOnlyList<AgentToolCall> ToolCalls, long InputTokens, long OutputTokens);
+
+/// <summary>One tool call of an agent run.</summary>
+/// <param name="Tool">The tool name the model asked for.</param>
+/// <param name="Ok">False when the call was rejected (unknown tool, arguments not matching the schema) or failed.</param>
+/// <param name="Result">The tool output, or the error given back to the model.</param>
+public sealed record AgentToolCall(string Tool, bool Ok, JsonElement Result);
+
+/// <summary>
+/// The durable agent loop: a model turn, then each tool call the model asks for, until the model answers
+/// in text. Every model turn and every tool call is one journaled step, so a crash mid-loop resumes at
+/// the first unrecorded turn or call without asking the model again or repeating a tool's side effect.
+/// A malformed or unknown tool call is given back to the model as an error result, as a model expects.
+/// </summary>
+[Workflow("agent")]
+public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, AgentOutput>
+{
+    /// <inheritdoc />
+    public async Task<AgentOutput> RunAsync(IWorkflowContext context, AgentInput input)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(input);
+        var available = input.Tools is null
+            ? tools.Newest.ToList()
+            : input.Tools.Select(name => tools.Resolve(name, null)).ToList();
+        var options = new ChatOptions { Tools = available.Select(t => (AITool)t.ToDeclaration()).ToList() };
+
+        var history = new List<ChatMessage>();
+        if (input.SystemPrompt is { Length: > 0 } system)
+        {
+            history.Add(new ChatMessage(ChatRole.System, system));
+        }
+
+        history.Add(new ChatMessage(ChatRole.User, input.Prompt));
+        var calls = new List<AgentToolCall>();
+        long inputTokens = 0, outputTokens = 0;
+        for (var turn = 1; turn <= Math.Max(1, input.MaxTurns); turn++)
+        {
+            var response = await context.CallModelAsync(history, options, input.ChatClient);
+            inputTokens += response.Usage?.InputTokenCount ?? 0;
+            outputTokens += response.Usage?.OutputTokenCount ?? 0;
+            history.AddRange(response.Messages);
+
+            var requested = response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>().ToList();
+            if (requested.Count == 0)
+            {
+                return new AgentOutput(response.Text, turn, calls, inputTokens, outputTokens);
+            }
+
+            var results = new List<AIContent>();
+            foreach (var call in requested)
+            {
+                var (ok, result) = await CallAsync(context, call);
+                calls.Add(new AgentToolCall(call.Name, ok, result));
+                results.Add(new FunctionResultContent(call.CallId, result));
+            }
+
+            history.Add(new ChatMessage(ChatRole.Tool, results));
+        }
+
+        return new AgentOutput(null, input.MaxTurns, calls, inputTokens, outputTokens);
+    }
+
+    private static async Task<(bool Ok, JsonElement Result)> CallAsync(IWorkflowContext context, FunctionCallContent call)
+    {
+        if (call.Exception is not null)
+        {
+            // The model's arguments were not parseable JSON: tell the model, the model turn that produced it is journaled.
+            return (false, Error("invalid_payload", $"The arguments for '{call.Name}' are not valid JSON: {call.Exception.Message}"));
+        }
+
+        var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+        try
+        {
+            return (true, await context.CallToolAsync(call.Name, arguments));
+        }
+        catch (StepFailedException e) when (e.ErrorKind is "unknown_tool" or "schema_validation" or "invalid_payload" or "payload_too_large")
+        {
+            return (false, Error(e.ErrorKind, e.ErrorMessage));
+        }
+    }
+
+    private static JsonElement Error(string kind, string message) =>
+        JsonSerializer.SerializeToElement(new { error = kind, message }, SpineJson.Options);
+}

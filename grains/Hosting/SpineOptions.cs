@@ -1,0 +1,58 @@
+namespace Spine.Hosting;
+
+/// <summary>Settings of the Spine runtime on a silo (configuration section <c>Spine</c>).</summary>
+public sealed class SpineOptions
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Spine";
+
+    /// <summary>
+    /// The PostgreSQL connection string the silo uses at runtime (role with <c>spine_runtime</c> rights).
+    /// No default: the silo host starts a local server when it is empty.
+    /// </summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>The largest payload (workflow input, step result, tool arguments or output, model response) in UTF-8 bytes. Default 1 MiB.</summary>
+    public int MaxPayloadBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// The period of the reminder each unfinished run holds. It bounds how long a run whose silo died
+    /// waits before another silo resumes it. Default 1 minute; Orleans' minimum reminder period is lowered to match.
+    /// </summary>
+    public TimeSpan ResumeReminderPeriod { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>The most journal appends committed together in one transaction (group commit). Default 256.</summary>
+    public int JournalMaxBatch { get; set; } = 256;
+
+    /// <summary>How many group-commit writers run in parallel, each on its own connection. Default 2.</summary>
+    public int JournalWriters { get; set; } = 2;
+
+    /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            throw new InvalidOperationException("Spine:ConnectionString is empty: set it to a PostgreSQL connection string.");
+        }
+
+        if (MaxPayloadBytes is < 1024 or > 256 * 1024 * 1024)
+        {
+            throw new InvalidOperationException($"Spine:MaxPayloadBytes is {MaxPayloadBytes}: it must be between 1 KiB and 256 MiB.");
+        }
+
+        if (ResumeReminderPeriod < TimeSpan.FromSeconds(1))
+        {
+            throw new InvalidOperationException($"Spine:ResumeReminderPeriod is {ResumeReminderPeriod}: it must be at least 1 second.");
+        }
+
+        if (JournalMaxBatch is < 1 or > 10_000)
+        {
+            throw new InvalidOperationException($"Spine:JournalMaxBatch is {JournalMaxBatch}: it must be between 1 and 10000.");
+        }
+
+        if (JournalWriters is < 1 or > 64)
+        {
+            throw new InvalidOperationException($"Spine:JournalWriters is {JournalWriters}: it must be between 1 and 64.");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Spine.Journal;
+using Spine.Storage;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Hosting;
+
+/// <summary>Registration of the Spine runtime, workflows and tools.</summary>
+public static class SpineServiceCollectionExtensions
+{
+    /// <summary>Adds the runtime services the run grains need (journal writer, registries, database).</summary>
+    public static IServiceCollection AddSpineRuntime(this IServiceCollection services, Action<SpineOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptions<SpineOptions>().Configure(configure).Validate(o =>
+        {
+            o.Validate();
+            return true;
+        });
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<SpineDatabase>();
+        services.TryAddSingleton<JournalWriter>();
+        services.TryAddSingleton<JournalStore>();
+        services.TryAddSingleton<WorkflowRegistry>();
+        services.TryAddSingleton<ToolRegistry>();
+        return services;
+    }
+
+    /// <summary>Registers a workflow class under the name and version of its <see cref="WorkflowAttribute"/>.</summary>
+    public static IServiceCollection AddSpineWorkflow<TWorkflow, TInput, TOutput>(this IServiceCollection services)
+        where TWorkflow : class, IWorkflow<TInput, TOutput>
+    {
+        var attribute = typeof(TWorkflow).GetCustomAttributes(typeof(WorkflowAttribute), false).OfType<WorkflowAttribute>().FirstOrDefault()
+            ?? throw new InvalidOperationException($"{typeof(TWorkflow).Name} has no [Workflow(\"name\")] attribute.");
+        return services.AddSpineWorkflow<TWorkflow, TInput, TOutput>(attribute.Name, attribute.Version);
+    }
+
+    /// <summary>Registers a workflow class under an explicit name and version.</summary>
+    public static IServiceCollection AddSpineWorkflow<TWorkflow, TInput, TOutput>(this IServiceCollection services, string name, int version)
+        where TWorkflow : class, IWorkflow<TInput, TOutput>
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddTransient<TWorkflow>();
+        services.AddSingleton(WorkflowRegistry.Create<TWorkflow, TInput, TOutput>(name, version));
+        return services;
+    }
+
+    /// <summary>Registers a tool.</summary>
+    public static IServiceCollection AddSpineTool<TTool>(this IServiceCollection services)
+        where TTool : class, ITool
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddSingleton<ITool, TTool>();
+        return services;
+    }
+
+    /// <summary>Reads the validated options (fails fast with the setting's name).</summary>
+    public static SpineOptions GetSpineOptions(this IServiceProvider services) =>
+        services.GetRequiredService<IOptions<SpineOptions>>().Value;
+}

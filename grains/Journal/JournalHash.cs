@@ -1,0 +1,65 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Spine.Journal;
+
+/// <summary>
+/// The hash chain of a run's journal: each row's hash covers the previous row's hash and every field
+/// of the row, so editing, deleting or reordering any row breaks every hash after it.
+/// </summary>
+public static class JournalHash
+{
+    /// <summary>The previous hash of seq 0.</summary>
+    public static byte[] Genesis { get; } = new byte[32];
+
+    /// <summary>Truncates to microseconds, the precision PostgreSQL stores, so that a re-read row hashes the same.</summary>
+    public static DateTimeOffset ToStoredPrecision(DateTimeOffset value) =>
+        new(value.UtcTicks - (value.UtcTicks % 10), TimeSpan.Zero);
+
+    /// <summary>Computes a row's hash.</summary>
+    public static byte[] Compute(byte[] prevHash, string runId, int seq, JournalKind kind, int? step, string name, bool ok, string? payload, DateTimeOffset recordedAt)
+    {
+        ArgumentNullException.ThrowIfNull(prevHash);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        Span<byte> number = stackalloc byte[8];
+        hash.AppendData(prevHash);
+        AppendString(hash, runId);
+        BinaryPrimitives.WriteInt32BigEndian(number, seq);
+        hash.AppendData(number[..4]);
+        BinaryPrimitives.WriteInt16BigEndian(number, (short)kind);
+        hash.AppendData(number[..2]);
+        BinaryPrimitives.WriteInt32BigEndian(number, step ?? -1);
+        hash.AppendData(number[..4]);
+        AppendString(hash, name);
+        hash.AppendData([ok ? (byte)1 : (byte)0]);
+        AppendString(hash, payload);
+        BinaryPrimitives.WriteInt64BigEndian(number, recordedAt.UtcTicks);
+        hash.AppendData(number);
+        return hash.GetHashAndReset();
+    }
+
+    /// <summary>Recomputes a row's hash from its stored fields.</summary>
+    public static byte[] Compute(JournalRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        return Compute(row.PrevHash, row.RunId, row.Seq, row.Kind, row.Step, row.Name, row.Ok, row.Payload, row.RecordedAt);
+    }
+
+    // Length-prefixed so that ("ab","c") and ("a","bc") hash differently; null is length -1.
+    private static void AppendString(IncrementalHash hash, string? value)
+    {
+        Span<byte> length = stackalloc byte[4];
+        if (value is null)
+        {
+            BinaryPrimitives.WriteInt32BigEndian(length, -1);
+            hash.AppendData(length);
+            return;
+        }
+
+        var bytes = Encoding.UTF8.GetBytes(value);
+        BinaryPrimitives.WriteInt32BigEndian(length, bytes.Length);
+        hash.AppendData(length);
+        hash.AppendData(bytes);
+    }
+}

@@ -1,0 +1,123 @@
+using Npgsql;
+using Spine.Runs;
+using Spine.Storage;
+
+namespace Spine.Journal;
+
+/// <summary>Reads of the journal and the run index.</summary>
+public sealed class JournalStore(SpineDatabase database)
+{
+    /// <summary>All journal rows of a run, in order.</summary>
+    public async Task<List<JournalRow>> ReadAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        const string sql = """
+            SELECT seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash
+            FROM spine_journal WHERE run_id = @run_id ORDER BY seq
+            """;
+        try
+        {
+            await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.AddWithValue("run_id", runId);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var rows = new List<JournalRow>();
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                rows.Add(new JournalRow(
+                    runId,
+                    reader.GetInt32(0),
+                    (JournalKind)reader.GetInt16(1),
+                    reader.IsDBNull(2) ? null : reader.GetInt32(2),
+                    reader.GetString(3),
+                    reader.GetBoolean(4),
+                    reader.IsDBNull(5) ? null : reader.GetString(5),
+                    new DateTimeOffset(reader.GetFieldValue<DateTime>(6), TimeSpan.Zero),
+                    reader.GetFieldValue<byte[]>(7),
+                    reader.GetFieldValue<byte[]>(8)));
+            }
+
+            return rows;
+        }
+        catch (Exception e) when (SpineDatabase.Classify(e, "journal read") is { } typed)
+        {
+            throw typed;
+        }
+    }
+
+    /// <summary>Runs matching a query, newest first.</summary>
+    public async Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        const string sql = """
+            SELECT run_id, workflow_type, workflow_version, account_id, idempotency_key, status, result,
+                   error_kind, error_message, created_at, updated_at
+            FROM spine_runs
+            WHERE (@status IS NULL OR status = @status)
+              AND (@workflow_type IS NULL OR workflow_type = @workflow_type)
+              AND (@account_id IS NULL OR account_id = @account_id)
+            ORDER BY created_at DESC
+            LIMIT @limit
+            """;
+        try
+        {
+            await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter<short?>("status", NpgsqlTypes.NpgsqlDbType.Smallint) { TypedValue = (short?)query.Status });
+            command.Parameters.Add(new NpgsqlParameter<string?>("workflow_type", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = query.WorkflowType });
+            command.Parameters.Add(new NpgsqlParameter<string?>("account_id", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = query.AccountId });
+            command.Parameters.AddWithValue("limit", Math.Clamp(query.Limit, 1, 10_000));
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var runs = new List<RunInfo>();
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                var errorKind = reader.IsDBNull(7) ? null : reader.GetString(7);
+                runs.Add(new RunInfo
+                {
+                    RunId = reader.GetString(0),
+                    WorkflowType = reader.GetString(1),
+                    WorkflowVersion = reader.GetInt32(2),
+                    AccountId = reader.IsDBNull(3) ? null : reader.GetString(3),
+                    IdempotencyKey = reader.IsDBNull(4) ? null : reader.GetString(4),
+                    Status = (RunStatus)reader.GetInt16(5),
+                    ResultJson = reader.IsDBNull(6) ? null : reader.GetString(6),
+                    Error = errorKind is null ? null : new RunError(errorKind, reader.IsDBNull(8) ? "" : reader.GetString(8)),
+                    CreatedAt = new DateTimeOffset(reader.GetFieldValue<DateTime>(9), TimeSpan.Zero),
+                    UpdatedAt = new DateTimeOffset(reader.GetFieldValue<DateTime>(10), TimeSpan.Zero),
+                });
+            }
+
+            return runs;
+        }
+        catch (Exception e) when (SpineDatabase.Classify(e, "run listing") is { } typed)
+        {
+            throw typed;
+        }
+    }
+
+    /// <summary>Recomputes a run's hash chain from the stored rows.</summary>
+    public async Task<JournalVerification> VerifyAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        var rows = await ReadAsync(runId, cancellationToken);
+        var previous = JournalHash.Genesis;
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            if (row.Seq != i)
+            {
+                return new JournalVerification(runId, rows.Count, false, i, $"row {i} is missing (next stored row is {row.Seq})");
+            }
+
+            if (!row.PrevHash.AsSpan().SequenceEqual(previous))
+            {
+                return new JournalVerification(runId, rows.Count, false, row.Seq, "prev_hash does not match the previous row's hash");
+            }
+
+            if (!JournalHash.Compute(row).AsSpan().SequenceEqual(row.Hash))
+            {
+                return new JournalVerification(runId, rows.Count, false, row.Seq, "the row's contents do not match its hash");
+            }
+
+            previous = row.Hash;
+        }
+
+        return new JournalVerification(runId, rows.Count, true);
+    }
+}

@@ -1,0 +1,204 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+using Spine.Errors;
+using Spine.Hosting;
+using Spine.Storage;
+
+namespace Spine.Journal;
+
+/// <summary>
+/// Group commit for journal appends. Run grains on this silo hand in their rows; a few writer loops
+/// take whatever has queued up while the previous commit was in flight and commit it as one
+/// transaction of two multi-row statements. Each caller still awaits its own row's durability.
+/// </summary>
+public sealed partial class JournalWriter : IAsyncDisposable
+{
+    private const string InsertJournalSql = """
+        INSERT INTO spine_journal (run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash)
+        SELECT * FROM unnest(@run_id, @seq, @kind, @step, @name, @ok, @payload, @recorded_at, @prev_hash, @hash)
+        """;
+
+    private const string UpsertRunSql = """
+        INSERT INTO spine_runs (run_id, workflow_type, workflow_version, account_id, idempotency_key, status,
+                                result, error_kind, error_message, created_at, updated_at)
+        SELECT * FROM unnest(@run_id, @workflow_type, @workflow_version, @account_id, @idempotency_key, @status,
+                             @result, @error_kind, @error_message, @created_at, @updated_at)
+        ON CONFLICT (run_id) DO UPDATE
+        SET status = EXCLUDED.status, result = EXCLUDED.result, error_kind = EXCLUDED.error_kind,
+            error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at
+        """;
+
+    private readonly SpineDatabase _database;
+    private readonly ILogger<JournalWriter> _logger;
+    private readonly int _maxBatch;
+    private readonly Channel<PendingWrite> _queue = Channel.CreateUnbounded<PendingWrite>(new UnboundedChannelOptions { SingleReader = false });
+    private readonly Task[] _loops;
+
+    /// <summary>Starts the writer loops.</summary>
+    public JournalWriter(SpineDatabase database, IOptions<SpineOptions> options, ILogger<JournalWriter> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _database = database;
+        _logger = logger;
+        _maxBatch = options.Value.JournalMaxBatch;
+        _loops = Enumerable.Range(0, options.Value.JournalWriters).Select(_ => Task.Run(WriteLoopAsync)).ToArray();
+    }
+
+    /// <summary>
+    /// Appends a journal row and/or upserts the run's index row in one transaction, committed together
+    /// with other runs' writes. Completes once durable.
+    /// </summary>
+    /// <exception cref="JournalConflictException">The row's (run, seq) already exists.</exception>
+    /// <exception cref="StorageUnavailableException">PostgreSQL could not be reached or refused the write.</exception>
+    public Task AppendAsync(JournalRow? row, RunRow? run)
+    {
+        if (row is null && run is null)
+        {
+            return Task.CompletedTask;
+        }
+
+        var pending = new PendingWrite(row, run);
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            return Task.FromException(new StorageUnavailableException("journal append", "the journal writer is shut down"));
+        }
+
+        return pending.Completion.Task;
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await Task.WhenAll(_loops);
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var batch = new List<PendingWrite>(_maxBatch);
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync())
+        {
+            batch.Clear();
+            while (batch.Count < _maxBatch && reader.TryRead(out var item))
+            {
+                batch.Add(item);
+            }
+
+            if (batch.Count == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                await CommitAsync(batch);
+                foreach (var item in batch)
+                {
+                    item.Completion.TrySetResult();
+                }
+            }
+            catch (Exception e) when (batch.Count > 1 && e is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+            {
+                // One run's row conflicts (a second activation): commit the others one by one so they are not punished.
+                foreach (var item in batch)
+                {
+                    await CommitSingleAsync(item);
+                }
+            }
+            catch (Exception e)
+            {
+                foreach (var item in batch)
+                {
+                    item.Completion.TrySetException(Map(e, item));
+                }
+            }
+        }
+    }
+
+    private async Task CommitSingleAsync(PendingWrite item)
+    {
+        try
+        {
+            await CommitAsync([item]);
+            item.Completion.TrySetResult();
+        }
+        catch (Exception e)
+        {
+            item.Completion.TrySetException(Map(e, item));
+        }
+    }
+
+    private Exception Map(Exception e, PendingWrite item)
+    {
+        if (e is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } && item.Row is { } row)
+        {
+            return new JournalConflictException(row.RunId, row.Seq);
+        }
+
+        LogCommitFailed(_logger, e, item.Row?.RunId ?? item.Run?.RunId);
+        return SpineDatabase.Classify(e, "journal append") ?? e;
+    }
+
+    private async Task CommitAsync(IReadOnlyList<PendingWrite> items)
+    {
+        await using var connection = await _database.DataSource.OpenConnectionAsync();
+        await using var batch = new NpgsqlBatch(connection);
+
+        var rows = items.Where(i => i.Row is not null).Select(i => i.Row!).ToArray();
+        if (rows.Length > 0)
+        {
+            var command = new NpgsqlBatchCommand(InsertJournalSql);
+            command.Parameters.Add(Array("run_id", NpgsqlDbType.Text, rows.Select(r => r.RunId).ToArray()));
+            command.Parameters.Add(Array("seq", NpgsqlDbType.Integer, rows.Select(r => r.Seq).ToArray()));
+            command.Parameters.Add(Array("kind", NpgsqlDbType.Smallint, rows.Select(r => (short)r.Kind).ToArray()));
+            command.Parameters.Add(Array("step", NpgsqlDbType.Integer, rows.Select(r => r.Step).ToArray()));
+            command.Parameters.Add(Array("name", NpgsqlDbType.Text, rows.Select(r => r.Name).ToArray()));
+            command.Parameters.Add(Array("ok", NpgsqlDbType.Boolean, rows.Select(r => r.Ok).ToArray()));
+            command.Parameters.Add(Array("payload", NpgsqlDbType.Text, rows.Select(r => r.Payload).ToArray()));
+            command.Parameters.Add(Array("recorded_at", NpgsqlDbType.TimestampTz, rows.Select(r => r.RecordedAt.UtcDateTime).ToArray()));
+            command.Parameters.Add(Array("prev_hash", NpgsqlDbType.Bytea, rows.Select(r => r.PrevHash).ToArray()));
+            command.Parameters.Add(Array("hash", NpgsqlDbType.Bytea, rows.Select(r => r.Hash).ToArray()));
+            batch.BatchCommands.Add(command);
+        }
+
+        var runs = items.Where(i => i.Run is not null).Select(i => i.Run!).ToArray();
+        if (runs.Length > 0)
+        {
+            var command = new NpgsqlBatchCommand(UpsertRunSql);
+            command.Parameters.Add(Array("run_id", NpgsqlDbType.Text, runs.Select(r => r.RunId).ToArray()));
+            command.Parameters.Add(Array("workflow_type", NpgsqlDbType.Text, runs.Select(r => r.WorkflowType).ToArray()));
+            command.Parameters.Add(Array("workflow_version", NpgsqlDbType.Integer, runs.Select(r => r.WorkflowVersion).ToArray()));
+            command.Parameters.Add(Array("account_id", NpgsqlDbType.Text, runs.Select(r => r.AccountId).ToArray()));
+            command.Parameters.Add(Array("idempotency_key", NpgsqlDbType.Text, runs.Select(r => r.IdempotencyKey).ToArray()));
+            command.Parameters.Add(Array("status", NpgsqlDbType.Smallint, runs.Select(r => (short)r.Status).ToArray()));
+            command.Parameters.Add(Array("result", NpgsqlDbType.Text, runs.Select(r => r.Result).ToArray()));
+            command.Parameters.Add(Array("error_kind", NpgsqlDbType.Text, runs.Select(r => r.ErrorKind).ToArray()));
+            command.Parameters.Add(Array("error_message", NpgsqlDbType.Text, runs.Select(r => r.ErrorMessage).ToArray()));
+            command.Parameters.Add(Array("created_at", NpgsqlDbType.TimestampTz, runs.Select(r => r.CreatedAt.UtcDateTime).ToArray()));
+            command.Parameters.Add(Array("updated_at", NpgsqlDbType.TimestampTz, runs.Select(r => r.UpdatedAt.UtcDateTime).ToArray()));
+            batch.BatchCommands.Add(command);
+        }
+
+        // A batch of several statements runs in one implicit transaction (a single Sync): all or nothing.
+        await batch.ExecuteNonQueryAsync();
+    }
+
+    private static NpgsqlParameter Array<T>(string name, NpgsqlDbType elementType, T[] values) =>
+        new(name, NpgsqlDbType.Array | elementType) { Value = values };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed for run {RunId}")]
+    private static partial void LogCommitFailed(ILogger logger, Exception exception, string? runId);
+
+    private sealed class PendingWrite(JournalRow? row, RunRow? run)
+    {
+        public JournalRow? Row { get; } = row;
+
+        public RunRow? Run { get; } = run;
+
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}

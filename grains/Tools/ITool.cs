@@ -1,0 +1,55 @@
+using System.Text.Json;
+
+namespace Spine.Tools;
+
+/// <summary>What calling a tool does to the world.</summary>
+public enum ToolEffect
+{
+    /// <summary>Reads only; safe to repeat.</summary>
+    ReadOnly,
+
+    /// <summary>Changes the world, but repeating with the same idempotency key has no further effect.</summary>
+    Idempotent,
+
+    /// <summary>Changes the world; the tool must deduplicate on <see cref="ToolContext.IdempotencyKey"/>.</summary>
+    SideEffecting,
+}
+
+/// <summary>A tool's contract: name, semantic version, and JSON Schemas for its input and output.</summary>
+public sealed class ToolDefinition
+{
+    /// <summary>The name workflows and models call it by, e.g. <c>"calculator"</c>.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>A semantic version, e.g. <c>"1.0.0"</c>.</summary>
+    public required string Version { get; init; }
+
+    /// <summary>What it does, shown to the model.</summary>
+    public required string Description { get; init; }
+
+    /// <summary>JSON Schema (draft 2020-12) of the arguments object.</summary>
+    public required string InputSchema { get; init; }
+
+    /// <summary>JSON Schema of the output.</summary>
+    public required string OutputSchema { get; init; }
+
+    /// <summary>The effect class. Default <see cref="ToolEffect.SideEffecting"/>.</summary>
+    public ToolEffect Effect { get; init; } = ToolEffect.SideEffecting;
+}
+
+/// <summary>What a tool invocation learns about its call.</summary>
+/// <param name="RunId">The run.</param>
+/// <param name="Step">The step number.</param>
+/// <param name="IdempotencyKey">Stable across retries and re-executions of this call; deduplicate side effects on it.</param>
+/// <param name="CancellationToken">Signalled when the run's activation shuts down.</param>
+public sealed record ToolContext(string RunId, int Step, string IdempotencyKey, CancellationToken CancellationToken);
+
+/// <summary>A tool a workflow or a model can call.</summary>
+public interface ITool
+{
+    /// <summary>The contract.</summary>
+    ToolDefinition Definition { get; }
+
+    /// <summary>Runs the tool on arguments that already passed the input schema.</summary>
+    Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context);
+}

@@ -1,0 +1,136 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Json.Schema;
+using Microsoft.Extensions.AI;
+using Spine.Errors;
+
+namespace Spine.Tools;
+
+/// <summary>A registered tool with its compiled schemas.</summary>
+public sealed class RegisteredTool
+{
+    private static readonly EvaluationOptions Evaluation = new() { OutputFormat = OutputFormat.List };
+    private readonly JsonSchema _input;
+    private readonly JsonSchema _output;
+
+    internal RegisteredTool(ITool tool)
+    {
+        Tool = tool;
+        var definition = tool.Definition;
+        _input = Parse(definition, definition.InputSchema, "input");
+        _output = Parse(definition, definition.OutputSchema, "output");
+        InputSchemaElement = JsonDocument.Parse(definition.InputSchema).RootElement.Clone();
+    }
+
+    /// <summary>The tool.</summary>
+    public ITool Tool { get; }
+
+    /// <summary>The contract.</summary>
+    public ToolDefinition Definition => Tool.Definition;
+
+    /// <summary>The input schema as a JSON element (for model tool declarations).</summary>
+    public JsonElement InputSchemaElement { get; }
+
+    /// <summary>Throws <see cref="SchemaValidationException"/> when the arguments do not match the input schema.</summary>
+    public void ValidateInput(JsonElement arguments) => Validate(_input, arguments, "input");
+
+    /// <summary>Throws <see cref="SchemaValidationException"/> when the output does not match the output schema.</summary>
+    public void ValidateOutput(JsonElement output) => Validate(_output, output, "output");
+
+    /// <summary>The tool as a declaration a model can call.</summary>
+    public AIFunctionDeclaration ToDeclaration() =>
+        AIFunctionFactory.CreateDeclaration(Definition.Name, Definition.Description, InputSchemaElement);
+
+    private void Validate(JsonSchema schema, JsonElement value, string direction)
+    {
+        var node = JsonNode.Parse(value.GetRawText());
+        var result = schema.Evaluate(node, Evaluation);
+        if (result.IsValid)
+        {
+            return;
+        }
+
+        var errors = (result.Details ?? [])
+            .Where(d => d.Errors is { Count: > 0 })
+            .SelectMany(d => d.Errors!.Select(e => $"{(d.InstanceLocation.ToString() is { Length: > 0 } at ? at : "/")}: {e.Value}"))
+            .Distinct()
+            .ToList();
+        if (errors.Count == 0)
+        {
+            errors.Add("/: the value does not match the schema");
+        }
+
+        throw new SchemaValidationException(Definition.Name, Definition.Version, direction, errors);
+    }
+
+    private static JsonSchema Parse(ToolDefinition definition, string schema, string direction)
+    {
+        try
+        {
+            return JsonSchema.FromText(schema);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
+        {
+            throw new InvalidOperationException($"Tool '{definition.Name}' {definition.Version}: the {direction} schema is not valid JSON Schema: {e.Message}", e);
+        }
+    }
+}
+
+/// <summary>Every tool registered on this silo, by name and semantic version.</summary>
+public sealed class ToolRegistry
+{
+    private readonly Dictionary<string, List<RegisteredTool>> _byName = new(StringComparer.Ordinal);
+
+    /// <summary>Builds the registry, compiling every schema (a bad schema fails the silo's start, not a run).</summary>
+    public ToolRegistry(IEnumerable<ITool> tools)
+    {
+        ArgumentNullException.ThrowIfNull(tools);
+        foreach (var tool in tools)
+        {
+            var registered = new RegisteredTool(tool);
+            if (!System.Version.TryParse(StripPreRelease(tool.Definition.Version), out _))
+            {
+                throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version.");
+            }
+
+            if (!_byName.TryGetValue(tool.Definition.Name, out var versions))
+            {
+                _byName[tool.Definition.Name] = versions = [];
+            }
+
+            if (versions.Any(v => v.Definition.Version == tool.Definition.Version))
+            {
+                throw new InvalidOperationException($"Tool '{tool.Definition.Name}' {tool.Definition.Version} is registered twice.");
+            }
+
+            versions.Add(registered);
+            versions.Sort((a, b) => System.Version.Parse(StripPreRelease(a.Definition.Version)).CompareTo(System.Version.Parse(StripPreRelease(b.Definition.Version))));
+        }
+    }
+
+    /// <summary>The tool with this name and exact version, or the newest when <paramref name="version"/> is null.</summary>
+    /// <exception cref="UnknownToolException">Not registered.</exception>
+    public RegisteredTool Resolve(string name, string? version)
+    {
+        if (!_byName.TryGetValue(name, out var versions) || versions.Count == 0)
+        {
+            throw new UnknownToolException(name, version);
+        }
+
+        if (version is null)
+        {
+            return versions[^1];
+        }
+
+        return versions.FirstOrDefault(v => v.Definition.Version == version) ?? throw new UnknownToolException(name, version);
+    }
+
+    /// <summary>The newest version of every tool.</summary>
+    public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(v => v[^1]);
+
+    private static string StripPreRelease(string version)
+    {
+        var cut = version.IndexOfAny(['-', '+']);
+        return cut < 0 ? version : version[..cut];
+    }
+}

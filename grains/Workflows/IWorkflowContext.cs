@@ -1,0 +1,91 @@
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+
+namespace Spine.Workflows;
+
+/// <summary>
+/// Everything a workflow does outside its own memory goes through the context, which journals each
+/// call by step number before the workflow sees its outcome. On re-execution (a crash, a deploy) the
+/// calls already recorded are answered from the journal instead of running again.
+/// </summary>
+/// <remarks>
+/// Workflow code must be deterministic apart from these calls: no <c>DateTime.Now</c>, no
+/// <c>Random</c>, no I/O of its own. A workflow that takes a different path on re-execution is
+/// stopped with a <see cref="Spine.Errors.NonDeterminismException"/>.
+/// </remarks>
+public interface IWorkflowContext
+{
+    /// <summary>The run id.</summary>
+    string RunId { get; }
+
+    /// <summary>The workflow type name.</summary>
+    string WorkflowType { get; }
+
+    /// <summary>The pinned workflow version.</summary>
+    int WorkflowVersion { get; }
+
+    /// <summary>The account of the run, if any.</summary>
+    string? AccountId { get; }
+
+    /// <summary>True while the context answers from the journal (re-execution before the first unrecorded step).</summary>
+    bool IsReplaying { get; }
+
+    /// <summary>
+    /// Runs an arbitrary side effect once: its JSON-serialisable result is journaled; on re-execution it is
+    /// returned from the journal. <paramref name="action"/> receives a <see cref="StepContext"/> whose
+    /// <see cref="StepContext.IdempotencyKey"/> is the same on every attempt, so the effect can be deduplicated downstream.
+    /// </summary>
+    Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action);
+
+    /// <summary>Calls a registered tool with arguments that are validated against its input schema; the output against its output schema.</summary>
+    /// <param name="tool">The tool name.</param>
+    /// <param name="arguments">The arguments, a JSON object.</param>
+    /// <param name="version">An exact version, or null for the version this run pinned (the newest at its first call).</param>
+    Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null);
+
+    /// <summary>One model turn over the silo's <see cref="IChatClient"/>; the response and its token usage are journaled.</summary>
+    /// <param name="messages">The conversation so far.</param>
+    /// <param name="options">Chat options (tools, temperature, ...).</param>
+    /// <param name="clientKey">The keyed chat client to use; null for the default one.</param>
+    Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null);
+
+    /// <summary>A durable timer: the wake-up time is journaled, so the wait survives restarts and resumes where it left off.</summary>
+    Task SleepAsync(TimeSpan duration);
+
+    /// <summary>The current time, recorded so that re-execution sees the same value.</summary>
+    Task<DateTimeOffset> NowAsync();
+
+    /// <summary>A random 64-bit value, recorded so that re-execution sees the same value.</summary>
+    Task<long> RandomAsync();
+
+    /// <summary>A new GUID, recorded so that re-execution sees the same value.</summary>
+    Task<Guid> NewGuidAsync();
+}
+
+/// <summary>What a side effect learns about the step it runs in.</summary>
+/// <param name="RunId">The run.</param>
+/// <param name="Step">The step number.</param>
+/// <param name="Name">The step name.</param>
+/// <param name="IdempotencyKey">Stable across retries and re-executions of this step: <c>{runId}/{step}</c>.</param>
+/// <param name="CancellationToken">Signalled when the silo shuts the run's activation down.</param>
+public sealed record StepContext(string RunId, int Step, string Name, string IdempotencyKey, CancellationToken CancellationToken);
+
+/// <summary>A code-first workflow.</summary>
+/// <typeparam name="TInput">The input, deserialised from the run's JSON input.</typeparam>
+/// <typeparam name="TOutput">The result, serialised to JSON when the run completes.</typeparam>
+public interface IWorkflow<TInput, TOutput>
+{
+    /// <summary>The workflow body.</summary>
+    Task<TOutput> RunAsync(IWorkflowContext context, TInput input);
+}
+
+/// <summary>Names a workflow class: type name and version.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class WorkflowAttribute(string name) : Attribute
+{
+    /// <summary>The type name runs are started with.</summary>
+    public string Name { get; } = name;
+
+    /// <summary>The version; register a new version when the step sequence changes. Default 1.</summary>
+    public int Version { get; set; } = 1;
+}

@@ -1,0 +1,84 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.AI;
+
+namespace Spine.Silo.Demo;
+
+/// <summary>
+/// A deterministic chat client that plays a tool-using assistant, so the demo and the tests run
+/// offline: given the same conversation it always answers the same. It computes any arithmetic in the
+/// prompt, measures the prompt, saves a note, then answers from the tool results it was given.
+/// </summary>
+public sealed partial class ScriptedChatClient : IChatClient
+{
+    /// <inheritdoc />
+    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var history = messages.ToList();
+        var prompt = history.LastOrDefault(m => m.Role == ChatRole.User)?.Text ?? "";
+        var results = history.SelectMany(m => m.Contents).OfType<FunctionResultContent>().ToList();
+        var offered = options?.Tools?.Select(t => t.Name).ToHashSet(StringComparer.Ordinal) ?? [];
+        var turn = history.Count(m => m.Role == ChatRole.Assistant) + 1;
+
+        ChatMessage reply = results.Count switch
+        {
+            0 when offered.Contains("calculator") => Call(turn, "calculator", new() { ["expression"] = Expression(prompt) }),
+            <= 1 when offered.Contains("text_stats") && !Called(history, "text_stats") => Call(turn, "text_stats", new() { ["text"] = prompt }),
+            _ when offered.Contains("notes_append") && !Called(history, "notes_append") =>
+                Call(turn, "notes_append", new() { ["note"] = $"Asked: {Truncate(prompt, 80)} | {Summary(results)}" }),
+            _ => new ChatMessage(ChatRole.Assistant, $"Done. {Summary(results)}"),
+        };
+
+        var inputTokens = history.Sum(m => (m.Text?.Length ?? 0) + 16) / 4;
+        var response = new ChatResponse(reply)
+        {
+            ModelId = "spine-scripted-1",
+            ResponseId = $"scripted-{turn}",
+            FinishReason = reply.Contents.OfType<FunctionCallContent>().Any() ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop,
+            Usage = new UsageDetails { InputTokenCount = inputTokens, OutputTokenCount = 24, TotalTokenCount = inputTokens + 24 },
+        };
+        return Task.FromResult(response);
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var response = await GetResponseAsync(messages, options, cancellationToken);
+        foreach (var update in response.ToChatResponseUpdates())
+        {
+            yield return update;
+        }
+    }
+
+    /// <inheritdoc />
+    public object? GetService(Type serviceType, object? serviceKey = null) =>
+        serviceType == typeof(ScriptedChatClient) ? this : null;
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+    }
+
+    private static ChatMessage Call(int turn, string tool, Dictionary<string, object?> arguments) =>
+        new(ChatRole.Assistant, [new FunctionCallContent($"call_{turn}_{tool}", tool, arguments)]);
+
+    private static bool Called(List<ChatMessage> history, string tool) =>
+        history.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Any(c => c.Name == tool);
+
+    private static string Expression(string prompt)
+    {
+        var match = ArithmeticPattern().Matches(prompt).Select(m => m.Value.Trim()).Where(v => v.Any(char.IsAsciiDigit)).MaxBy(v => v.Length);
+        return match ?? "6 * 7";
+    }
+
+    private static string Summary(List<FunctionResultContent> results) =>
+        string.Join("; ", results.Select(r => r.Result is JsonElement e ? e.GetRawText() : Convert.ToString(r.Result, CultureInfo.InvariantCulture)));
+
+    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length] + "…";
+
+    [GeneratedRegex(@"[\d\.\s\+\-\*\/\(\)]{3,}")]
+    private static partial Regex ArithmeticPattern();
+}

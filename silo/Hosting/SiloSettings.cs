@@ -1,0 +1,62 @@
+namespace Spine.Silo.Hosting;
+
+/// <summary>Settings of the silo host (configuration section <c>Silo</c>).</summary>
+public sealed class SiloSettings
+{
+    /// <summary>The configuration section name.</summary>
+    public const string SectionName = "Silo";
+
+    /// <summary>The Orleans cluster id: silos and clients with the same id form one cluster. Default <c>spine</c>.</summary>
+    public string ClusterId { get; set; } = "spine";
+
+    /// <summary>The Orleans service id: keys reminders and grain state; keep it stable across deployments. Default <c>spine</c>.</summary>
+    public string ServiceId { get; set; } = "spine";
+
+    /// <summary>The address other silos and clients reach this silo at. Default <c>127.0.0.1</c>.</summary>
+    public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>The silo-to-silo port. Default 11111.</summary>
+    public int SiloPort { get; set; } = 11111;
+
+    /// <summary>The client gateway port. Default 30000.</summary>
+    public int GatewayPort { get; set; } = 30000;
+
+    /// <summary>The loopback HTTP port of the Orleans Dashboard (<c>/dashboard</c>) and health endpoint. Default 8080.</summary>
+    public int DashboardPort { get; set; } = 8080;
+
+    /// <summary>
+    /// Where the embedded PostgreSQL keeps its data when <c>Spine:ConnectionString</c> is empty.
+    /// Default: <c>.pgdata</c> at the repository root (or the working folder).
+    /// </summary>
+    public string? LocalDataDirectory { get; set; }
+
+    /// <summary>The loopback port of the embedded PostgreSQL. Default 55432.</summary>
+    public int LocalPostgresPort { get; set; } = 55432;
+
+    /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ClusterId))
+        {
+            throw new InvalidOperationException("Silo:ClusterId is empty.");
+        }
+
+        if (string.IsNullOrWhiteSpace(ServiceId))
+        {
+            throw new InvalidOperationException("Silo:ServiceId is empty.");
+        }
+
+        if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))
+        {
+            throw new InvalidOperationException($"Silo:AdvertisedAddress '{AdvertisedAddress}' is not an IP address.");
+        }
+
+        foreach (var (name, port) in new[] { ("SiloPort", SiloPort), ("GatewayPort", GatewayPort), ("DashboardPort", DashboardPort), ("LocalPostgresPort", LocalPostgresPort) })
+        {
+            if (port is < 1 or > 65535)
+            {
+                throw new InvalidOperationException($"Silo:{name} is {port}: it must be a TCP port between 1 and 65535.");
+            }
+        }
+    }
+}
