@@ -6,7 +6,8 @@ namespace Spine.Silo.Demo;
 /// <summary>The input of <see cref="LedgerWorkflow"/>.</summary>
 /// <param name="Steps">How many side-effecting steps.</param>
 /// <param name="StepMilliseconds">How long each step works before applying its effect.</param>
-public sealed record LedgerInput(int Steps = 5, int StepMilliseconds = 200);
+/// <param name="PauseSeconds">A durable timer after the first half of the steps; 0 for none.</param>
+public sealed record LedgerInput(int Steps = 5, int StepMilliseconds = 200, int PauseSeconds = 0);
 
 /// <summary>The result of <see cref="LedgerWorkflow"/>.</summary>
 /// <param name="Steps">Steps completed.</param>
@@ -28,6 +29,11 @@ public sealed class LedgerWorkflow(SpineDatabase database) : IWorkflow<LedgerInp
         var applied = 0;
         for (var i = 1; i <= input.Steps; i++)
         {
+            if (input.PauseSeconds > 0 && i == input.Steps / 2 + 1)
+            {
+                await context.SleepAsync(TimeSpan.FromSeconds(input.PauseSeconds));
+            }
+
             var step = i;
             var isNew = await context.RunAsync($"effect-{step}", async s =>
             {

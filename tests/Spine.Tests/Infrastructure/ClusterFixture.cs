@@ -1,0 +1,64 @@
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Orleans.TestingHost;
+using Spine.Client;
+using Spine.Hosting;
+using Spine.Silo.Demo;
+using Spine.Silo.Hosting;
+
+namespace Spine.Tests.Infrastructure;
+
+/// <summary>
+/// An in-process Orleans test cluster whose silos run Spine on the shared PostgreSQL (grain storage,
+/// reminders and the journal are real; membership is the test cluster's own).
+/// </summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    /// <summary>The payload ceiling the test silos use (small, so the ceiling is cheap to hit).</summary>
+    public const int MaxPayloadBytes = 64 * 1024;
+
+    public InProcessTestCluster Cluster { get; private set; } = null!;
+
+    public TestPostgres Postgres { get; private set; } = null!;
+
+    public ISpineClient Client { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        Postgres = await TestPostgres.GetAsync();
+        var connectionString = Postgres.RuntimeConnectionString;
+        var builder = new InProcessTestClusterBuilder(1);
+        builder.ConfigureSilo((_, silo) =>
+        {
+            silo.AddSpine(connectionString, null, o =>
+            {
+                o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
+                o.MaxPayloadBytes = MaxPayloadBytes;
+            });
+            silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
+            silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
+            silo.Services.AddSpineWorkflow<FlipWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<ValuesWorkflow, int, RecordedValues>();
+            silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, System.Text.Json.JsonElement>();
+            silo.Services.AddSpineWorkflow<BigResultWorkflow, int, string>();
+            silo.Services.AddSpineTool<EchoTool>();
+            silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
+        });
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+        Client = new SpineClient(Cluster.Client);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Cluster.StopAllSilosAsync();
+        await Cluster.DisposeAsync();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ClusterCollection : ICollectionFixture<ClusterFixture>
+{
+    public const string Name = "cluster";
+}

@@ -1,0 +1,70 @@
+using Npgsql;
+using Spine.Silo.Hosting;
+using Spine.Silo.LocalPostgres;
+using Spine.Storage;
+
+namespace Spine.Tests.Infrastructure;
+
+/// <summary>
+/// The one PostgreSQL server of a test run: the one named by <c>SPINE_TEST_CONNECTION</c> (an owner
+/// connection; CI's script starts it), else a throwaway server this process starts and stops itself.
+/// The schema is applied once; tests connect as the runtime login, exactly as a silo does.
+/// </summary>
+public sealed class TestPostgres
+{
+    private static readonly Lazy<Task<TestPostgres>> Shared = new(StartAsync);
+    private static LocalPostgresServer? _local;
+
+    private TestPostgres(string ownerConnectionString)
+    {
+        OwnerConnectionString = ownerConnectionString;
+        RuntimeConnectionString = new NpgsqlConnectionStringBuilder(ownerConnectionString) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
+    }
+
+    /// <summary>A connection as the schema owner (may alter and bypass privileges).</summary>
+    public string OwnerConnectionString { get; }
+
+    /// <summary>A connection as the runtime login (<c>spine_runtime</c> rights only).</summary>
+    public string RuntimeConnectionString { get; }
+
+    /// <summary>The shared server, started on first use.</summary>
+    public static Task<TestPostgres> GetAsync() => Shared.Value;
+
+    /// <summary>Runs a scalar query as the owner.</summary>
+    public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var data = NpgsqlDataSource.Create(OwnerConnectionString);
+        await using var command = data.CreateCommand(sql);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static async Task<TestPostgres> StartAsync()
+    {
+        var configured = Environment.GetEnvironmentVariable("SPINE_TEST_CONNECTION");
+        string owner;
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            owner = configured;
+        }
+        else
+        {
+            var folder = Path.Combine(Path.GetTempPath(), "spine-tests-" + Guid.NewGuid().ToString("N")[..8]);
+            _local = await LocalPostgresServer.StartAsync(new LocalPostgresOptions
+            {
+                DataDirectory = folder,
+                DeleteOnStop = true,
+                ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
+            });
+            owner = _local.ConnectionString;
+            AppDomain.CurrentDomain.ProcessExit += (_, _) => _local.StopAsync().GetAwaiter().GetResult();
+        }
+
+        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
+        return new TestPostgres(owner);
+    }
+}

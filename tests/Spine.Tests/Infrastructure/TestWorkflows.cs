@@ -1,0 +1,144 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Tests.Infrastructure;
+
+/// <summary>Counts how often each side effect really ran, per run, across re-executions.</summary>
+public static class Effects
+{
+    private static readonly ConcurrentDictionary<string, int> Counts = new();
+
+    public static void Count(string runId, string name) => Counts.AddOrUpdate($"{runId}/{name}", 1, (_, n) => n + 1);
+
+    public static int Of(string runId, string name) => Counts.GetValueOrDefault($"{runId}/{name}");
+}
+
+public sealed record StepsInput(int Steps, int SleepMilliseconds = 0);
+
+/// <summary>Numbered side effects, with an optional durable sleep in the middle.</summary>
+[Workflow("test.steps")]
+public sealed class StepsWorkflow : IWorkflow<StepsInput, int>
+{
+    public async Task<int> RunAsync(IWorkflowContext context, StepsInput input)
+    {
+        var total = 0;
+        for (var i = 1; i <= input.Steps; i++)
+        {
+            if (input.SleepMilliseconds > 0 && i == input.Steps / 2 + 1)
+            {
+                await context.SleepAsync(TimeSpan.FromMilliseconds(input.SleepMilliseconds));
+            }
+
+            var n = i;
+            total += await context.RunAsync($"step-{n}", s =>
+            {
+                Effects.Count(s.RunId, s.Name);
+                return Task.FromResult(n);
+            });
+        }
+
+        return total;
+    }
+}
+
+/// <summary>A workflow whose first step name the test changes between executions, as a careless deploy would.</summary>
+[Workflow("test.flip")]
+public sealed class FlipWorkflow : IWorkflow<int, string>
+{
+    public static ConcurrentDictionary<string, string> FirstStepName { get; } = new();
+
+    public async Task<string> RunAsync(IWorkflowContext context, int sleepMilliseconds)
+    {
+        var first = await context.RunAsync(FirstStepName.GetValueOrDefault(context.RunId, "charge-card"), _ => Task.FromResult("done"));
+        await context.SleepAsync(TimeSpan.FromMilliseconds(sleepMilliseconds));
+        return first + await context.RunAsync("after", _ => Task.FromResult("!"));
+    }
+}
+
+public sealed record RecordedValues(DateTimeOffset Now, long Random, Guid Guid);
+
+/// <summary>Reads the clock and randomness through the context, then sleeps durably.</summary>
+[Workflow("test.values")]
+public sealed class ValuesWorkflow : IWorkflow<int, RecordedValues>
+{
+    public async Task<RecordedValues> RunAsync(IWorkflowContext context, int sleepMilliseconds)
+    {
+        var values = new RecordedValues(await context.NowAsync(), await context.RandomAsync(), await context.NewGuidAsync());
+        await context.SleepAsync(TimeSpan.FromMilliseconds(sleepMilliseconds));
+        return values;
+    }
+}
+
+public sealed record ToolCallInput(string Tool, JsonElement Arguments);
+
+/// <summary>Calls one tool with the given arguments and returns its output.</summary>
+[Workflow("test.tool")]
+public sealed class ToolCallWorkflow : IWorkflow<ToolCallInput, JsonElement>
+{
+    public Task<JsonElement> RunAsync(IWorkflowContext context, ToolCallInput input) =>
+        context.CallToolAsync(input.Tool, input.Arguments);
+}
+
+/// <summary>Returns a result of the requested size (for the payload ceiling).</summary>
+[Workflow("test.big")]
+public sealed class BigResultWorkflow : IWorkflow<int, string>
+{
+    public Task<string> RunAsync(IWorkflowContext context, int bytes) =>
+        context.RunAsync("produce", _ => Task.FromResult(new string('x', bytes)));
+}
+
+/// <summary>
+/// A tool with a strict contract: input {x: integer >= 0}, output {y: string}. For x = 13 it breaks its
+/// own output contract, so that output validation can be seen to work.
+/// </summary>
+public sealed class EchoTool : ITool
+{
+    public static ConcurrentDictionary<string, int> Invocations { get; } = new();
+
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = "test_echo",
+        Version = "1.0.0",
+        Description = "Echoes x as a string.",
+        InputSchema = """{"type":"object","properties":{"x":{"type":"integer","minimum":0}},"required":["x"],"additionalProperties":false}""",
+        OutputSchema = """{"type":"object","properties":{"y":{"type":"string"}},"required":["y"]}""",
+    };
+
+    public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        Invocations.AddOrUpdate(context.RunId, 1, (_, n) => n + 1);
+        var x = arguments.GetProperty("x").GetInt32();
+        return Task.FromResult(x == 13
+            ? JsonSerializer.SerializeToElement(new { y = 13 })
+            : JsonSerializer.SerializeToElement(new { y = x.ToString(System.Globalization.CultureInfo.InvariantCulture) }));
+    }
+}
+
+/// <summary>A model that first calls a tool that does not exist, then calls a real tool with arguments that break its schema, then answers.</summary>
+public sealed class MisbehavingChatClient : IChatClient
+{
+    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var turn = messages.Count(m => m.Role == ChatRole.Assistant) + 1;
+        ChatMessage reply = turn switch
+        {
+            1 => new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("c1", "delete_everything", new Dictionary<string, object?> { ["really"] = true })]),
+            2 => new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("c2", "calculator", new Dictionary<string, object?> { ["expr"] = 1 })]),
+            3 => new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("c3", "calculator", new Dictionary<string, object?> { ["expression"] = "2+2" })]),
+            _ => new ChatMessage(ChatRole.Assistant, "recovered"),
+        };
+        return Task.FromResult(new ChatResponse(reply) { Usage = new UsageDetails { InputTokenCount = 10, OutputTokenCount = 5 } });
+    }
+
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("The test model does not stream.");
+
+    public object? GetService(Type serviceType, object? serviceKey = null) => null;
+
+    public void Dispose()
+    {
+    }
+}
