@@ -43,6 +43,8 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, System.Text.Json.JsonElement>();
             silo.Services.AddSpineWorkflow<BigResultWorkflow, int, string>();
             silo.Services.AddSpineTool<EchoTool>();
+            silo.Services.AddSpineTool<GateTool>();
+            silo.Services.AddKeyedSingleton<IChatClient>("gatekeeper", new GatekeeperChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
         });
         Cluster = builder.Build();

@@ -142,3 +142,72 @@ public sealed class MisbehavingChatClient : IChatClient
     {
     }
 }
+
+/// <summary>A tool whose first call per run hangs until the run's activation shuts down; later calls pass.</summary>
+public sealed class GateTool : ITool
+{
+    private static readonly ConcurrentDictionary<string, List<string>> Calls = new();
+
+    public static IReadOnlyList<string> Keys(string runId)
+    {
+        var keys = Calls.GetOrAdd(runId, _ => []);
+        lock (keys)
+        {
+            return keys.ToList();
+        }
+    }
+
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = "test_gate",
+        Version = "1.0.0",
+        Description = "Waits at a gate.",
+        InputSchema = """{"type":"object"}""",
+        OutputSchema = """{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}""",
+    };
+
+    public async Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        var keys = Calls.GetOrAdd(context.RunId, _ => []);
+        int count;
+        lock (keys)
+        {
+            keys.Add(context.IdempotencyKey);
+            count = keys.Count;
+        }
+
+        if (count == 1)
+        {
+            await Task.Delay(Timeout.Infinite, context.CancellationToken);
+        }
+
+        return JsonSerializer.SerializeToElement(new { ok = true });
+    }
+}
+
+/// <summary>A model that calls test_gate once, then answers "passed"; it counts how often it is asked, per prompt.</summary>
+public sealed class GatekeeperChatClient : IChatClient
+{
+    private static readonly ConcurrentDictionary<string, int> Asked = new();
+
+    public static int Calls(string prompt) => Asked.GetValueOrDefault(prompt);
+
+    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var history = messages.ToList();
+        Asked.AddOrUpdate(history.First(m => m.Role == ChatRole.User).Text, 1, (_, n) => n + 1);
+        var reply = history.Any(m => m.Role == ChatRole.Tool)
+            ? new ChatMessage(ChatRole.Assistant, "passed")
+            : new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("g1", "test_gate", new Dictionary<string, object?>())]);
+        return Task.FromResult(new ChatResponse(reply));
+    }
+
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("The test model does not stream.");
+
+    public object? GetService(Type serviceType, object? serviceKey = null) => null;
+
+    public void Dispose()
+    {
+    }
+}

@@ -1,0 +1,76 @@
+using Npgsql;
+using Spine.Storage;
+using Spine.Tests.Infrastructure;
+
+namespace Spine.Tests.Journal;
+
+[Collection(ClusterCollection.Name)]
+public sealed class JournalIntegrityTests(ClusterFixture fixture)
+{
+    [Fact]
+    public async Task RuntimeRole_UpdateOrDeleteJournal_IsRefused()
+    {
+        var run = await fixture.Client.StartAsync("test.steps", new StepsInput(1));
+        await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+        await using var data = NpgsqlDataSource.Create(fixture.Postgres.RuntimeConnectionString);
+
+        await using var update = data.CreateCommand("UPDATE spine_journal SET payload = '1' WHERE run_id = @id");
+        update.Parameters.AddWithValue("id", run.RunId);
+        var updateError = await Assert.ThrowsAsync<PostgresException>(() => update.ExecuteNonQueryAsync());
+        await using var delete = data.CreateCommand("DELETE FROM spine_journal WHERE run_id = @id");
+        delete.Parameters.AddWithValue("id", run.RunId);
+        var deleteError = await Assert.ThrowsAsync<PostgresException>(() => delete.ExecuteNonQueryAsync());
+
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, updateError.SqlState);
+        Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, deleteError.SqlState);
+    }
+
+    [Fact]
+    public async Task Owner_UpdateJournalWhileTriggerOn_IsRefused()
+    {
+        var run = await fixture.Client.StartAsync("test.steps", new StepsInput(1));
+        await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+        var error = await Assert.ThrowsAsync<PostgresException>(() =>
+            fixture.Postgres.ScalarAsync<object>("UPDATE spine_journal SET payload = '1' WHERE run_id = @id RETURNING 1", ("id", run.RunId)));
+
+        Assert.Contains("append-only", error.MessageText, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task VerifyJournal_RowEditedBehindTheTrigger_ReportsFirstBrokenRow()
+    {
+        var run = await fixture.Client.StartAsync("test.steps", new StepsInput(3));
+        await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+        Assert.True((await fixture.Client.VerifyJournalAsync(run.RunId)).Intact);
+
+        await using (var data = NpgsqlDataSource.Create(fixture.Postgres.OwnerConnectionString))
+        await using (var batch = data.CreateBatch())
+        {
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("ALTER TABLE spine_journal DISABLE TRIGGER spine_journal_no_update"));
+            var tamper = new NpgsqlBatchCommand("UPDATE spine_journal SET payload = '20' WHERE run_id = @id AND seq = 2");
+            tamper.Parameters.AddWithValue("id", run.RunId);
+            batch.BatchCommands.Add(tamper);
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("ALTER TABLE spine_journal ENABLE TRIGGER spine_journal_no_update"));
+            await batch.ExecuteNonQueryAsync();
+        }
+
+        var check = await fixture.Client.VerifyJournalAsync(run.RunId);
+
+        Assert.False(check.Intact);
+        Assert.Equal(2, check.FirstBadSeq);
+        Assert.Contains("do not match its hash", check.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SchemaMigrator_AppliedAgain_IsIdempotent()
+    {
+        var before = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery");
+
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin);
+
+        Assert.Equal(before, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery"));
+        Assert.Equal(20L, before);
+    }
+}
