@@ -21,12 +21,19 @@ var cluster = new Option<string>("--cluster")
     Recursive = true,
     DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_CLUSTER_ID") ?? "spine",
 };
+var service = new Option<string>("--service")
+{
+    Description = "Orleans service id (default: $SPINE_SERVICE_ID or 'spine').",
+    Recursive = true,
+    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_SERVICE_ID") ?? "spine",
+};
 var runId = new Argument<string>("run-id") { Description = "The run id." };
 
 var root = new RootCommand("Spine operator CLI: start, inspect and control durable workflow runs.");
 root.Options.Add(json);
 root.Options.Add(connection);
 root.Options.Add(cluster);
+root.Options.Add(service);
 
 var workflowType = new Argument<string>("workflow-type") { Description = "The registered workflow type, e.g. agent." };
 var input = new Option<string>("--input") { Description = "The input as JSON.", DefaultValueFactory = _ => "{}" };
@@ -117,6 +124,7 @@ async Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>>
     {
         o.ConnectionString = connectionString;
         o.ClusterId = parse.GetValue(cluster)!;
+        o.ServiceId = parse.GetValue(service)!;
     });
     using var host = builder.Build();
     try

@@ -1,0 +1,178 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Npgsql;
+using Spine.Client;
+using Spine.Hosting;
+using Spine.Silo.Hosting;
+using Spine.Silo.LocalPostgres;
+using Spine.Storage;
+
+namespace Spine.Bench;
+
+/// <summary>
+/// What the workloads run against: one PostgreSQL server (a throwaway local one, or the one named by
+/// <c>SPINE_BENCH_CONNECTION</c>) and one silo hosted in this process, driven through its own grain factory.
+/// </summary>
+public sealed class BenchEnvironment : IAsyncDisposable
+{
+    private readonly LocalPostgresServer? _server;
+    private readonly WebApplication _app;
+
+    private BenchEnvironment(LocalPostgresServer? server, string ownerConnectionString, string? pgBinDirectory, PostgresCpu? postgresCpu, WebApplication app)
+    {
+        _server = server;
+        PostgresCpu = postgresCpu;
+        OwnerConnectionString = ownerConnectionString;
+        PgBinDirectory = pgBinDirectory;
+        _app = app;
+        Client = new SpineClient(app.Services.GetRequiredService<IGrainFactory>());
+    }
+
+    /// <summary>An owner (superuser) connection to the benchmark database.</summary>
+    public string OwnerConnectionString { get; }
+
+    /// <summary>The folder holding pgbench, when known.</summary>
+    public string? PgBinDirectory { get; }
+
+    /// <summary>CPU accounting of the local PostgreSQL server; null for an external one.</summary>
+    public PostgresCpu? PostgresCpu { get; }
+
+    /// <summary>The client over the silo's grain factory.</summary>
+    public SpineClient Client { get; }
+
+    /// <summary>Starts PostgreSQL (or connects to the given one), applies the schema and starts the silo.</summary>
+    public static async Task<BenchEnvironment> StartAsync(bool memoryReminders)
+    {
+        LocalPostgresServer? server = null;
+        PostgresCpu? postgresCpu = null;
+        string owner;
+        string? bin;
+        var external = Environment.GetEnvironmentVariable("SPINE_BENCH_CONNECTION");
+        if (!string.IsNullOrWhiteSpace(external))
+        {
+            owner = external;
+            bin = Environment.GetEnvironmentVariable("SPINE_PG_BIN");
+            Progress.Say("using the PostgreSQL server named by SPINE_BENCH_CONNECTION");
+        }
+        else
+        {
+            var dataDirectory = Path.Combine(Path.GetTempPath(), "spine-bench-" + Guid.NewGuid().ToString("N")[..12]);
+            Progress.Say($"starting a throwaway PostgreSQL in {dataDirectory} (default durability: fsync and synchronous_commit on)");
+            server = await LocalPostgresServer.StartAsync(new LocalPostgresOptions
+            {
+                DataDirectory = dataDirectory,
+                DeleteOnStop = true,
+                // The silo's pools plus pgbench's 64 clients, with room to spare.
+                ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
+            });
+            owner = server.ConnectionString;
+            bin = server.BinDirectory;
+            postgresCpu = PostgresCpu.FromDataDirectory(dataDirectory);
+        }
+
+        try
+        {
+            await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
+            await ReportServerSettingsAsync(owner);
+            var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
+            var app = await StartSiloAsync(runtime, memoryReminders);
+            return new BenchEnvironment(server, owner, bin, postgresCpu, app);
+        }
+        catch
+        {
+            if (server is not null)
+            {
+                await server.StopAsync();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Runs CHECKPOINT, so that each measured phase starts with no dirty pages left by the previous one.</summary>
+    public async Task CheckpointAsync()
+    {
+        await using var connection = new NpgsqlConnection(OwnerConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("CHECKPOINT", connection);
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        Progress.Say("stopping the silo");
+        try
+        {
+            await _app.StopAsync();
+        }
+        finally
+        {
+            await _app.DisposeAsync();
+            if (_server is not null)
+            {
+                Progress.Say("stopping PostgreSQL and deleting its folder");
+                await _server.StopAsync();
+            }
+        }
+    }
+
+    private static async Task<WebApplication> StartSiloAsync(string runtimeConnectionString, bool memoryReminders)
+    {
+        var clusterId = "bench-" + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture) + "-" + Environment.ProcessId;
+        var siloPort = SiloProcessOptions.FreePort();
+        var gatewayPort = SiloProcessOptions.FreePort();
+        var dashboardPort = SiloProcessOptions.FreePort();
+        Progress.Say($"starting one silo in this process (cluster {clusterId}, silo port {siloPort}, gateway {gatewayPort}, dashboard {dashboardPort})");
+
+        // No command-line arguments: the benchmark's own arguments are not silo configuration.
+        var app = await SpineSiloHost.BuildAsync([], builder =>
+        {
+            builder.Configuration["Spine:ConnectionString"] = runtimeConnectionString;
+            builder.Configuration["Silo:ClusterId"] = clusterId;
+            // A service id of its own keeps the benchmark's reminders apart on a shared server.
+            builder.Configuration["Silo:ServiceId"] = clusterId;
+            builder.Configuration["Silo:SiloPort"] = siloPort.ToString(CultureInfo.InvariantCulture);
+            builder.Configuration["Silo:GatewayPort"] = gatewayPort.ToString(CultureInfo.InvariantCulture);
+            builder.Configuration["Silo:DashboardPort"] = dashboardPort.ToString(CultureInfo.InvariantCulture);
+            builder.Services.AddSpineWorkflow<BenchWorkflow, BenchInput, BenchOutput>();
+
+            // Warning and above only, and on stderr: stdout carries nothing but the figures.
+            builder.Services.PostConfigure<LoggerFilterOptions>(o =>
+            {
+                o.Rules.Clear();
+                o.MinLevel = LogLevel.Warning;
+            });
+            builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+
+            if (memoryReminders)
+            {
+                Progress.Say("DIAGNOSTIC: reminders held in memory, not in PostgreSQL (--memory-reminders); not the product's figures");
+                builder.Host.UseServiceProviderFactory(new EditingServiceProviderFactory(services =>
+                {
+                    services.RemoveAll<IReminderTable>();
+                    services.AddSingleton<IReminderTable, MemoryReminderTable>();
+                }));
+            }
+        });
+        await app.StartAsync();
+        var options = app.Services.GetSpineOptions();
+        Progress.Say($"silo up (journal writers {options.JournalWriters}, max batch {options.JournalMaxBatch}, resume reminder period {options.ResumeReminderPeriod})");
+        return app;
+    }
+
+    private static async Task ReportServerSettingsAsync(string owner)
+    {
+        await using var connection = new NpgsqlConnection(owner);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'max_connections', 'shared_buffers', 'commit_delay', 'server_version')",
+            connection);
+        Progress.Say($"PostgreSQL: {await command.ExecuteScalarAsync()}");
+    }
+}

@@ -1,0 +1,53 @@
+using System.Globalization;
+using Spine.Bench;
+
+// dotnet run -c Release --project tests/Spine.Bench -- <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N]
+//     [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--memory-reminders]
+// stdout: one name=value line per figure; everything else goes to stderr.
+string[] workloads = ["w10", "w10-seq", "w1000"];
+if (args.Length == 0 || (args[0] != "all" && !workloads.Contains(args[0])))
+{
+    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--memory-reminders]");
+    return 2;
+}
+
+var defaults = new BenchSettings();
+var settings = defaults with
+{
+    Runs = IntOption("--runs", defaults.Runs),
+    Concurrency = IntOption("--concurrency", defaults.Concurrency),
+    SequentialRuns = IntOption("--seq-runs", defaults.SequentialRuns),
+    LongSteps = IntOption("--long-steps", defaults.LongSteps),
+    WarmupRuns = IntOption("--warmup", defaults.WarmupRuns),
+    PgBenchSeconds = IntOption("--pgbench-seconds", defaults.PgBenchSeconds),
+    Profile = args.Contains("--profile"),
+    MemoryReminders = args.Contains("--memory-reminders"),
+};
+var selected = args[0] == "all" ? workloads : [args[0]];
+
+using var profile = settings.Profile ? new DbProfile() : null;
+JournalWaitProfile.Enabled = settings.Profile;
+await using (var environment = await BenchEnvironment.StartAsync(settings.MemoryReminders))
+{
+    var bench = new Workloads(environment, settings, profile);
+    foreach (var workload in selected)
+    {
+        // Under "all" the names are prefixed: w10 and w10-seq report the same ones.
+        var figures = new Figures(selected.Length > 1 ? workload : null);
+        await (workload switch
+        {
+            "w10" => bench.W10Async(figures),
+            "w10-seq" => bench.W10SeqAsync(figures),
+            _ => bench.W1000Async(figures),
+        });
+    }
+}
+
+Progress.Say("done");
+return 0;
+
+int IntOption(string name, int fallback)
+{
+    var at = Array.IndexOf(args, name);
+    return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
+}

@@ -1,0 +1,68 @@
+using Spine.Runs;
+using Spine.Silo.Demo;
+using Spine.Tests.Infrastructure;
+
+namespace Spine.Tests.Crash;
+
+/// <summary>A real silo process killed with SIGKILL mid-work; a new process takes over from PostgreSQL alone.</summary>
+[Collection(SiloProcessCollection.Name)]
+public sealed class SiloCrashTests(SiloProcessFixture fixture)
+{
+    private const int Runs = 60;
+    private const int Steps = 5;
+
+    [Fact]
+    public async Task SiloKilled_WhileRunsAreMidStep_EveryRunCompletesAndEachEffectAppliesOnce()
+    {
+        var batch = Guid.NewGuid().ToString("N");
+        var runIds = new List<string>();
+        for (var i = 0; i < Runs; i++)
+        {
+            var run = await fixture.Client.StartAsync("ledger", new LedgerInput(Steps, StepMilliseconds: 300), idempotencyKey: $"{batch}-{i}");
+            runIds.Add(run.RunId);
+        }
+
+        var ids = runIds.ToArray();
+        var appliedBeforeKill = await Eventually.GetAsync(
+            () => fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)),
+            n => n >= Runs, TimeSpan.FromSeconds(60), "the first steps to apply");
+        await fixture.KillSiloAsync();
+        var unfinishedAtKill = await fixture.Postgres.ScalarAsync<long>(
+            "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status NOT IN (3, 4, 5)", ("ids", ids));
+
+        await fixture.StartSiloAsync();
+        var finished = new List<RunInfo>();
+        foreach (var id in runIds)
+        {
+            finished.Add(await Eventually.GetAsync(() => fixture.Client.WaitAsync(id, TimeSpan.FromSeconds(10)), i => i.Status.IsTerminal(), TimeSpan.FromSeconds(120), $"run {id} to finish"));
+        }
+
+        Assert.True(appliedBeforeKill < Runs * Steps, $"the kill came after all effects ({appliedBeforeKill})");
+        Assert.True(unfinishedAtKill > Runs / 2, $"only {unfinishedAtKill} runs were unfinished at the kill");
+        Assert.All(finished, r => Assert.Equal(RunStatus.Completed, r.Status));
+        Assert.Equal((long)Runs * Steps, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)));
+        Assert.Equal((long)Runs * Steps, await fixture.Postgres.ScalarAsync<long>("SELECT count(DISTINCT (run_id, step)) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)));
+        Assert.Equal(Runs * Steps, finished.Sum(r => r.StepsRecorded));
+        foreach (var id in runIds.Take(5))
+        {
+            Assert.True((await fixture.Client.VerifyJournalAsync(id)).Intact);
+        }
+    }
+
+    [Fact]
+    public async Task SiloKilled_WhileRunSleeps_RunWakesOnNewSiloAfterItsWakeTime()
+    {
+        var run = await fixture.Client.StartAsync("ledger", new LedgerInput(Steps: 2, StepMilliseconds: 0, PauseSeconds: 4));
+        var sleeping = await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.Sleeping, TimeSpan.FromSeconds(30), "the run to sleep");
+
+        await fixture.KillSiloAsync();
+        await fixture.StartSiloAsync();
+        var done = await Eventually.GetAsync(() => fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(10)), i => i.Status.IsTerminal(), TimeSpan.FromSeconds(60), "the run to finish");
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.True(done.UpdatedAt - sleeping.UpdatedAt >= TimeSpan.FromSeconds(3.5), $"woke after {done.UpdatedAt - sleeping.UpdatedAt}");
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+        Assert.Equal(["RunStarted", "Step", "Timer", "Step", "RunCompleted"], journal.Select(r => r.Kind));
+        Assert.Equal(2L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
+    }
+}

@@ -1,0 +1,99 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Spine.Client;
+using Spine.Silo.Hosting;
+
+namespace Spine.Tests.Infrastructure;
+
+/// <summary>
+/// A real silo process (the shipped host, ADO.NET clustering, reminders and storage on PostgreSQL) and a
+/// client that finds it through the membership table, as another .NET service would. Tests kill the
+/// process with SIGKILL and start a new one on the same endpoints.
+/// </summary>
+public sealed class SiloProcessFixture : IAsyncLifetime
+{
+    private IHost? _clientHost;
+
+    public TestPostgres Postgres { get; private set; } = null!;
+
+    public SiloProcessOptions Options { get; private set; } = null!;
+
+    public SiloProcess Silo { get; private set; } = null!;
+
+    public ISpineClient Client { get; private set; } = null!;
+
+    public string LogFile { get; } = Path.Combine(Path.GetTempPath(), $"spine-silo-{Guid.NewGuid():N}.log");
+
+    public async Task InitializeAsync()
+    {
+        Postgres = await TestPostgres.GetAsync();
+        Options = new SiloProcessOptions
+        {
+            ConnectionString = Postgres.RuntimeConnectionString,
+            ClusterId = "test-" + Guid.NewGuid().ToString("N")[..12],
+            ServiceId = "test-" + Guid.NewGuid().ToString("N")[..12],
+            SiloPort = SiloProcessOptions.FreePort(),
+            GatewayPort = SiloProcessOptions.FreePort(),
+            DashboardPort = SiloProcessOptions.FreePort(),
+            ResumeReminderPeriod = TimeSpan.FromSeconds(2),
+            LogFile = LogFile,
+        };
+        await StartSiloAsync();
+
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSpineClient(o =>
+        {
+            o.ConnectionString = Postgres.RuntimeConnectionString;
+            o.ClusterId = Options.ClusterId;
+            o.ServiceId = Options.ServiceId;
+            o.WaitSlice = TimeSpan.FromSeconds(5);
+        });
+        _clientHost = builder.Build();
+        await _clientHost.StartAsync();
+        Client = _clientHost.Services.GetRequiredService<ISpineClient>();
+    }
+
+    /// <summary>SIGKILLs the silo process.</summary>
+    public async Task KillSiloAsync()
+    {
+        await Silo.KillAsync();
+        await Silo.DisposeAsync();
+    }
+
+    /// <summary>Starts a silo process on the fixture's endpoints and waits until it serves.</summary>
+    public async Task StartSiloAsync()
+    {
+        Silo = SiloProcess.Start(Options);
+        try
+        {
+            await Silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException($"Silo process failed to start; its log:{Environment.NewLine}{Tail()}", e);
+        }
+    }
+
+    /// <summary>The end of the silo processes' log, for failure messages.</summary>
+    public string Tail() => File.Exists(LogFile) ? string.Join(Environment.NewLine, File.ReadLines(LogFile).TakeLast(60)) : "(no log)";
+
+    public async Task DisposeAsync()
+    {
+        if (_clientHost is not null)
+        {
+            await _clientHost.StopAsync();
+            _clientHost.Dispose();
+        }
+
+        await Silo.StopAsync(TimeSpan.FromSeconds(20));
+        await Silo.DisposeAsync();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SiloProcessCollection : ICollectionFixture<SiloProcessFixture>
+{
+    public const string Name = "silo-process";
+}
