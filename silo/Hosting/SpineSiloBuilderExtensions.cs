@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Serialization;
 using Orleans.Storage;
+using Spine.Silo.Storage;
 using Spine.Agents;
 using Spine.Hosting;
 
@@ -13,6 +14,9 @@ public static class SpineSiloBuilderExtensions
 {
     /// <summary>The grain storage provider name Spine's grains use.</summary>
     public const string StorageName = "spine";
+
+    // The raw ADO.NET provider; grains use StorageName, which scopes rows by grain type (TypeScopedGrainStorage).
+    private const string InnerStorageName = "spine-adonet";
 
     /// <summary>
     /// Adds Spine to a silo: ADO.NET grain storage and reminders on PostgreSQL, the runtime services,
@@ -43,12 +47,14 @@ public static class SpineSiloBuilderExtensions
 
         // The version-tolerant Orleans binary format, chosen on day one: the default JSON serializer embeds
         // CLR type names in every row, so renaming a state class would orphan the rows already written.
-        silo.AddAdoNetGrainStorage(StorageName, (OptionsBuilder<AdoNetGrainStorageOptions> o) => o.Configure<Serializer>((options, serializer) =>
+        silo.AddAdoNetGrainStorage(InnerStorageName, (OptionsBuilder<AdoNetGrainStorageOptions> o) => o.Configure<Serializer>((options, serializer) =>
         {
             options.Invariant = "Npgsql";
             options.ConnectionString = connectionString;
             options.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
         }));
+        silo.Services.AddKeyedSingleton<IGrainStorage>(StorageName, (services, _) =>
+            new TypeScopedGrainStorage(services.GetRequiredKeyedService<IGrainStorage>(InnerStorageName)));
         silo.UseAdoNetReminderService(o =>
         {
             o.Invariant = "Npgsql";
