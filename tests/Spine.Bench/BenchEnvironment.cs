@@ -30,8 +30,12 @@ public sealed class BenchEnvironment : IAsyncDisposable
         OwnerConnectionString = ownerConnectionString;
         PgBinDirectory = pgBinDirectory;
         _app = app;
-        Client = new SpineClient(app.Services.GetRequiredService<IGrainFactory>());
+        GrainFactory = app.Services.GetRequiredService<IGrainFactory>();
+        Client = new SpineClient(GrainFactory);
     }
+
+    /// <summary>The silo's grain factory.</summary>
+    public IGrainFactory GrainFactory { get; }
 
     /// <summary>An owner (superuser) connection to the benchmark database.</summary>
     public string OwnerConnectionString { get; }
@@ -46,7 +50,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
     public SpineClient Client { get; }
 
     /// <summary>Starts PostgreSQL (or connects to the given one), applies the schema and starts the silo.</summary>
-    public static async Task<BenchEnvironment> StartAsync(bool memoryReminders)
+    public static async Task<BenchEnvironment> StartAsync(bool memoryReminders, bool autoPrepareAll)
     {
         LocalPostgresServer? server = null;
         PostgresCpu? postgresCpu = null;
@@ -80,6 +84,14 @@ public sealed class BenchEnvironment : IAsyncDisposable
             await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
             await ReportServerSettingsAsync(owner);
             var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
+            if (autoPrepareAll)
+            {
+                // Spine's own data source gets these from SpineDatabase.Tune; the Orleans ADO.NET providers are
+                // handed the raw string. Putting them in the string itself gives both the same.
+                Progress.Say("DIAGNOSTIC: auto-prepare also for the Orleans ADO.NET providers (--autoprepare-all); not the product's figures");
+                runtime = new NpgsqlConnectionStringBuilder(runtime) { MaxAutoPrepare = 32, AutoPrepareMinUsages = 2 }.ConnectionString;
+            }
+
             var app = await StartSiloAsync(runtime, memoryReminders);
             return new BenchEnvironment(server, owner, bin, postgresCpu, app);
         }
@@ -162,7 +174,8 @@ public sealed class BenchEnvironment : IAsyncDisposable
         });
         await app.StartAsync();
         var options = app.Services.GetSpineOptions();
-        Progress.Say($"silo up (journal writers {options.JournalWriters}, max batch {options.JournalMaxBatch}, resume reminder period {options.ResumeReminderPeriod})");
+        var collection = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.GrainCollectionOptions>>().Value;
+        Progress.Say($"silo up (journal writers {options.JournalWriters}, max batch {options.JournalMaxBatch}, resume reminder period {options.ResumeReminderPeriod}, idle activations collected after {collection.CollectionAge})");
         return app;
     }
 

@@ -50,6 +50,8 @@ public static partial class PgBench
 
             var postgresBefore = environment.PostgresCpu?.Seconds() ?? double.NaN;
             var childrenBefore = PostgresCpu.ReapedChildrenSeconds();
+            var machineBefore = PhaseProbe.MachineCpu();
+            var benchBefore = Process.GetCurrentProcess().TotalProcessorTime;
             using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {pgbench}.");
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -58,9 +60,12 @@ public static partial class PgBench
             var errors = await stderr;
             var postgresSeconds = (environment.PostgresCpu?.Seconds() ?? double.NaN) - postgresBefore;
             var pgbenchSeconds = PostgresCpu.ReapedChildrenSeconds() - childrenBefore;
+            var machineBusyCores = PhaseProbe.MachineBusyCoresSince(machineBefore);
+            var benchSeconds = (Process.GetCurrentProcess().TotalProcessorTime - benchBefore).TotalSeconds;
             Progress.Say(string.Create(
                 CultureInfo.InvariantCulture,
-                $"pgbench: CPU over its {seconds} s: PostgreSQL {postgresSeconds / seconds:F2} cores, pgbench itself {pgbenchSeconds / seconds:F2} cores"));
+                $"pgbench: CPU over its {seconds} s: PostgreSQL {postgresSeconds / seconds:F2} cores, pgbench itself {pgbenchSeconds / seconds:F2} cores, the idle silo {benchSeconds / seconds:F2} cores, whole machine {machineBusyCores:F2} cores"));
+            PhaseProbe.WarnIfMachineShared("pgbench", machineBusyCores - ((postgresSeconds + pgbenchSeconds + benchSeconds) / seconds));
             if (process.ExitCode != 0)
             {
                 throw new InvalidOperationException($"pgbench exited with {process.ExitCode}:\n{output}\n{errors}");

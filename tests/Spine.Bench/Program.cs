@@ -2,12 +2,12 @@ using System.Globalization;
 using Spine.Bench;
 
 // dotnet run -c Release --project tests/Spine.Bench -- <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N]
-//     [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--memory-reminders]
+//     [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]
 // stdout: one name=value line per figure; everything else goes to stderr.
 string[] workloads = ["w10", "w10-seq", "w1000"];
 if (args.Length == 0 || (args[0] != "all" && !workloads.Contains(args[0])))
 {
-    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--memory-reminders]");
+    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
     return 2;
 }
 
@@ -22,12 +22,14 @@ var settings = defaults with
     PgBenchSeconds = IntOption("--pgbench-seconds", defaults.PgBenchSeconds),
     Profile = args.Contains("--profile"),
     MemoryReminders = args.Contains("--memory-reminders"),
+    FixedWarmup = args.Contains("--fixed-warmup"),
+    AutoPrepareAll = args.Contains("--autoprepare-all"),
 };
 var selected = args[0] == "all" ? workloads : [args[0]];
 
 using var profile = settings.Profile ? new DbProfile() : null;
 JournalWaitProfile.Enabled = settings.Profile;
-await using (var environment = await BenchEnvironment.StartAsync(settings.MemoryReminders))
+await using (var environment = await BenchEnvironment.StartAsync(settings.MemoryReminders, settings.AutoPrepareAll))
 {
     var bench = new Workloads(environment, settings, profile);
     foreach (var workload in selected)

@@ -34,8 +34,14 @@ public sealed record BenchSettings
     /// <summary>pgbench duration in seconds.</summary>
     public int PgBenchSeconds { get; init; } = 15;
 
+    /// <summary>Warm up with exactly <see cref="WarmupRuns"/> runs instead of also waiting for the JIT to settle.</summary>
+    public bool FixedWarmup { get; init; }
+
     /// <summary>Whether to time the journal path and every PostgreSQL command (stderr only).</summary>
     public bool Profile { get; init; }
+
+    /// <summary>Diagnostic: give the Orleans ADO.NET providers Npgsql auto-prepare too, as Spine's own data source has.</summary>
+    public bool AutoPrepareAll { get; init; }
 
     /// <summary>Diagnostic: keep reminders in memory instead of PostgreSQL, to isolate what their writes cost.</summary>
     public bool MemoryReminders { get; init; }
@@ -44,7 +50,14 @@ public sealed record BenchSettings
 /// <summary>The benchmark workloads. Each prints its figures as it finishes them.</summary>
 public sealed class Workloads(BenchEnvironment environment, BenchSettings settings, DbProfile? profile)
 {
+    // A batch that makes the JIT compile no more than this many methods counts as warm.
+    private const int WarmJitThreshold = 10;
+
+    // How many quiet batches in a row end the warm-up.
+    private const int QuietBatchesNeeded = 3;
+
     private static readonly TimeSpan _runTimeout = TimeSpan.FromMinutes(10);
+    private static readonly TimeSpan _maxWarmup = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// w10: throughput of 10-step runs, 64 in flight, then (same server, afterwards) pgbench's single-row INSERT
@@ -56,9 +69,9 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         // The checkpoint comes before the warm-up: the first change to each page after a checkpoint writes the
         // whole page to the WAL, a cost the warm-up should absorb rather than the measurement.
         await environment.CheckpointAsync();
-        Progress.Say($"w10: warm-up, {settings.WarmupRuns} runs of {settings.Steps} steps, {settings.Concurrency} in flight");
-        await RunManyAsync(settings.WarmupRuns, settings.Concurrency, settings.Steps);
+        await WarmUpAsync("w10", settings.WarmupRuns, settings.Concurrency);
 
+        await SettleAsync();
         Progress.Say($"w10: measuring {settings.Runs} runs of {settings.Steps} steps, {settings.Concurrency} in flight");
         var phase = PhaseProbe.Start(profile, environment.PostgresCpu);
         var (latencies, seconds) = await RunManyAsync(settings.Runs, settings.Concurrency, settings.Steps);
@@ -74,6 +87,10 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         var tps = await PgBench.RunAsync(environment, settings.PgBenchClients, settings.PgBenchThreads, settings.PgBenchSeconds);
         figures.Add("pg_insert_tps", tps, "F1");
         figures.Add("ratio", stepsPerSecond / tps, "F3");
+        if (profile is not null)
+        {
+            await ReportActivationMemoryAsync();
+        }
     }
 
     /// <summary>w10-seq: latency of 10-step runs started one at a time.</summary>
@@ -81,10 +98,10 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
     {
         ArgumentNullException.ThrowIfNull(figures);
         await environment.CheckpointAsync();
-        Progress.Say($"w10-seq: warm-up, {settings.WarmupRuns} runs in flight then 20 one at a time");
-        await RunManyAsync(settings.WarmupRuns, settings.Concurrency, settings.Steps);
-        await RunManyAsync(20, 1, settings.Steps);
+        await WarmUpAsync("w10-seq", settings.WarmupRuns, settings.Concurrency);
+        await WarmUpAsync("w10-seq", 20, 1);
 
+        await SettleAsync();
         Progress.Say($"w10-seq: measuring {settings.SequentialRuns} runs of {settings.Steps} steps, one at a time");
         var phase = PhaseProbe.Start(profile, environment.PostgresCpu);
         var (latencies, seconds) = await RunManyAsync(settings.SequentialRuns, 1, settings.Steps);
@@ -101,10 +118,12 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         // A short recorded run first, so that the early steps of the measured run are neither the JIT's first
         // pass nor the first page changes after the checkpoint.
         await environment.CheckpointAsync();
+        await WarmUpAsync("w1000", 20, 1);
         Progress.Say("w1000: warm-up, one run of 50 steps");
         var warmup = await RunOnceAsync(new BenchInput(50, RecordSteps: true));
         StepClock.Take(warmup.RunId);
 
+        await SettleAsync();
         Progress.Say($"w1000: measuring one run of {settings.LongSteps} steps");
         var phase = PhaseProbe.Start(profile, environment.PostgresCpu);
         var run = await RunOnceAsync(new BenchInput(settings.LongSteps, RecordSteps: true));
@@ -125,6 +144,68 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         figures.Add("late_step_ms", late, "F3");
         figures.Add("late_over_early", late / early, "F3");
     }
+
+    /// <summary>
+    /// Runs at least <paramref name="minRuns"/> runs, then keeps going in batches until the JIT is quiet: tiered
+    /// compilation recompiles hot methods in the background for several seconds after start-up, and that CPU
+    /// (a third of a core, seen with perf) would otherwise be charged to the measurement on this 2-core machine.
+    /// </summary>
+    private async Task WarmUpAsync(string workload, int minRuns, int concurrency)
+    {
+        var clock = Stopwatch.StartNew();
+        var jitBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
+        await RunManyAsync(minRuns, concurrency, settings.Steps);
+        var runs = minRuns;
+        if (settings.FixedWarmup)
+        {
+            Progress.Say($"{workload}: warm-up done: {runs} runs ({concurrency} in flight), not waiting for the JIT (--fixed-warmup)");
+            return;
+        }
+
+        // Tiered compilation promotes methods in the background, a while after they turn hot, so one quiet batch
+        // proves little: wait for several in a row, each followed by a pause for the background compiler.
+        var batch = Math.Max(concurrency * 4, 50);
+        var quietBatches = 0;
+        var compiled = 0L;
+        while (quietBatches < QuietBatchesNeeded && clock.Elapsed < _maxWarmup)
+        {
+            var batchJit = System.Runtime.JitInfo.GetCompiledMethodCount();
+            await RunManyAsync(batch, concurrency, settings.Steps);
+            await Task.Delay(TimeSpan.FromMilliseconds(300));
+            runs += batch;
+            compiled = System.Runtime.JitInfo.GetCompiledMethodCount() - batchJit;
+            quietBatches = compiled <= WarmJitThreshold ? quietBatches + 1 : 0;
+        }
+
+        Progress.Say(string.Create(
+            CultureInfo.InvariantCulture,
+            $"{workload}: warm-up done: {runs} runs ({concurrency} in flight) in {clock.Elapsed.TotalSeconds:F1} s, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore} methods JIT-compiled, {compiled} in the last batch of {batch}{(quietBatches < QuietBatchesNeeded ? " (gave up waiting for the JIT)" : "")}"));
+    }
+
+    /// <summary>
+    /// Diagnostic (--profile, after w10's figures): what the finished runs' grain activations, which stay in
+    /// memory until Orleans collects idle activations, hold on to. Deactivates them all.
+    /// </summary>
+    private async Task ReportActivationMemoryAsync()
+    {
+        var management = environment.GrainFactory.GetGrain<IManagementGrain>(0);
+        var activations = await management.GetTotalActivationCount();
+        var heap = GC.GetTotalMemory(forceFullCollection: true);
+        await management.ForceActivationCollection(TimeSpan.Zero);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var activationsAfter = await management.GetTotalActivationCount();
+        var heapAfter = GC.GetTotalMemory(forceFullCollection: true);
+        var freed = activations - activationsAfter;
+        Progress.Say(string.Create(
+            CultureInfo.InvariantCulture,
+            $"  [profile w10] idle activations: {activations} before a forced collection, {activationsAfter} after; managed heap {heap / 1048576.0:F1} MB -> {heapAfter / 1048576.0:F1} MB, {(freed > 0 ? (heap - heapAfter) / (double)freed : 0):F0} bytes per collected activation"));
+    }
+
+    /// <summary>
+    /// A pause between warm-up and measurement: the last warm-up runs still remove their reminders after
+    /// completing, and that trailing work belongs to neither phase.
+    /// </summary>
+    private static Task SettleAsync() => Task.Delay(TimeSpan.FromSeconds(1));
 
     private async Task<(double[] SortedLatencies, double Seconds)> RunManyAsync(int runs, int concurrency, int steps)
     {
@@ -178,11 +259,15 @@ public sealed class PhaseProbe
     private readonly int _gen1;
     private readonly int _gen2;
     private readonly TimeSpan _gcPause;
+    private readonly long _jitMethods;
+    private readonly TimeSpan _jitTime;
 
     private PhaseProbe(DbProfile? profile, PostgresCpu? postgres)
     {
+        _jitMethods = System.Runtime.JitInfo.GetCompiledMethodCount();
+        _jitTime = System.Runtime.JitInfo.GetCompilationTime();
         _profile = profile;
-        _postgres = profile is null ? null : postgres;
+        _postgres = postgres;
         _postgresCpu = _postgres?.Seconds() ?? 0;
         _profile?.Reset();
         JournalWaitProfile.Reset();
@@ -194,28 +279,36 @@ public sealed class PhaseProbe
         _gcPause = GC.GetTotalPauseDuration();
     }
 
-    /// <summary>Starts a phase; null when not profiling.</summary>
+    /// <summary>Starts a phase.</summary>
     public static PhaseProbe Start(DbProfile? profile, PostgresCpu? postgres) => new(profile, postgres);
 
-    /// <summary>Writes the phase's costs to stderr.</summary>
+    /// <summary>
+    /// Writes the phase's costs to stderr: always the JIT and CPU lines (with a warning when something else on
+    /// the machine used CPU meanwhile), and with --profile the rest.
+    /// </summary>
     public void Report(string phase, double seconds, int appends)
     {
+        // A measurement during which the JIT was still busy is suspect.
+        Progress.Say(string.Create(
+            CultureInfo.InvariantCulture,
+            $"{phase}: during the measurement the JIT compiled {System.Runtime.JitInfo.GetCompiledMethodCount() - _jitMethods} methods ({(System.Runtime.JitInfo.GetCompilationTime() - _jitTime).TotalMilliseconds:F0} ms)"));
+
+        var postgresCpu = _postgres is null ? double.NaN : _postgres.Seconds() - _postgresCpu;
+        var processCpu = (Process.GetCurrentProcess().TotalProcessorTime - _processCpu).TotalSeconds;
+        var machineBusyCores = MachineBusyCoresSince(_machine);
+        Progress.Say(string.Create(
+            CultureInfo.InvariantCulture,
+            $"{phase}: CPU: bench+silo process {processCpu / seconds:F2} cores, PostgreSQL {postgresCpu / seconds:F2} cores, whole machine {machineBusyCores:F2} of {Environment.ProcessorCount} cores; per journal append: silo {processCpu * 1e6 / appends:F0} us + PostgreSQL {postgresCpu * 1e6 / appends:F0} us"));
+        // /proc counts CPU in 10 ms ticks per process: over a phase shorter than 1.5 s the estimate is too coarse to warn on.
+        if (seconds >= 1.5)
+        {
+            WarnIfMachineShared(phase, machineBusyCores - ((processCpu + postgresCpu) / seconds));
+        }
         if (_profile is null)
         {
             return;
         }
 
-        var postgresCpu = _postgres is null ? double.NaN : _postgres.Seconds() - _postgresCpu;
-        var processCpu = (Process.GetCurrentProcess().TotalProcessorTime - _processCpu).TotalSeconds;
-        var machine = MachineCpu();
-        var busyTicks = machine.Busy - _machine.Busy;
-        var totalTicks = machine.Total - _machine.Total;
-
-        // /proc/stat counts in USER_HZ ticks summed over cores: busy/total is the share of the whole machine.
-        var machineBusyCores = totalTicks == 0 ? 0 : (double)busyTicks / totalTicks * Environment.ProcessorCount;
-        Console.Error.WriteLine(string.Create(
-            CultureInfo.InvariantCulture,
-            $"  [profile {phase}] CPU: bench+silo process {processCpu / seconds:F2} cores, PostgreSQL {postgresCpu / seconds:F2} cores, whole machine {machineBusyCores:F2} of {Environment.ProcessorCount} cores; per journal append: silo {processCpu * 1e6 / appends:F0} us + PostgreSQL {postgresCpu * 1e6 / appends:F0} us"));
         Console.Error.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
             $"  [profile {phase}] GC: gen0 {GC.CollectionCount(0) - _gen0}, gen1 {GC.CollectionCount(1) - _gen1}, gen2 {GC.CollectionCount(2) - _gen2}, pauses {(GC.GetTotalPauseDuration() - _gcPause).TotalMilliseconds:F0} ms"));
@@ -233,7 +326,31 @@ public sealed class PhaseProbe
         _profile.Report(phase, seconds);
     }
 
-    private static (long Busy, long Total) MachineCpu()
+    /// <summary>Warns on stderr when processes other than the benchmark and its PostgreSQL used CPU during a phase.</summary>
+    public static void WarnIfMachineShared(string phase, double otherCores)
+    {
+        // The 2-core machine may be shared with other work; its figures would then be low and noisy. Kernel
+        // threads working for the benchmark itself (block I/O, memory) count as other too, hence the margin.
+        if (otherCores > 0.3)
+        {
+            Progress.Say(string.Create(
+                CultureInfo.InvariantCulture,
+                $"WARNING: {phase}: other processes or kernel threads used about {otherCores:F2} cores during the measurement: its figures may be disturbed, run again on a quiet machine"));
+        }
+    }
+
+    /// <summary>How many cores of the machine were busy, on average, since <paramref name="since"/>.</summary>
+    public static double MachineBusyCoresSince((long Busy, long Total) since)
+    {
+        var now = MachineCpu();
+        var totalTicks = now.Total - since.Total;
+
+        // /proc/stat counts in USER_HZ ticks summed over cores: busy/total is the share of the whole machine.
+        return totalTicks == 0 ? 0 : (double)(now.Busy - since.Busy) / totalTicks * Environment.ProcessorCount;
+    }
+
+    /// <summary>The machine's busy and total CPU ticks so far.</summary>
+    public static (long Busy, long Total) MachineCpu()
     {
         try
         {
