@@ -11,7 +11,8 @@ namespace Spine.Silo.Demo;
 /// <param name="Seed">Seeds the failure draws.</param>
 /// <param name="RetryDelayMilliseconds">The first retry delay; 0 keeps the tool's policy.</param>
 /// <param name="WorkMilliseconds">How long each tool call works.</param>
-public sealed record ChaosInput(int Steps = 10, double FailureRate = 0.15, int FailFirst = 0, long Seed = 0, int RetryDelayMilliseconds = 0, int WorkMilliseconds = 0);
+/// <param name="MaxAttempts">Attempts per step when <paramref name="RetryDelayMilliseconds"/> sets the policy.</param>
+public sealed record ChaosInput(int Steps = 10, double FailureRate = 0.15, int FailFirst = 0, long Seed = 0, int RetryDelayMilliseconds = 0, int WorkMilliseconds = 0, int MaxAttempts = 15);
 
 /// <summary>The result of <see cref="ChaosWorkflow"/>.</summary>
 /// <param name="Steps">Steps completed.</param>
@@ -31,7 +32,7 @@ public sealed class ChaosWorkflow : IWorkflow<ChaosInput, ChaosOutput>
             {
                 Retry = new RetryPolicy
                 {
-                    MaxAttempts = 15,
+                    MaxAttempts = input.MaxAttempts,
                     InitialDelay = TimeSpan.FromMilliseconds(input.RetryDelayMilliseconds),
                     MaxDelay = TimeSpan.FromMilliseconds(Math.Max(input.RetryDelayMilliseconds, 2000)),
                     Jitter = 0,
