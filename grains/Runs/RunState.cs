@@ -38,6 +38,72 @@ internal sealed class RunState
     /// <summary>Set once compensation began: how the run ends after it.</summary>
     public CompensationPlan? Compensation { get; set; }
 
+    /// <summary>The state after one more journal row: the one place that reads a journal into control state.</summary>
+    public static RunState? Fold(RunState? state, JournalRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        var next = state;
+        switch (row.Kind)
+        {
+            case JournalKind.RunStarted:
+                var started = RunPayloads.Read<StartedPayload>(row.Payload);
+                next = new RunState
+                {
+                    WorkflowType = started.WorkflowType,
+                    WorkflowVersion = started.WorkflowVersion,
+                    AccountId = started.AccountId,
+                    IdempotencyKey = started.IdempotencyKey,
+                    InputJson = started.Input.GetRawText(),
+                    Parameters = started.Parameters,
+                    Origin = started.Origin,
+                    CreatedAt = row.RecordedAt,
+                    UpdatedAt = row.RecordedAt,
+                    Status = RunStatus.Running,
+                };
+                break;
+            case JournalKind.CancelRequested:
+                state!.CancelRequested = true;
+                state.CancelReason = RunPayloads.ReadReason(row.Payload);
+                break;
+            case JournalKind.Escalated:
+                var escalated = RunPayloads.ReadError(row.Payload);
+                state!.Status = RunStatus.AwaitingOperator;
+                state.Escalation = new Escalation(row.Step!.Value, row.Name, escalated.ToRunError());
+                break;
+            case JournalKind.OperatorDecided:
+                state!.Status = RunStatus.Running;
+                state.Escalation = null;
+                break;
+            case JournalKind.CompensationStarted:
+                state!.Compensation = RunPayloads.Read<CompensationPlan>(row.Payload);
+                state.Status = RunStatus.Compensating;
+                break;
+            case JournalKind.RunCompleted:
+                state!.Status = RunStatus.Completed;
+                state.Result = row.Payload;
+                break;
+            case JournalKind.RunFailed or JournalKind.RunCancelled or JournalKind.RunDeadLettered:
+                state!.Status = row.Kind switch
+                {
+                    JournalKind.RunFailed => RunStatus.Failed,
+                    JournalKind.RunCancelled => RunStatus.Cancelled,
+                    _ => RunStatus.DeadLettered,
+                };
+                state.Error = RunPayloads.ReadError(row.Payload).ToRunError();
+                break;
+            case JournalKind.RunDiscarded:
+                state!.Status = RunStatus.Discarded;
+                break;
+        }
+
+        if (next is not null)
+        {
+            next.UpdatedAt = row.RecordedAt;
+        }
+
+        return next;
+    }
+
     public RunRow ToRunRow(string runId) => new(
         runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, Error?.Message, CreatedAt, UpdatedAt,
         Error?.Step, Error?.StepName, Origin?.SourceRunId);

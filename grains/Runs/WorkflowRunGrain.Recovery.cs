@@ -84,20 +84,21 @@ public sealed partial class WorkflowRunGrain
         }
 
         var source = new WorkflowRunGrainSnapshot(rows);
-        if (!source.Status.IsTerminal())
+        var sourceState = source.State ?? throw new RunNotFoundException(request.SourceRunId);
+        if (!sourceState.Status.IsTerminal())
         {
-            throw new InvalidRunStateException(request.SourceRunId, source.Status, "replay a run that has not finished");
+            throw new InvalidRunStateException(request.SourceRunId, sourceState.Status, "replay a run that has not finished");
         }
 
-        var fromStep = request.FromStep ?? source.FailedStep ?? 1;
+        var fromStep = request.FromStep ?? sourceState.Error?.Step ?? 1;
         if (fromStep < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(request), fromStep, "FromStep must be at least 1.");
         }
 
         var reused = source.History.Outcomes.Where(r => r.Step < fromStep).OrderBy(r => r.Step).ToList();
-        var start = new StartRunRequest(source.Started.WorkflowType, request.InputJson ?? source.Started.Input.GetRawText(), source.Started.WorkflowVersion,
-            request.IdempotencyKey, source.Started.AccountId, request.Parameters ?? source.Started.Parameters);
+        var start = new StartRunRequest(sourceState.WorkflowType, request.InputJson ?? sourceState.InputJson, sourceState.WorkflowVersion,
+            request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters);
         return await BeginAsync(start, new RunOrigin(request.SourceRunId, fromStep), reused);
     }
 
@@ -198,35 +199,11 @@ internal sealed class WorkflowRunGrainSnapshot
         foreach (var row in rows)
         {
             History.Add(row);
-            switch (row.Kind)
-            {
-                case JournalKind.RunStarted:
-                    Started = RunPayloads.Read<StartedPayload>(row.Payload);
-                    break;
-                case JournalKind.RunCompleted:
-                    Status = RunStatus.Completed;
-                    break;
-                case JournalKind.RunFailed or JournalKind.RunCancelled or JournalKind.RunDeadLettered:
-                    Status = row.Kind switch
-                    {
-                        JournalKind.RunFailed => RunStatus.Failed,
-                        JournalKind.RunCancelled => RunStatus.Cancelled,
-                        _ => RunStatus.DeadLettered,
-                    };
-                    FailedStep = RunPayloads.ReadError(row.Payload).Step;
-                    break;
-                case JournalKind.RunDiscarded:
-                    Status = RunStatus.Discarded;
-                    break;
-            }
+            State = RunState.Fold(State, row);
         }
     }
 
     public RunHistory History { get; } = new();
 
-    public StartedPayload Started { get; } = null!;
-
-    public RunStatus Status { get; } = RunStatus.Running;
-
-    public int? FailedStep { get; }
+    public RunState? State { get; }
 }

@@ -539,68 +539,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         };
     }
 
-    /// <summary>Folds one journal row into the history and the control state (activation and replay copies).</summary>
+    /// <summary>Folds one journal row read at activation into the history and the control state.</summary>
     private void Apply(JournalRow row)
     {
         _history.Add(row);
-        var state = _state;
-        switch (row.Kind)
-        {
-            case JournalKind.RunStarted:
-                var started = RunPayloads.Read<StartedPayload>(row.Payload);
-                _state = new RunState
-                {
-                    WorkflowType = started.WorkflowType,
-                    WorkflowVersion = started.WorkflowVersion,
-                    AccountId = started.AccountId,
-                    IdempotencyKey = started.IdempotencyKey,
-                    InputJson = started.Input.GetRawText(),
-                    Parameters = started.Parameters,
-                    Origin = started.Origin,
-                    CreatedAt = row.RecordedAt,
-                    UpdatedAt = row.RecordedAt,
-                    Status = RunStatus.Running,
-                };
-                break;
-            case JournalKind.CancelRequested:
-                state!.CancelRequested = true;
-                state.CancelReason = RunPayloads.ReadReason(row.Payload);
-                break;
-            case JournalKind.Escalated:
-                var escalated = RunPayloads.ReadError(row.Payload);
-                state!.Status = RunStatus.AwaitingOperator;
-                state.Escalation = new Escalation(row.Step!.Value, row.Name, escalated.ToRunError());
-                break;
-            case JournalKind.OperatorDecided:
-                state!.Status = RunStatus.Running;
-                state.Escalation = null;
-                break;
-            case JournalKind.CompensationStarted:
-                state!.Compensation = RunPayloads.Read<CompensationPlan>(row.Payload);
-                state.Status = RunStatus.Compensating;
-                break;
-            case JournalKind.RunCompleted:
-                state!.Status = RunStatus.Completed;
-                state.Result = row.Payload;
-                break;
-            case JournalKind.RunFailed or JournalKind.RunCancelled or JournalKind.RunDeadLettered:
-                state!.Status = row.Kind switch
-                {
-                    JournalKind.RunFailed => RunStatus.Failed,
-                    JournalKind.RunCancelled => RunStatus.Cancelled,
-                    _ => RunStatus.DeadLettered,
-                };
-                state.Error = RunPayloads.ReadError(row.Payload).ToRunError();
-                break;
-            case JournalKind.RunDiscarded:
-                state!.Status = RunStatus.Discarded;
-                break;
-        }
-
-        if (_state is not null)
-        {
-            _state.UpdatedAt = row.RecordedAt;
-        }
+        _state = RunState.Fold(_state, row);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} started: workflow {WorkflowType} v{Version}")]
