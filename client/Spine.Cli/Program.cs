@@ -102,13 +102,89 @@ verify.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }));
 var audit = new Command("audit", "Audit commands.") { verify };
 
-foreach (var command in new[] { start, status, result, cancel, list, journal })
+var limitDlq = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
+var dlqList = new Command("list", "List dead-lettered runs with their failing step and error.") { limitDlq };
+dlqList.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var runs = await client.ListDeadLettersAsync(parse.GetValue(limitDlq), ct);
+    return Print(parse, runs, string.Join(Environment.NewLine, runs.Select(RunText)));
+}));
+var dlqShow = new Command("show", "Show a dead-lettered run and its journal.") { runId };
+dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var info = await client.GetAsync(parse.GetValue(runId)!, ct);
+    var rows = await client.GetJournalAsync(info.RunId, ct);
+    return Print(parse, new { run = info, journal = rows },
+        RunText(info) + Environment.NewLine + string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-20} {r.Step,4} {r.Name,-20} {r.Outcome,-5} attempt={r.Attempt} {r.PayloadJson}")));
+}));
+var discard = new Command("discard", "Remove a run from the dead-letter queue (its journal stays).") { runId, reason };
+discard.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var info = await client.DiscardAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
+    return Print(parse, info, RunText(info));
+}));
+var fromStep = new Option<int?>("--from-step") { Description = "First step to execute again (default: the failing step)." };
+var replayInput = new Option<string?>("--input") { Description = "A changed input as JSON (default: the source's)." };
+var parameter = new Option<string[]>("--param") { Description = "A changed step parameter, name=value (repeatable).", AllowMultipleArgumentsPerToken = false };
+Command ReplayCommand()
+{
+    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, parameter, key, wait };
+    command.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+    {
+        var parameters = parse.GetValue(parameter) is { Length: > 0 } pairs
+            ? pairs.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "")
+            : null;
+        var info = await client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), parse.GetValue(replayInput), parameters, parse.GetValue(key)), ct);
+        if (parse.GetValue(wait))
+        {
+            info = await client.WaitAsync(info.RunId, null, ct);
+        }
+
+        return Print(parse, info, RunText(info));
+    }));
+    return command;
+}
+
+var dlq = new Command("dlq", "The dead-letter queue.") { dlqList, dlqShow, discard, ReplayCommand() };
+
+var operatorName = new Option<string?>("--operator") { Description = "Who decides (journaled)." };
+var skipResult = new Option<string>("--result") { Description = "The step's result as JSON.", Required = true };
+var retryStep = new Command("retry", "Retry the escalated step with a fresh retry budget.") { runId, reason, operatorName };
+retryStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Retry, null, parse.GetValue(reason), parse.GetValue(operatorName)), ct));
+var skipStep = new Command("skip", "Skip the escalated step, recording --result as its result.") { runId, skipResult, reason, operatorName };
+skipStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Skip, parse.GetValue(skipResult), parse.GetValue(reason), parse.GetValue(operatorName)), ct));
+var failRun = new Command("fail", "Fail the run at the escalated step (compensations run).") { runId, reason, operatorName };
+failRun.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Fail, null, parse.GetValue(reason), parse.GetValue(operatorName)), ct));
+var operatorCommand = new Command("operator", "Decide on runs awaiting an operator.") { retryStep, skipStep, failRun };
+
+var toolName = new Argument<string>("tool") { Description = "The tool name." };
+var breakerShow = new Command("show", "Show a tool's circuit breaker.") { toolName };
+breakerShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var verdict = await client.GetBreakerAsync(parse.GetValue(toolName)!, ct);
+    return Print(parse, verdict, $"{verdict.Tool}: {verdict.State} (failure rate {verdict.FailureRate:P0} over {verdict.Calls} calls{(verdict.OpenUntil is { } until ? $", open until {until:O}" : "")})");
+}));
+var breakerReset = new Command("reset", "Close a tool's circuit breaker.") { toolName };
+breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var verdict = await client.ResetBreakerAsync(parse.GetValue(toolName)!, ct);
+    return Print(parse, verdict, $"{verdict.Tool}: {verdict.State}");
+}));
+var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
+
+foreach (var command in new[] { start, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }
 
 root.Subcommands.Add(audit);
 return await root.Parse(args).InvokeAsync();
+
+Task<int> DecideAsync(ParseResult parse, OperatorDecision decision, CancellationToken ct) => WithClientAsync(parse, async client =>
+{
+    var info = await client.ResolveEscalationAsync(parse.GetValue(runId)!, decision, ct);
+    return Print(parse, info, RunText(info));
+});
 
 async Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>> action)
 {
@@ -168,7 +244,9 @@ static int Fail(ParseResult parse, string kind, string message, int exitCode)
 
 static string RunText(RunInfo r) =>
     $"{r.RunId}  {r.WorkflowType} v{r.WorkflowVersion}  {r.Status}  steps={r.StepsRecorded}  created={r.CreatedAt:O}" +
-    (r.Error is null ? "" : $"  error={r.Error.Kind}: {r.Error.Message}");
+    (r.Origin is null ? "" : $"  replay-of={r.Origin.SourceRunId}@{r.Origin.FromStep}") +
+    (r.Escalation is null ? "" : $"  awaiting-operator: step {r.Escalation.Step} '{r.Escalation.StepName}': {r.Escalation.Error.Message}") +
+    (r.Error is null ? "" : $"  error={r.Error.Kind}{(r.Error.Step is { } step ? $" at step {step} '{r.Error.StepName}'" : "")}: {r.Error.Message}");
 
 internal static class CliJson
 {

@@ -37,4 +37,27 @@ public interface ISpineClient
 
     /// <summary>Recomputes the run's journal hash chain in the database.</summary>
     Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default);
+
+    /// <summary>Decides on a run waiting in <see cref="RunStatus.AwaitingOperator"/>: retry the step, skip it with a result, or fail the run.</summary>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>
+    Task<RunInfo> ResolveEscalationAsync(string runId, OperatorDecision decision, CancellationToken cancellationToken = default);
+
+    /// <summary>The dead-letter queue: runs in <see cref="RunStatus.DeadLettered"/>, newest first, with their failing step and error.</summary>
+    Task<IReadOnlyList<RunInfo>> ListDeadLettersAsync(int limit = 100, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a run from the dead-letter queue (status <see cref="RunStatus.Discarded"/>); its journal stays.</summary>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not dead-lettered.</exception>
+    Task<RunInfo> DiscardAsync(string runId, string? reason = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Forks a new run from a finished one (completed, failed, cancelled, dead-lettered): the source's recorded
+    /// steps before <see cref="ReplayRequest.FromStep"/> are reused, not executed again; the new run records its origin.
+    /// </summary>
+    Task<RunInfo> ReplayAsync(ReplayRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>A tool's circuit breaker as the cluster sees it.</summary>
+    Task<BreakerVerdict> GetBreakerAsync(string tool, CancellationToken cancellationToken = default);
+
+    /// <summary>Closes a tool's circuit breaker (operator override).</summary>
+    Task<BreakerVerdict> ResetBreakerAsync(string tool, CancellationToken cancellationToken = default);
 }

@@ -80,6 +80,34 @@ public sealed class SpineClient : ISpineClient
     public Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).VerifyJournalAsync(runId).WaitAsync(cancellationToken);
 
+    /// <inheritdoc />
+    public Task<RunInfo> ResolveEscalationAsync(string runId, OperatorDecision decision, CancellationToken cancellationToken = default) =>
+        Run(runId).ResolveEscalationAsync(decision).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<RunInfo>> ListDeadLettersAsync(int limit = 100, CancellationToken cancellationToken = default) =>
+        ListAsync(new RunQuery { Status = RunStatus.DeadLettered, Limit = limit }, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<RunInfo> DiscardAsync(string runId, string? reason = null, CancellationToken cancellationToken = default) =>
+        Run(runId).DiscardAsync(reason).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<RunInfo> ReplayAsync(ReplayRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var runId = request.IdempotencyKey is { Length: > 0 } key ? RunIds.FromIdempotencyKey("replay:" + request.SourceRunId, key) : RunIds.New();
+        return Run(runId).StartReplayAsync(request).WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<BreakerVerdict> GetBreakerAsync(string tool, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<ICircuitBreakerGrain>(tool).GetVerdictAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<BreakerVerdict> ResetBreakerAsync(string tool, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<ICircuitBreakerGrain>(tool).ResetAsync().WaitAsync(cancellationToken);
+
     private IWorkflowRunGrain Run(string runId)
     {
         ArgumentException.ThrowIfNullOrEmpty(runId);

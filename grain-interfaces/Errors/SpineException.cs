@@ -244,8 +244,9 @@ public sealed class JournalConflictException : SpineException
 public sealed class StepFailedException : SpineException
 {
     /// <summary>Creates the exception.</summary>
-    public StepFailedException(string runId, int step, string stepName, string errorKind, string errorMessage, string? exceptionType)
-        : base($"Run {runId}: step {step} '{stepName}' failed ({errorKind}): {errorMessage}")
+    public StepFailedException(string runId, int step, string stepName, string errorKind, string errorMessage, string? exceptionType,
+        string errorClass = "terminal", int attempts = 1, bool retriesExhausted = false)
+        : base($"Run {runId}: step {step} '{stepName}' failed ({errorKind}{(retriesExhausted ? $", retries exhausted after {attempts} attempts" : "")}): {errorMessage}")
     {
         RunId = runId;
         Step = step;
@@ -253,6 +254,9 @@ public sealed class StepFailedException : SpineException
         ErrorKind = errorKind;
         ErrorMessage = errorMessage;
         ExceptionType = exceptionType;
+        ErrorClass = errorClass;
+        Attempts = attempts;
+        RetriesExhausted = retriesExhausted;
     }
 
     /// <summary>The run.</summary>
@@ -272,6 +276,15 @@ public sealed class StepFailedException : SpineException
 
     /// <summary>The .NET type of the underlying error.</summary>
     [Id(5)] public string? ExceptionType { get; private set; }
+
+    /// <summary>The error class of the last attempt (see <see cref="Spine.Errors.ErrorClass"/>), e.g. <c>transient</c>.</summary>
+    [Id(6)] public string ErrorClass { get; private set; }
+
+    /// <summary>How many attempts were made.</summary>
+    [Id(7)] public int Attempts { get; private set; }
+
+    /// <summary>True when a transient failure ran out of attempts (the run goes to the dead-letter queue if uncaught).</summary>
+    [Id(8)] public bool RetriesExhausted { get; private set; }
 
     /// <inheritdoc />
     public override string Kind => "step_failed";

@@ -28,6 +28,23 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     [Alias("CancelAsync"), AlwaysInterleave]
     Task<RunInfo> CancelAsync(string? reason);
 
+    /// <summary>Decides on a step escalated to an operator (<see cref="RunStatus.AwaitingOperator"/>).</summary>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>
+    [Alias("ResolveEscalationAsync"), AlwaysInterleave]
+    Task<RunInfo> ResolveEscalationAsync(OperatorDecision decision);
+
+    /// <summary>Discards a dead-lettered run: it leaves the dead-letter queue, its journal stays.</summary>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not dead-lettered.</exception>
+    [Alias("DiscardAsync")]
+    Task<RunInfo> DiscardAsync(string? reason);
+
+    /// <summary>
+    /// Starts this (new) run as a replay of another: the source's recorded steps before the replay point are
+    /// copied, not executed again. Idempotent like <see cref="StartAsync"/>.
+    /// </summary>
+    [Alias("StartReplayAsync")]
+    Task<RunInfo> StartReplayAsync(ReplayRequest request);
+
     /// <summary>The run's journal rows, in order.</summary>
     [Alias("GetJournalAsync"), AlwaysInterleave]
     Task<IReadOnlyList<JournalEntryView>> GetJournalAsync();

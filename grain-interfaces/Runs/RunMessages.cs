@@ -6,13 +6,67 @@ namespace Spine.Runs;
 /// <param name="WorkflowVersion">The workflow version to run; <c>null</c> takes the newest registered version.</param>
 /// <param name="IdempotencyKey">A caller-chosen key: starting the same key twice (per account) returns the same run.</param>
 /// <param name="AccountId">The account the run is billed to and listed under.</param>
+/// <param name="Parameters">Named step parameters the workflow reads with <c>ctx.GetParameter</c>; a replay can change them.</param>
 [GenerateSerializer, Immutable, Alias("spine.StartRunRequest")]
 public sealed record StartRunRequest(
     [property: Id(0)] string WorkflowType,
     [property: Id(1)] string InputJson,
     [property: Id(2)] int? WorkflowVersion = null,
     [property: Id(3)] string? IdempotencyKey = null,
-    [property: Id(4)] string? AccountId = null);
+    [property: Id(4)] string? AccountId = null,
+    [property: Id(5)] IReadOnlyDictionary<string, string>? Parameters = null);
+
+/// <summary>A request to fork a new run from step <paramref name="FromStep"/> of an earlier run.</summary>
+/// <param name="SourceRunId">The run to fork from (completed, failed, cancelled, dead-lettered or discarded).</param>
+/// <param name="FromStep">The first step to execute again; steps before it are reused from the source journal. Null: the source's failing step (or 1).</param>
+/// <param name="InputJson">A changed input; null keeps the source's input.</param>
+/// <param name="Parameters">Changed step parameters; null keeps the source's.</param>
+/// <param name="IdempotencyKey">Makes the replay itself idempotent (per account).</param>
+[GenerateSerializer, Immutable, Alias("spine.ReplayRequest")]
+public sealed record ReplayRequest(
+    [property: Id(0)] string SourceRunId,
+    [property: Id(1)] int? FromStep = null,
+    [property: Id(2)] string? InputJson = null,
+    [property: Id(3)] IReadOnlyDictionary<string, string>? Parameters = null,
+    [property: Id(4)] string? IdempotencyKey = null);
+
+/// <summary>Where a replayed run came from.</summary>
+/// <param name="SourceRunId">The source run.</param>
+/// <param name="FromStep">The first step the replay executed itself.</param>
+[GenerateSerializer, Immutable, Alias("spine.RunOrigin")]
+public sealed record RunOrigin([property: Id(0)] string SourceRunId, [property: Id(1)] int FromStep);
+
+/// <summary>What an operator decides for a run in <see cref="RunStatus.AwaitingOperator"/>.</summary>
+public enum OperatorAction
+{
+    /// <summary>Try the step again, with a fresh retry budget.</summary>
+    Retry,
+
+    /// <summary>Skip the step: record <see cref="OperatorDecision.ResultJson"/> as its result and go on.</summary>
+    Skip,
+
+    /// <summary>Fail the run (compensations run).</summary>
+    Fail,
+}
+
+/// <summary>An operator's decision on an escalated step.</summary>
+/// <param name="Action">Retry, skip or fail.</param>
+/// <param name="ResultJson">For <see cref="OperatorAction.Skip"/>: the step's result as JSON.</param>
+/// <param name="Reason">Why, for the journal.</param>
+/// <param name="Operator">Who decided, for the journal.</param>
+[GenerateSerializer, Immutable, Alias("spine.OperatorDecision")]
+public sealed record OperatorDecision(
+    [property: Id(0)] OperatorAction Action,
+    [property: Id(1)] string? ResultJson = null,
+    [property: Id(2)] string? Reason = null,
+    [property: Id(3)] string? Operator = null);
+
+/// <summary>The step a run escalated to an operator.</summary>
+/// <param name="Step">The step number.</param>
+/// <param name="StepName">The step name.</param>
+/// <param name="Error">The last error of the step.</param>
+[GenerateSerializer, Immutable, Alias("spine.Escalation")]
+public sealed record Escalation([property: Id(0)] int Step, [property: Id(1)] string StepName, [property: Id(2)] RunError Error);
 
 /// <summary>What went wrong in a failed run or step.</summary>
 /// <param name="Kind">A stable machine-readable error kind, e.g. <c>"terminal"</c>, <c>"non_determinism"</c>, <c>"schema_validation"</c>.</param>
@@ -64,6 +118,12 @@ public sealed record RunInfo
 
     /// <summary>The idempotency key the run was started with, if any.</summary>
     [Id(10)] public string? IdempotencyKey { get; init; }
+
+    /// <summary>The step waiting for an operator, when <see cref="RunStatus.AwaitingOperator"/>.</summary>
+    [Id(11)] public Escalation? Escalation { get; init; }
+
+    /// <summary>The run this one was replayed from, if any.</summary>
+    [Id(12)] public RunOrigin? Origin { get; init; }
 }
 
 /// <summary>A filter for listing runs. Every set member must match.</summary>
@@ -110,4 +170,7 @@ public sealed record JournalEntryView
 
     /// <summary>The row's hash (hex), chained to the previous row of the run.</summary>
     [Id(7)] public required string Hash { get; init; }
+
+    /// <summary>For step outcomes and failed attempts: which attempt (from 1).</summary>
+    [Id(8)] public int? Attempt { get; init; }
 }

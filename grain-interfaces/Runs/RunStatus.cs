@@ -21,6 +21,18 @@ public enum RunStatus
 
     /// <summary>Stopped by a cancel request.</summary>
     Cancelled = 5,
+
+    /// <summary>A step exhausted its retries and the workflow's policy asks an operator to retry it, skip it or fail the run.</summary>
+    AwaitingOperator = 6,
+
+    /// <summary>Running the compensations of completed steps, in reverse order, after a failure or a cancel.</summary>
+    Compensating = 7,
+
+    /// <summary>Failed after exhausting retries (or a compensation did): kept for inspection, replay or discard.</summary>
+    DeadLettered = 8,
+
+    /// <summary>A dead-lettered run an operator discarded.</summary>
+    Discarded = 9,
 }
 
 /// <summary>Helpers over <see cref="RunStatus"/>.</summary>
@@ -28,5 +40,5 @@ public static class RunStatusExtensions
 {
     /// <summary>True for statuses a run never leaves.</summary>
     public static bool IsTerminal(this RunStatus status) =>
-        status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled;
+        status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled or RunStatus.DeadLettered or RunStatus.Discarded;
 }

@@ -1,3 +1,6 @@
+using Spine.Breakers;
+using Spine.Recovery;
+
 namespace Spine.Hosting;
 
 /// <summary>Settings of the Spine runtime on a silo (configuration section <c>Spine</c>).</summary>
@@ -27,9 +30,27 @@ public sealed class SpineOptions
     /// <summary>How many group-commit writers run in parallel, each on its own connection. Default 2.</summary>
     public int JournalWriters { get; set; } = 2;
 
+    /// <summary>Default retry policies per step kind (<c>Spine:Retry:Step</c>, <c>:Tool</c>, <c>:Model</c>, <c>:Compensation</c>).</summary>
+    public RetryDefaults Retry { get; set; } = new();
+
+    /// <summary>The circuit breaker policy of tools that name none (<c>Spine:Breaker</c>).</summary>
+    public BreakerPolicy Breaker { get; set; } = new();
+
+    /// <summary>How often a silo sends its batched tool outcomes to the breaker grains. Default 200 ms.</summary>
+    public TimeSpan BreakerReportInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
     /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
     public void Validate()
     {
+        Retry.Step.Validate("Spine:Retry:Step");
+        Retry.Tool.Validate("Spine:Retry:Tool");
+        Retry.Model.Validate("Spine:Retry:Model");
+        Retry.Compensation.Validate("Spine:Retry:Compensation");
+        if (BreakerReportInterval < TimeSpan.FromMilliseconds(10))
+        {
+            throw new InvalidOperationException($"Spine:BreakerReportInterval is {BreakerReportInterval}: it must be at least 10 ms.");
+        }
+
         if (string.IsNullOrWhiteSpace(ConnectionString))
         {
             throw new InvalidOperationException("Spine:ConnectionString is empty: set it to a PostgreSQL connection string.");

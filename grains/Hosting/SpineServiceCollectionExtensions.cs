@@ -26,6 +26,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<JournalStore>();
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
+        services.TryAddSingleton<Breakers.CircuitBreakerCache>();
         return services;
     }
 
@@ -35,16 +36,16 @@ public static class SpineServiceCollectionExtensions
     {
         var attribute = typeof(TWorkflow).GetCustomAttributes(typeof(WorkflowAttribute), false).OfType<WorkflowAttribute>().FirstOrDefault()
             ?? throw new InvalidOperationException($"{typeof(TWorkflow).Name} has no [Workflow(\"name\")] attribute.");
-        return services.AddSpineWorkflow<TWorkflow, TInput, TOutput>(attribute.Name, attribute.Version);
+        return services.AddSpineWorkflow<TWorkflow, TInput, TOutput>(attribute.Name, attribute.Version, attribute.EscalateToOperator);
     }
 
     /// <summary>Registers a workflow class under an explicit name and version.</summary>
-    public static IServiceCollection AddSpineWorkflow<TWorkflow, TInput, TOutput>(this IServiceCollection services, string name, int version)
+    public static IServiceCollection AddSpineWorkflow<TWorkflow, TInput, TOutput>(this IServiceCollection services, string name, int version, bool escalateToOperator = false)
         where TWorkflow : class, IWorkflow<TInput, TOutput>
     {
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddTransient<TWorkflow>();
-        services.AddSingleton(WorkflowRegistry.Create<TWorkflow, TInput, TOutput>(name, version));
+        services.AddSingleton(WorkflowRegistry.Create<TWorkflow, TInput, TOutput>(name, version, escalateToOperator));
         return services;
     }
 

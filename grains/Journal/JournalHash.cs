@@ -18,7 +18,7 @@ public static class JournalHash
         new(value.UtcTicks - (value.UtcTicks % 10), TimeSpan.Zero);
 
     /// <summary>Computes a row's hash.</summary>
-    public static byte[] Compute(byte[] prevHash, string runId, int seq, JournalKind kind, int? step, string name, bool ok, string? payload, DateTimeOffset recordedAt)
+    public static byte[] Compute(byte[] prevHash, string runId, int seq, JournalKind kind, int? step, string name, bool ok, string? payload, DateTimeOffset recordedAt, int? attempt = null)
     {
         ArgumentNullException.ThrowIfNull(prevHash);
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -36,6 +36,13 @@ public static class JournalHash
         AppendString(hash, payload);
         BinaryPrimitives.WriteInt64BigEndian(number, recordedAt.UtcTicks);
         hash.AppendData(number);
+        if (attempt is { } value)
+        {
+            // Only rows that carry an attempt hash it, so rows written before the column existed still verify.
+            BinaryPrimitives.WriteInt32BigEndian(number, value);
+            hash.AppendData(number[..4]);
+        }
+
         return hash.GetHashAndReset();
     }
 
@@ -43,7 +50,7 @@ public static class JournalHash
     public static byte[] Compute(JournalRow row)
     {
         ArgumentNullException.ThrowIfNull(row);
-        return Compute(row.PrevHash, row.RunId, row.Seq, row.Kind, row.Step, row.Name, row.Ok, row.Payload, row.RecordedAt);
+        return Compute(row.PrevHash, row.RunId, row.Seq, row.Kind, row.Step, row.Name, row.Ok, row.Payload, row.RecordedAt, row.Attempt);
     }
 
     // Length-prefixed so that ("ab","c") and ("a","bc") hash differently; null is length -1.

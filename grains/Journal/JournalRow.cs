@@ -26,8 +26,26 @@ public enum JournalKind : short
     /// <summary>A recorded random value.</summary>
     Random = 6,
 
+    /// <summary>One failed attempt of a step that will be retried: class, error and when the retry is due.</summary>
+    AttemptFailed = 7,
+
+    /// <summary>A step declared its compensating tool call before its first attempt.</summary>
+    CompensationRegistered = 8,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
+
+    /// <summary>A step exhausted its retries and was handed to an operator.</summary>
+    Escalated = 21,
+
+    /// <summary>An operator decided on an escalated step (retry, skip or fail).</summary>
+    OperatorDecided = 22,
+
+    /// <summary>The run began compensating its completed steps; the payload holds how the run ends afterwards.</summary>
+    CompensationStarted = 23,
+
+    /// <summary>One compensation attempt (step = the compensated step).</summary>
+    Compensated = 24,
 
     /// <summary>The run ended with a result.</summary>
     RunCompleted = 30,
@@ -37,6 +55,12 @@ public enum JournalKind : short
 
     /// <summary>The run ended by cancellation.</summary>
     RunCancelled = 32,
+
+    /// <summary>The run ended in the dead-letter queue.</summary>
+    RunDeadLettered = 33,
+
+    /// <summary>An operator discarded the dead-lettered run.</summary>
+    RunDiscarded = 34,
 }
 
 /// <summary>One row of <c>spine_journal</c>.</summary>
@@ -50,6 +74,7 @@ public enum JournalKind : short
 /// <param name="RecordedAt">When the row was recorded (UTC, microsecond precision as PostgreSQL keeps it).</param>
 /// <param name="PrevHash">The previous row's hash (32 zero bytes for seq 0).</param>
 /// <param name="Hash">This row's hash.</param>
+/// <param name="Attempt">For step outcomes and attempts: which attempt (from 1).</param>
 public sealed record JournalRow(
     string RunId,
     int Seq,
@@ -60,10 +85,12 @@ public sealed record JournalRow(
     string? Payload,
     DateTimeOffset RecordedAt,
     byte[] PrevHash,
-    byte[] Hash)
+    byte[] Hash,
+    int? Attempt = null)
 {
-    /// <summary>True for the kinds a workflow step produces (those replay answers from).</summary>
-    public bool IsStep => Step is not null;
+    /// <summary>True for the rows replay answers a workflow call from: the outcome of a step.</summary>
+    public bool IsStepOutcome => Step is not null && Kind is JournalKind.Step or JournalKind.Tool or JournalKind.Model
+        or JournalKind.Timer or JournalKind.Time or JournalKind.Random;
 
     /// <summary>The operator view of the row.</summary>
     public JournalEntryView ToView() => new()
@@ -76,6 +103,7 @@ public sealed record JournalRow(
         PayloadJson = Payload,
         RecordedAt = RecordedAt,
         Hash = Convert.ToHexStringLower(Hash),
+        Attempt = Attempt,
     };
 }
 
@@ -91,4 +119,7 @@ public sealed record RunRow(
     string? ErrorKind,
     string? ErrorMessage,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt,
+    int? ErrorStep = null,
+    string? ErrorStepName = null,
+    string? OriginRunId = null);

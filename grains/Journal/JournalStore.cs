@@ -11,7 +11,7 @@ public sealed class JournalStore(SpineDatabase database)
     public async Task<List<JournalRow>> ReadAsync(string runId, CancellationToken cancellationToken = default)
     {
         const string sql = """
-            SELECT seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash
+            SELECT seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt
             FROM spine_journal WHERE run_id = @run_id ORDER BY seq
             """;
         try
@@ -32,7 +32,8 @@ public sealed class JournalStore(SpineDatabase database)
                     reader.IsDBNull(5) ? null : reader.GetString(5),
                     new DateTimeOffset(reader.GetFieldValue<DateTime>(6), TimeSpan.Zero),
                     reader.GetFieldValue<byte[]>(7),
-                    reader.GetFieldValue<byte[]>(8)));
+                    reader.GetFieldValue<byte[]>(8),
+                    reader.IsDBNull(9) ? null : reader.GetInt32(9)));
             }
 
             return rows;
@@ -49,7 +50,7 @@ public sealed class JournalStore(SpineDatabase database)
         ArgumentNullException.ThrowIfNull(query);
         const string sql = """
             SELECT run_id, workflow_type, workflow_version, account_id, idempotency_key, status, result,
-                   error_kind, error_message, created_at, updated_at
+                   error_kind, error_message, created_at, updated_at, error_step, error_step_name
             FROM spine_runs
             WHERE (@status IS NULL OR status = @status)
               AND (@workflow_type IS NULL OR workflow_type = @workflow_type)
@@ -78,7 +79,11 @@ public sealed class JournalStore(SpineDatabase database)
                     IdempotencyKey = reader.IsDBNull(4) ? null : reader.GetString(4),
                     Status = (RunStatus)reader.GetInt16(5),
                     ResultJson = reader.IsDBNull(6) ? null : reader.GetString(6),
-                    Error = errorKind is null ? null : new RunError(errorKind, reader.IsDBNull(8) ? "" : reader.GetString(8)),
+                    Error = errorKind is null ? null : new RunError(
+                        errorKind,
+                        reader.IsDBNull(8) ? "" : reader.GetString(8),
+                        reader.IsDBNull(11) ? null : reader.GetInt32(11),
+                        reader.IsDBNull(12) ? null : reader.GetString(12)),
                     CreatedAt = new DateTimeOffset(reader.GetFieldValue<DateTime>(9), TimeSpan.Zero),
                     UpdatedAt = new DateTimeOffset(reader.GetFieldValue<DateTime>(10), TimeSpan.Zero),
                 });

@@ -17,18 +17,19 @@ namespace Spine.Journal;
 public sealed partial class JournalWriter : IAsyncDisposable
 {
     private const string InsertJournalSql = """
-        INSERT INTO spine_journal (run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash)
-        SELECT * FROM unnest(@run_id, @seq, @kind, @step, @name, @ok, @payload, @recorded_at, @prev_hash, @hash)
+        INSERT INTO spine_journal (run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt)
+        SELECT * FROM unnest(@run_id, @seq, @kind, @step, @name, @ok, @payload, @recorded_at, @prev_hash, @hash, @attempt)
         """;
 
     private const string UpsertRunSql = """
         INSERT INTO spine_runs (run_id, workflow_type, workflow_version, account_id, idempotency_key, status,
-                                result, error_kind, error_message, created_at, updated_at)
+                                result, error_kind, error_message, created_at, updated_at, error_step, error_step_name, origin_run_id)
         SELECT * FROM unnest(@run_id, @workflow_type, @workflow_version, @account_id, @idempotency_key, @status,
-                             @result, @error_kind, @error_message, @created_at, @updated_at)
+                             @result, @error_kind, @error_message, @created_at, @updated_at, @error_step, @error_step_name, @origin_run_id)
         ON CONFLICT (run_id) DO UPDATE
         SET status = EXCLUDED.status, result = EXCLUDED.result, error_kind = EXCLUDED.error_kind,
-            error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at
+            error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at,
+            error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name
         """;
 
     private readonly SpineDatabase _database;
@@ -53,14 +54,22 @@ public sealed partial class JournalWriter : IAsyncDisposable
     /// </summary>
     /// <exception cref="JournalConflictException">The row's (run, seq) already exists.</exception>
     /// <exception cref="StorageUnavailableException">PostgreSQL could not be reached or refused the write.</exception>
-    public Task AppendAsync(JournalRow? row, RunRow? run)
+    public Task AppendAsync(JournalRow? row, RunRow? run) =>
+        AppendAsync(row is null ? [] : [row], run);
+
+    /// <summary>Upserts a run's index row alone (a status change without a journal event).</summary>
+    public Task UpdateRunAsync(RunRow run) => AppendAsync([], run);
+
+    /// <summary>Appends several rows of one run (and/or its index row) atomically, in one commit.</summary>
+    public Task AppendAsync(IReadOnlyList<JournalRow> rows, RunRow? run)
     {
-        if (row is null && run is null)
+        ArgumentNullException.ThrowIfNull(rows);
+        if (rows.Count == 0 && run is null)
         {
             return Task.CompletedTask;
         }
 
-        var pending = new PendingWrite(row, run);
+        var pending = new PendingWrite(rows, run);
         if (!_queue.Writer.TryWrite(pending))
         {
             return Task.FromException(new StorageUnavailableException("journal append", "the journal writer is shut down"));
@@ -134,12 +143,12 @@ public sealed partial class JournalWriter : IAsyncDisposable
 
     private Exception Map(Exception e, PendingWrite item)
     {
-        if (e is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } && item.Row is { } row)
+        if (e is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } && item.Rows.Count > 0)
         {
-            return new JournalConflictException(row.RunId, row.Seq);
+            return new JournalConflictException(item.Rows[0].RunId, item.Rows[0].Seq);
         }
 
-        LogCommitFailed(_logger, e, item.Row?.RunId ?? item.Run?.RunId);
+        LogCommitFailed(_logger, e, item.Rows.Count > 0 ? item.Rows[0].RunId : item.Run?.RunId);
         return SpineDatabase.Classify(e, "journal append") ?? e;
     }
 
@@ -148,7 +157,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
         await using var connection = await _database.DataSource.OpenConnectionAsync();
         await using var batch = new NpgsqlBatch(connection);
 
-        var rows = items.Where(i => i.Row is not null).Select(i => i.Row!).ToArray();
+        var rows = items.SelectMany(i => i.Rows).ToArray();
         if (rows.Length > 0)
         {
             var command = new NpgsqlBatchCommand(InsertJournalSql);
@@ -162,6 +171,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
             command.Parameters.Add(Array("recorded_at", NpgsqlDbType.TimestampTz, rows.Select(r => r.RecordedAt.UtcDateTime).ToArray()));
             command.Parameters.Add(Array("prev_hash", NpgsqlDbType.Bytea, rows.Select(r => r.PrevHash).ToArray()));
             command.Parameters.Add(Array("hash", NpgsqlDbType.Bytea, rows.Select(r => r.Hash).ToArray()));
+            command.Parameters.Add(Array("attempt", NpgsqlDbType.Integer, rows.Select(r => r.Attempt).ToArray()));
             batch.BatchCommands.Add(command);
         }
 
@@ -180,6 +190,9 @@ public sealed partial class JournalWriter : IAsyncDisposable
             command.Parameters.Add(Array("error_message", NpgsqlDbType.Text, runs.Select(r => r.ErrorMessage).ToArray()));
             command.Parameters.Add(Array("created_at", NpgsqlDbType.TimestampTz, runs.Select(r => r.CreatedAt.UtcDateTime).ToArray()));
             command.Parameters.Add(Array("updated_at", NpgsqlDbType.TimestampTz, runs.Select(r => r.UpdatedAt.UtcDateTime).ToArray()));
+            command.Parameters.Add(Array("error_step", NpgsqlDbType.Integer, runs.Select(r => r.ErrorStep).ToArray()));
+            command.Parameters.Add(Array("error_step_name", NpgsqlDbType.Text, runs.Select(r => r.ErrorStepName).ToArray()));
+            command.Parameters.Add(Array("origin_run_id", NpgsqlDbType.Text, runs.Select(r => r.OriginRunId).ToArray()));
             batch.BatchCommands.Add(command);
         }
 
@@ -193,9 +206,9 @@ public sealed partial class JournalWriter : IAsyncDisposable
     [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed for run {RunId}")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, string? runId);
 
-    private sealed class PendingWrite(JournalRow? row, RunRow? run)
+    private sealed class PendingWrite(IReadOnlyList<JournalRow> rows, RunRow? run)
     {
-        public JournalRow? Row { get; } = row;
+        public IReadOnlyList<JournalRow> Rows { get; } = rows;
 
         public RunRow? Run { get; } = run;
 

@@ -1,53 +1,63 @@
 using System.Text;
 using System.Text.Json;
 using Spine.Errors;
-using Spine.Runs;
+using Spine.Workflows;
 
 namespace Spine.Runs;
+
+/// <summary>What a run's first journal row records.</summary>
+internal sealed record StartedPayload(
+    string WorkflowType,
+    int WorkflowVersion,
+    string? AccountId,
+    string? IdempotencyKey,
+    JsonElement Input,
+    IReadOnlyDictionary<string, string>? Parameters = null,
+    RunOrigin? Origin = null);
+
+/// <summary>A recorded failure: of an attempt, a step, a compensation or a run.</summary>
+internal sealed record ErrorPayload(
+    string Kind,
+    string Message,
+    string? ExceptionType,
+    string? Class = null,
+    DateTimeOffset? RetryAt = null,
+    bool Exhausted = false,
+    int? Step = null,
+    string? StepName = null,
+    string? StepKind = null);
+
+/// <summary>An operator's decision as journaled.</summary>
+internal sealed record DecisionPayload(OperatorAction Action, string? Reason, string? Operator);
+
+/// <summary>How a compensating run ends once its compensations are done.</summary>
+internal sealed record CompensationPlan(RunStatus Status, ErrorPayload? Error, bool DeadLetter);
+
+/// <summary>A registered compensation.</summary>
+internal sealed record CompensationPayload(string Tool, string? Version, JsonElement Arguments);
 
 /// <summary>The JSON shapes of journal payloads that the runtime itself reads back.</summary>
 internal static class RunPayloads
 {
-    public static string Started(StartRunRequest request, int version)
-    {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            writer.WriteString("workflowType", request.WorkflowType);
-            writer.WriteNumber("workflowVersion", version);
-            writer.WriteString("accountId", request.AccountId);
-            writer.WriteString("idempotencyKey", request.IdempotencyKey);
-            writer.WritePropertyName("input");
-            writer.WriteRawValue(request.InputJson, skipInputValidation: false);
-            writer.WriteEndObject();
-        }
+    public static string Write<T>(T value) => JsonSerializer.Serialize(value, SpineJson.Options);
 
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
-
-    public static (string Type, int Version, string? Account, string? Key, string Input) ReadStarted(string payload)
-    {
-        using var document = JsonDocument.Parse(payload);
-        var root = document.RootElement;
-        return (
-            root.GetProperty("workflowType").GetString()!,
-            root.GetProperty("workflowVersion").GetInt32(),
-            root.GetProperty("accountId").GetString(),
-            root.GetProperty("idempotencyKey").GetString(),
-            root.GetProperty("input").GetRawText());
-    }
-
-    public static string Error(string kind, string message, string? exceptionType) =>
-        JsonSerializer.Serialize(new ErrorPayload(kind, message, exceptionType), Workflows.SpineJson.Options);
+    public static T Read<T>(string? payload) =>
+        JsonSerializer.Deserialize<T>(payload ?? "null", SpineJson.Options) ?? throw new JsonException($"A journal payload of {typeof(T).Name} is empty.");
 
     public static ErrorPayload ReadError(string? payload) =>
-        payload is null
-            ? new ErrorPayload("terminal", "no error recorded", null)
-            : JsonSerializer.Deserialize<ErrorPayload>(payload, Workflows.SpineJson.Options) ?? new ErrorPayload("terminal", "no error recorded", null);
+        payload is null ? new ErrorPayload("terminal", "no error recorded", null) : Read<ErrorPayload>(payload);
 
-    public static string Reason(string? reason) =>
-        JsonSerializer.Serialize(new { reason }, Workflows.SpineJson.Options);
+    public static ErrorPayload ErrorOf(Exception e, ErrorClass errorClass) =>
+        new(e is SpineException spine ? spine.Kind : errorClass == ErrorClass.Transient ? "transient" : "terminal",
+            e.Message, e.GetType().FullName, errorClass.Name());
+
+    public static RunError ToRunError(this ErrorPayload error) =>
+        new(error.Kind, error.Message, error.Step, error.StepName, error.ExceptionType);
+
+    public static ErrorPayload ToPayload(this RunError error) =>
+        new(error.Kind, error.Message, error.ExceptionType, Step: error.Step, StepName: error.StepName);
+
+    public static string Reason(string? reason) => Write(new { reason });
 
     public static string? ReadReason(string? payload)
     {
@@ -61,12 +71,13 @@ internal static class RunPayloads
     }
 
     /// <summary>Checks JSON validity and the size ceiling of a payload about to be accepted.</summary>
-    public static void CheckJson(string json, string what, int maxBytes)
+    public static JsonElement CheckJson(string json, string what, int maxBytes)
     {
         CheckSize(json, what, maxBytes);
         try
         {
-            using var _ = JsonDocument.Parse(json);
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.Clone();
         }
         catch (JsonException e)
         {
@@ -88,6 +99,4 @@ internal static class RunPayloads
             throw new PayloadTooLargeException(what, size, maxBytes);
         }
     }
-
-    internal sealed record ErrorPayload(string Kind, string Message, string? ExceptionType);
 }

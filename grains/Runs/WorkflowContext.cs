@@ -3,8 +3,10 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
+using Spine.Breakers;
 using Spine.Errors;
 using Spine.Journal;
+using Spine.Recovery;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -13,7 +15,8 @@ namespace Spine.Runs;
 /// <summary>
 /// The journaling context of one execution of a run. Step numbers count the workflow's context calls
 /// from 1; a recorded step is answered from the journal after checking that the workflow asks for the
-/// same kind and name, otherwise the call runs live and its outcome is durable before the workflow sees it.
+/// same kind and name, otherwise the call runs live (with retries) and its outcome is durable before
+/// the workflow sees it.
 /// </summary>
 internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistration registration, RunState state) : IWorkflowContext
 {
@@ -28,9 +31,13 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
 
     public string? AccountId => state.AccountId;
 
-    public bool IsReplaying => grain.TryGetStep(_step + 1, out _);
+    public bool IsReplaying => grain.TryGetOutcome(_step + 1, out _);
 
-    public async Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action)
+    public RunOrigin? Origin => grain.Origin;
+
+    public string? GetParameter(string name) => grain.GetParameter(name);
+
+    public async Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(action);
@@ -40,68 +47,34 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             return Deserialize<T>(Unwrap(recorded), step, name);
         }
 
-        T result;
-        try
-        {
-            result = await action(new StepContext(RunId, step, name, IdempotencyKey(step), grain.ShutdownToken));
-        }
-        catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested)
-        {
-            throw await RecordFailureAsync(JournalKind.Step, step, name, e);
-        }
+        T result = default!;
+        var outcome = await ExecuteStepAsync(JournalKind.Step, step, name, options, options?.Retry ?? grain.Options.Retry.Step, options?.ClassifyError,
+            async attempt =>
+            {
+                result = await action(new StepContext(RunId, step, name, IdempotencyKey(step), grain.ShutdownToken, attempt));
+                var json = JsonSerializer.Serialize(result, SpineJson.Options);
+                RunPayloads.CheckSize(json, $"result of step {step} '{name}'", grain.Options.MaxPayloadBytes);
+                return json;
+            });
 
-        string json;
-        try
-        {
-            json = JsonSerializer.Serialize(result, SpineJson.Options);
-            RunPayloads.CheckSize(json, $"result of step {step} '{name}'", grain.MaxPayloadBytes);
-        }
-        catch (Exception e) when (e is PayloadTooLargeException or NotSupportedException or JsonException)
-        {
-            throw await RecordFailureAsync(JournalKind.Step, step, name, e);
-        }
-
-        await grain.AppendAsync(JournalKind.Step, step, name, true, json);
-        return result;
+        // A skipped step's result came from an operator, not from the action.
+        return outcome.Live ? result : Deserialize<T>(outcome.Row.Payload!, step, name);
     }
 
-    public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null)
+    public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(tool);
         var (step, recorded) = Next(JournalKind.Tool, tool);
         if (recorded is not null)
         {
-            using var document = JsonDocument.Parse(Unwrap(recorded));
-            _pinnedTools[tool] = document.RootElement.GetProperty("version").GetString()!;
-            return document.RootElement.GetProperty("output").Clone();
+            return ReadToolOutput(tool, Unwrap(recorded));
         }
 
-        RegisteredTool registered;
-        JsonElement output;
-        try
-        {
-            registered = grain.Tools.Resolve(tool, version ?? _pinnedTools.GetValueOrDefault(tool));
-            if (arguments.ValueKind == JsonValueKind.Undefined)
-            {
-                throw new InvalidPayloadException($"arguments of tool '{tool}'", "no JSON value was given");
-            }
-
-            RunPayloads.CheckSize(arguments.GetRawText(), $"arguments of tool '{tool}'", grain.MaxPayloadBytes);
-            registered.ValidateInput(arguments);
-            output = await registered.Tool.InvokeAsync(arguments, new ToolContext(RunId, step, IdempotencyKey(step), grain.ShutdownToken));
-            RunPayloads.CheckSize(output.GetRawText(), $"output of tool '{tool}'", grain.MaxPayloadBytes);
-            registered.ValidateOutput(output);
-        }
-        catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested)
-        {
-            throw await RecordFailureAsync(JournalKind.Tool, step, tool, e);
-        }
-
-        _pinnedTools[tool] = registered.Definition.Version;
-        var payload = JsonSerializer.Serialize(
-            new ToolPayload(registered.Definition.Version, arguments, output), SpineJson.Options);
-        await grain.AppendAsync(JournalKind.Tool, step, tool, true, payload);
-        return output;
+        var resolved = grain.Tools.TryResolve(tool);
+        var policy = options?.Retry ?? resolved?.Definition.Retry ?? grain.Options.Retry.Tool;
+        var outcome = await ExecuteStepAsync(JournalKind.Tool, step, tool, options, policy, options?.ClassifyError ?? resolved?.Definition.ClassifyError,
+            attempt => InvokeToolAsync(tool, arguments, version, step, attempt));
+        return ReadToolOutput(tool, outcome.Row.Payload!);
     }
 
     public async Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null)
@@ -114,29 +87,19 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             return JsonSerializer.Deserialize<ChatResponse>(Unwrap(recorded), SpineJson.ModelOptions)!;
         }
 
-        ChatResponse response;
-        string payload;
-        try
+        var history = messages.ToList();
+        var outcome = await ExecuteStepAsync(JournalKind.Model, step, name, null, grain.Options.Retry.Model, null, async _ =>
         {
-            var client = clientKey is null
-                ? grain.Services.GetService<IChatClient>()
-                : grain.Services.GetKeyedService<IChatClient>(clientKey);
-            if (client is null)
-            {
-                throw new InvalidOperationException($"No chat client{(clientKey is null ? "" : $" '{clientKey}'")} is registered on this silo.");
-            }
-
-            response = await client.GetResponseAsync(messages, options, grain.ShutdownToken);
-            payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
-            RunPayloads.CheckSize(payload, $"response of model '{name}'", grain.MaxPayloadBytes);
-        }
-        catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested)
-        {
-            throw await RecordFailureAsync(JournalKind.Model, step, name, e);
-        }
-
-        await grain.AppendAsync(JournalKind.Model, step, name, true, payload);
-        return response;
+            var client = (clientKey is null
+                    ? grain.Services.GetService<IChatClient>()
+                    : grain.Services.GetKeyedService<IChatClient>(clientKey))
+                ?? throw new TerminalException($"No chat client{(clientKey is null ? "" : $" '{clientKey}'")} is registered on this silo.");
+            var response = await client.GetResponseAsync(history, options, grain.ShutdownToken);
+            var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
+            RunPayloads.CheckSize(payload, $"response of model '{name}'", grain.Options.MaxPayloadBytes);
+            return payload;
+        });
+        return JsonSerializer.Deserialize<ChatResponse>(outcome.Row.Payload!, SpineJson.ModelOptions)!;
     }
 
     public async Task SleepAsync(TimeSpan duration)
@@ -152,10 +115,10 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         else
         {
             wakeAt = grain.Time.GetUtcNow() + duration;
-            await grain.AppendAsync(JournalKind.Timer, step, "sleep", true, JsonSerializer.Serialize(new { wakeAt }, SpineJson.Options));
+            await grain.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
         }
 
-        await grain.WaitUntilAsync(wakeAt);
+        await grain.WaitUntilAsync(wakeAt, RunStatus.Sleeping);
     }
 
     public Task<DateTimeOffset> NowAsync() =>
@@ -169,6 +132,181 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     public Task<Guid> NewGuidAsync() =>
         RecordValueAsync(JournalKind.Random, "guid", Guid.NewGuid, v => v.ToString("D"), Guid.Parse);
 
+    /// <summary>
+    /// Runs a step's attempts until one succeeds, a failure is terminal, or the retry policy is spent.
+    /// Every failed attempt that will be retried is journaled with its class and due time before the wait,
+    /// so a re-execution (another silo, after a crash) continues the same count and schedule.
+    /// </summary>
+    private async Task<(JournalRow Row, bool Live)> ExecuteStepAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
+        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt)
+    {
+        if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
+        {
+            // Declared before the first attempt: an effect that lands just before a crash is still compensated.
+            await grain.AppendAsync(JournalKind.CompensationRegistered, step, name, true,
+                RunPayloads.Write(new CompensationPayload(compensation.Tool, compensation.Version, compensation.Arguments)));
+        }
+
+        var escalate = options?.EscalateToOperator ?? registration.EscalateToOperator;
+        var events = grain.History.EventsOf(step);
+        var attemptNo = events.Count(e => e.Kind == JournalKind.AttemptFailed) + 1;
+        var sinceReset = events.SkipWhile((_, i) => events.Skip(i).Any(e => e.Kind == JournalKind.OperatorDecided)).ToList();
+        var failures = sinceReset.Count(e => e.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(e.Payload).Class != ErrorClass.CircuitOpen.Name());
+        var firstAttemptAt = sinceReset.FirstOrDefault(e => e.Kind == JournalKind.AttemptFailed)?.RecordedAt ?? grain.Time.GetUtcNow();
+        var lastEvent = sinceReset.LastOrDefault();
+
+        if (lastEvent?.Kind == JournalKind.Escalated)
+        {
+            // The run was waiting for an operator when its activation ended: wait again.
+            await OnOperatorAsync(step);
+            return await AfterDecisionAsync(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+        }
+
+        if (lastEvent?.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(lastEvent.Payload).RetryAt is { } pendingRetry)
+        {
+            await grain.WaitUntilAsync(pendingRetry, null);
+        }
+
+        while (true)
+        {
+            grain.ThrowIfCancelRequested();
+            Exception failure;
+            try
+            {
+                var payload = await attempt(attemptNo);
+                return (await grain.AppendAsync(kind, step, name, true, payload, attempt: attemptNo), true);
+            }
+            catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
+            {
+                failure = e;
+            }
+
+            var errorClass = ErrorClassifier.Classify(failure, classify);
+            var error = RunPayloads.ErrorOf(failure, errorClass);
+            var now = grain.Time.GetUtcNow();
+            var countsAgainstPolicy = errorClass != ErrorClass.CircuitOpen;
+            var used = failures + (countsAgainstPolicy ? 1 : 0);
+            var retryAt = failure is CircuitOpenException open ? open.RetryAfter : now + policy.DelayAfter(Math.Max(1, used), WorkflowRunGrain.Jitter());
+            var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
+            var retryable = errorClass is ErrorClass.Transient or ErrorClass.CircuitOpen;
+            if (retryable && withinDeadline && (!countsAgainstPolicy || used < policy.MaxAttempts))
+            {
+                await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attemptNo);
+                failures = used;
+                attemptNo++;
+                await grain.WaitUntilAsync(retryAt, null);
+                continue;
+            }
+
+            var exhausted = retryable;
+            if (exhausted && escalate)
+            {
+                await grain.AppendAsync(JournalKind.Escalated, step, name, false,
+                    RunPayloads.Write(error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }), attempt: attemptNo);
+                await OnOperatorAsync(step);
+                return await AfterDecisionAsync(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+            }
+
+            await grain.AppendAsync(kind, step, name, false, RunPayloads.Write(error with { Exhausted = exhausted }), attempt: attemptNo);
+            throw new StepFailedException(RunId, step, name, error.Kind, error.Message, error.ExceptionType, errorClass.Name(), attemptNo, exhausted);
+        }
+    }
+
+    private async Task OnOperatorAsync(int step)
+    {
+        var action = await grain.AwaitOperatorAsync(step);
+        grain.ThrowIfCancelRequested();
+        _ = action;
+    }
+
+    /// <summary>After a skip or fail decision the step has its outcome row; after a retry it has none and runs again.</summary>
+    private Task<(JournalRow Row, bool Live)?> AfterDecisionAsync(int step)
+    {
+        if (!grain.TryGetOutcome(step, out var row))
+        {
+            return Task.FromResult<(JournalRow, bool)?>(null);
+        }
+
+        Unwrap(row);
+        return Task.FromResult<(JournalRow, bool)?>((row, false));
+    }
+
+    private async Task<string> InvokeToolAsync(string tool, JsonElement arguments, string? version, int step, int attempt)
+    {
+        var registered = grain.Tools.Resolve(tool, version ?? _pinnedTools.GetValueOrDefault(tool));
+        if (arguments.ValueKind == JsonValueKind.Undefined)
+        {
+            throw new InvalidPayloadException($"arguments of tool '{tool}'", "no JSON value was given");
+        }
+
+        RunPayloads.CheckSize(arguments.GetRawText(), $"arguments of tool '{tool}'", grain.Options.MaxPayloadBytes);
+        registered.ValidateInput(arguments);
+
+        var definition = registered.Definition;
+        var breaker = definition.Breaker ?? grain.Options.Breaker;
+        var (permit, retryAt) = await grain.Breakers.AcquireAsync(tool, breaker);
+        if (permit == BreakerPermit.Rejected)
+        {
+            throw new CircuitOpenException(tool, retryAt);
+        }
+
+        JsonElement output;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(grain.ShutdownToken);
+            if (definition.Timeout is { } limit)
+            {
+                timeout.CancelAfter(limit);
+            }
+
+            try
+            {
+                output = await registered.Tool.InvokeAsync(arguments, new ToolContext(RunId, step, IdempotencyKey(step), timeout.Token, attempt));
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !grain.ShutdownToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"Tool '{tool}' {definition.Version} did not answer within {definition.Timeout} (attempt {attempt}).");
+            }
+
+            RunPayloads.CheckSize(output.GetRawText(), $"output of tool '{tool}'", grain.Options.MaxPayloadBytes);
+            registered.ValidateOutput(output);
+        }
+        catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested)
+        {
+            // Only failures that say something about the tool's health move its breaker.
+            var healthy = ErrorClassifier.Classify(e, definition.ClassifyError) != ErrorClass.Transient;
+            await ReportAsync(tool, permit, healthy);
+            throw;
+        }
+
+        await ReportAsync(tool, permit, true);
+        _pinnedTools[tool] = definition.Version;
+        return RunPayloads.Write(new ToolPayload(definition.Version, arguments, output));
+    }
+
+    private async Task ReportAsync(string tool, BreakerPermit permit, bool success)
+    {
+        if (permit == BreakerPermit.Probe)
+        {
+            await grain.Breakers.ReportProbeAsync(tool, success);
+        }
+        else
+        {
+            grain.Breakers.Record(tool, success);
+        }
+    }
+
+    private JsonElement ReadToolOutput(string tool, string payload)
+    {
+        using var document = JsonDocument.Parse(payload);
+        if (document.RootElement.TryGetProperty("version", out var version) && version.GetString() is { } pinned)
+        {
+            _pinnedTools[tool] = pinned;
+        }
+
+        return document.RootElement.GetProperty("output").Clone();
+    }
+
     private async Task<T> RecordValueAsync<T>(JournalKind kind, string name, Func<T> produce, Func<T, string> format, Func<string, T> parse)
     {
         var (step, recorded) = Next(kind, name);
@@ -178,14 +316,14 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
 
         var value = produce();
-        await grain.AppendAsync(kind, step, name, true, JsonSerializer.Serialize(format(value), SpineJson.Options));
+        await grain.AppendAsync(kind, step, name, true, RunPayloads.Write(format(value)));
         return value;
     }
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name)
     {
         var step = ++_step;
-        if (grain.TryGetStep(step, out var row))
+        if (grain.TryGetOutcome(step, out var row))
         {
             if (row.Kind != kind || row.Name != name)
             {
@@ -193,6 +331,13 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             }
 
             return (step, row);
+        }
+
+        // The journal may hold attempts or an escalation of this step but no outcome: check those match too.
+        if (grain.History.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started
+            && started.Name != name)
+        {
+            throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}'", $"{kind} '{name}'");
         }
 
         // The first unrecorded step is a step boundary: a pending cancel takes effect here.
@@ -211,7 +356,8 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
 
         var error = RunPayloads.ReadError(row.Payload);
-        throw new StepFailedException(RunId, row.Step!.Value, row.Name, error.Kind, error.Message, error.ExceptionType);
+        throw new StepFailedException(RunId, row.Step!.Value, row.Name, error.Kind, error.Message, error.ExceptionType,
+            error.Class ?? ErrorClass.Terminal.Name(), row.Attempt ?? 1, error.Exhausted);
     }
 
     private T Deserialize<T>(string json, int step, string name)
@@ -224,14 +370,6 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         {
             throw new NonDeterminismException(RunId, step, $"Step '{name}' with a result that does not read as {typeof(T).Name} ({e.Message})", $"Step '{name}' returning {typeof(T).Name}");
         }
-    }
-
-    private async Task<StepFailedException> RecordFailureAsync(JournalKind kind, int step, string name, Exception e)
-    {
-        var errorKind = e is SpineException spine ? spine.Kind : "terminal";
-        var exceptionType = e.GetType().FullName;
-        await grain.AppendAsync(kind, step, name, false, RunPayloads.Error(errorKind, e.Message, exceptionType));
-        return new StepFailedException(RunId, step, name, errorKind, e.Message, exceptionType);
     }
 
     private sealed record ToolPayload(string Version, JsonElement Input, JsonElement Output);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Spine.Breakers;
 using Spine.Errors;
 using Spine.Hosting;
 using Spine.Journal;
@@ -20,10 +21,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly WorkflowRegistry _workflows;
     private readonly JournalWriter _writer;
     private readonly JournalStore _store;
-    private readonly SpineOptions _options;
     private readonly ILogger<WorkflowRunGrain> _logger;
-    private readonly List<JournalRow> _rows = [];
-    private readonly Dictionary<int, JournalRow> _steps = [];
+    private readonly RunHistory _history = new();
     private readonly SemaphoreSlim _appendLock = new(1, 1);
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _terminal = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -31,11 +30,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private Task? _execution;
     private IGrainReminder? _reminder;
     private TaskCompletionSource? _wake;
+    private TaskCompletionSource<OperatorAction>? _operator;
 
     /// <summary>Created by Orleans.</summary>
     public WorkflowRunGrain(
         WorkflowRegistry workflows,
         ToolRegistry tools,
+        CircuitBreakerCache breakers,
         JournalWriter writer,
         JournalStore store,
         IOptions<SpineOptions> options,
@@ -46,9 +47,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         ArgumentNullException.ThrowIfNull(options);
         _workflows = workflows;
         Tools = tools;
+        Breakers = breakers;
         _writer = writer;
         _store = store;
-        _options = options.Value;
+        Options = options.Value;
         Time = time;
         Services = services;
         _logger = logger;
@@ -58,11 +60,15 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     internal ToolRegistry Tools { get; }
 
+    internal CircuitBreakerCache Breakers { get; }
+
+    internal SpineOptions Options { get; }
+
     internal TimeProvider Time { get; }
 
     internal IServiceProvider Services { get; }
 
-    internal int MaxPayloadBytes => _options.MaxPayloadBytes;
+    internal RunHistory History => _history;
 
     internal CancellationToken ShutdownToken => _shutdown.Token;
 
@@ -75,17 +81,21 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        Restore(rows);
+        foreach (var row in rows)
+        {
+            Apply(row);
+        }
+
         if (_state!.Status.IsTerminal())
         {
             // A crash may have come between the final journal row and the index row or reminder removal.
-            await _writer.AppendAsync(null, _state.ToRunRow(RunId));
+            await _writer.UpdateRunAsync(_state.ToRunRow(RunId));
             await DropReminderAsync();
             _terminal.TrySetResult();
             return;
         }
 
-        LogResuming(_logger, RunId, _steps.Count);
+        LogResuming(_logger, RunId, _history.StepsRecorded);
         StartExecution();
     }
 
@@ -97,47 +107,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     }
 
     /// <inheritdoc />
-    public async Task<RunInfo> StartAsync(StartRunRequest request)
+    public Task<RunInfo> StartAsync(StartRunRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        if (_state is not null)
-        {
-            return Info();
-        }
-
-        var registration = _workflows.Resolve(request.WorkflowType, request.WorkflowVersion);
-        RunPayloads.CheckJson(request.InputJson, $"input of workflow '{registration.Name}'", _options.MaxPayloadBytes);
-        registration.ParseInput(request.InputJson);
-
-        // The reminder goes first: a run whose start is durable must never lack the reminder that resumes it.
-        _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, _options.ResumeReminderPeriod, _options.ResumeReminderPeriod);
-
-        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        var state = new RunState
-        {
-            WorkflowType = registration.Name,
-            WorkflowVersion = registration.Version,
-            AccountId = request.AccountId,
-            IdempotencyKey = request.IdempotencyKey,
-            InputJson = request.InputJson,
-            CreatedAt = now,
-            UpdatedAt = now,
-            Status = RunStatus.Running,
-        };
-        try
-        {
-            await AppendAsync(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Started(request, registration.Version), state.ToRunRow(RunId));
-        }
-        catch (SpineException)
-        {
-            await DropReminderAsync();
-            throw;
-        }
-
-        _state = state;
-        LogStarted(_logger, RunId, state.WorkflowType, state.WorkflowVersion);
-        StartExecution();
-        return Info();
+        return BeginAsync(request, null, []);
     }
 
     /// <inheritdoc />
@@ -167,7 +140,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     public async Task<RunInfo> CancelAsync(string? reason)
     {
         var state = _state ?? throw new RunNotFoundException(RunId);
-        if (state.Status.IsTerminal() || state.CancelRequested)
+        if (state.Status.IsTerminal() || state.CancelRequested || state.Compensation is not null)
         {
             return Info();
         }
@@ -176,6 +149,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         state.CancelRequested = true;
         state.CancelReason = reason;
         _wake?.TrySetResult();
+        _operator?.TrySetException(new RunCancelledException(RunId, reason));
         StartExecution();
         return Info();
     }
@@ -188,7 +162,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             throw new RunNotFoundException(RunId);
         }
 
-        return Task.FromResult<IReadOnlyList<JournalEntryView>>(_rows.Select(r => r.ToView()).ToList());
+        return Task.FromResult<IReadOnlyList<JournalEntryView>>(_history.Rows.Select(r => r.ToView()).ToList());
     }
 
     /// <inheritdoc />
@@ -209,7 +183,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         StartExecution();
     }
 
-    internal bool TryGetStep(int step, out JournalRow row) => _steps.TryGetValue(step, out row!);
+    internal bool TryGetOutcome(int step, out JournalRow row) => _history.TryGetOutcome(step, out row);
+
+    internal string? GetParameter(string name) => _state?.Parameters?.GetValueOrDefault(name);
+
+    internal RunOrigin? Origin => _state?.Origin;
 
     internal void ThrowIfCancelRequested()
     {
@@ -220,24 +198,34 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     }
 
     /// <summary>Appends one journal row (and optionally the index row) and waits for it to be durable.</summary>
-    internal async Task<JournalRow> AppendAsync(JournalKind kind, int? step, string name, bool ok, string? payload, RunRow? run = null)
+    internal async Task<JournalRow> AppendAsync(JournalKind kind, int? step, string name, bool ok, string? payload, RunRow? run = null, int? attempt = null) =>
+        (await AppendAsync([new PendingRow(kind, step, name, ok, payload, attempt)], run))[0];
+
+    /// <summary>Appends rows in one commit: all of them are durable, or none.</summary>
+    private async Task<IReadOnlyList<JournalRow>> AppendAsync(IReadOnlyList<PendingRow> pending, RunRow? run)
     {
         await _appendLock.WaitAsync();
         try
         {
-            var seq = _rows.Count;
-            var previous = seq == 0 ? JournalHash.Genesis : _rows[^1].Hash;
-            var at = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-            var hash = JournalHash.Compute(previous, RunId, seq, kind, step, name, ok, payload, at);
-            var row = new JournalRow(RunId, seq, kind, step, name, ok, payload, at, previous, hash);
-            await _writer.AppendAsync(row, run);
-            _rows.Add(row);
-            if (step is { } number)
+            var rows = new List<JournalRow>(pending.Count);
+            var previous = _history.Rows.Count == 0 ? JournalHash.Genesis : _history.Rows[^1].Hash;
+            var seq = _history.Rows.Count;
+            foreach (var p in pending)
             {
-                _steps[number] = row;
+                var at = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+                var hash = JournalHash.Compute(previous, RunId, seq, p.Kind, p.Step, p.Name, p.Ok, p.Payload, at, p.Attempt);
+                rows.Add(new JournalRow(RunId, seq, p.Kind, p.Step, p.Name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
+                previous = hash;
+                seq++;
             }
 
-            return row;
+            await _writer.AppendAsync(rows, run);
+            foreach (var row in rows)
+            {
+                _history.Add(row);
+            }
+
+            return rows;
         }
         finally
         {
@@ -245,8 +233,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
     }
 
-    /// <summary>Waits for a durable timer; the grain may deactivate meanwhile and the reminder brings it back.</summary>
-    internal async Task WaitUntilAsync(DateTimeOffset wakeAt)
+    private sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
+
+    /// <summary>
+    /// Waits until <paramref name="wakeAt"/>: a grain timer for the wait itself, the run's reminder as the
+    /// durable backstop (moved to the wake-up time when the wait is longer than its period).
+    /// </summary>
+    internal async Task WaitUntilAsync(DateTimeOffset wakeAt, RunStatus? waitingStatus)
     {
         var delay = wakeAt - Time.GetUtcNow();
         if (delay <= TimeSpan.Zero)
@@ -254,14 +247,22 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        ThrowIfCancelRequested();
-        var state = _state!;
-        await SetStatusAsync(RunStatus.Sleeping);
-        var longSleep = delay > _options.ResumeReminderPeriod;
-        if (longSleep)
+        if (_state!.Compensation is null)
         {
-            // Move the reminder to the wake-up time so a long sleep costs no periodic activations.
-            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, delay, _options.ResumeReminderPeriod);
+            ThrowIfCancelRequested();
+        }
+
+        var state = _state!;
+        var before = state.Status;
+        if (waitingStatus is { } status && status != before)
+        {
+            await SetStatusAsync(status);
+        }
+
+        var longWait = delay > Options.ResumeReminderPeriod;
+        if (longWait)
+        {
+            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, delay, Options.ResumeReminderPeriod);
         }
 
         var wake = _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -284,15 +285,19 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             }
         }
 
-        if (longSleep)
+        if (longWait)
         {
-            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, _options.ResumeReminderPeriod, _options.ResumeReminderPeriod);
+            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, Options.ResumeReminderPeriod, Options.ResumeReminderPeriod);
         }
 
-        ThrowIfCancelRequested();
-        if (state.Status == RunStatus.Sleeping)
+        if (state.Compensation is null)
         {
-            await SetStatusAsync(RunStatus.Running);
+            ThrowIfCancelRequested();
+        }
+
+        if (state.Status != before)
+        {
+            await SetStatusAsync(before);
         }
     }
 
@@ -301,7 +306,55 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var state = _state!;
         state.Status = status;
         state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await _writer.AppendAsync(null, state.ToRunRow(RunId));
+        await _writer.UpdateRunAsync(state.ToRunRow(RunId));
+    }
+
+    private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused)
+    {
+        if (_state is not null)
+        {
+            return Info();
+        }
+
+        var registration = _workflows.Resolve(request.WorkflowType, request.WorkflowVersion);
+        var input = RunPayloads.CheckJson(request.InputJson, $"input of workflow '{registration.Name}'", Options.MaxPayloadBytes);
+        registration.ParseInput(request.InputJson);
+
+        // The reminder goes first: a run whose start is durable must never lack the reminder that resumes it.
+        _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, Options.ResumeReminderPeriod, Options.ResumeReminderPeriod);
+
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var state = new RunState
+        {
+            WorkflowType = registration.Name,
+            WorkflowVersion = registration.Version,
+            AccountId = request.AccountId,
+            IdempotencyKey = request.IdempotencyKey,
+            InputJson = request.InputJson,
+            Parameters = request.Parameters,
+            Origin = origin,
+            CreatedAt = now,
+            UpdatedAt = now,
+            Status = RunStatus.Running,
+        };
+        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin);
+        var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
+        rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
+        try
+        {
+            // The start and the rows a replay reuses commit together: a replay is never half-copied.
+            await AppendAsync(rows, state.ToRunRow(RunId));
+        }
+        catch (SpineException)
+        {
+            await DropReminderAsync();
+            throw;
+        }
+
+        _state = state;
+        LogStarted(_logger, RunId, state.WorkflowType, state.WorkflowVersion);
+        StartExecution();
+        return Info();
     }
 
     private void StartExecution()
@@ -317,29 +370,64 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private async Task ExecuteAsync()
     {
         var state = _state!;
-        WorkflowRegistration registration;
         try
         {
-            registration = _workflows.Resolve(state.WorkflowType, state.WorkflowVersion);
-        }
-        catch (UnknownWorkflowException e)
-        {
-            // A silo without this workflow version (a rolling deploy): leave the run for one that has it.
-            LogCannotResume(_logger, e, RunId);
-            return;
-        }
+            if (state.Compensation is { } plan)
+            {
+                // The workflow already ended; only its compensations were left when the silo stopped.
+                await EndAsync(plan.Status, null, plan.Error, plan.DeadLetter);
+                return;
+            }
 
-        var context = new WorkflowContext(this, registration, state);
-        string output;
-        try
-        {
-            var input = registration.ParseInput(state.InputJson);
-            output = await registration.Invoke(Services, context, input);
-            RunPayloads.CheckSize(output, $"result of run {RunId}", _options.MaxPayloadBytes);
+            WorkflowRegistration registration;
+            try
+            {
+                registration = _workflows.Resolve(state.WorkflowType, state.WorkflowVersion);
+            }
+            catch (UnknownWorkflowException e)
+            {
+                // A silo without this workflow version (a rolling deploy): leave the run for one that has it.
+                LogCannotResume(_logger, e, RunId);
+                return;
+            }
+
+            var context = new WorkflowContext(this, registration, state);
+            string output;
+            try
+            {
+                var input = registration.ParseInput(state.InputJson);
+                output = await registration.Invoke(Services, context, input);
+                RunPayloads.CheckSize(output, $"result of run {RunId}", Options.MaxPayloadBytes);
+            }
+            catch (Exception) when (_shutdown.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+            {
+                throw;
+            }
+            catch (RunCancelledException e)
+            {
+                await EndAsync(RunStatus.Cancelled, null, new ErrorPayload(e.Kind, e.Message, null, ErrorClass.Cancelled.Name()), false);
+                return;
+            }
+            catch (StepFailedException e)
+            {
+                var error = new ErrorPayload(e.ErrorKind, e.Message, e.ExceptionType, e.ErrorClass, Step: e.Step, StepName: e.StepName);
+                await EndAsync(RunStatus.Failed, null, error, deadLetter: e.RetriesExhausted);
+                return;
+            }
+            catch (Exception e)
+            {
+                await EndAsync(RunStatus.Failed, null, ErrorFrom(e), false);
+                return;
+            }
+
+            await EndAsync(RunStatus.Completed, output, null, false);
         }
         catch (Exception) when (_shutdown.IsCancellationRequested)
         {
-            return;
         }
         catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
         {
@@ -347,20 +435,38 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // and let the reminder resume the run from its journal.
             LogSuspended(_logger, e, RunId);
             DeactivateOnIdle();
-            return;
         }
-        catch (RunCancelledException e)
+    }
+
+    /// <summary>Ends the run: compensations first when it did not complete, then the final row.</summary>
+    private async Task EndAsync(RunStatus status, string? result, ErrorPayload? error, bool deadLetter)
+    {
+        var state = _state!;
+        if (status != RunStatus.Completed && PendingCompensations().Any())
         {
-            await FinishAsync(RunStatus.Cancelled, null, new RunError(e.Kind, e.Message));
-            return;
-        }
-        catch (Exception e)
-        {
-            await FinishAsync(RunStatus.Failed, null, ErrorFrom(e));
-            return;
+            if (state.Compensation is null)
+            {
+                var plan = new CompensationPlan(status, error, deadLetter);
+                state.Compensation = plan;
+                state.Status = RunStatus.Compensating;
+                state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+                await AppendAsync(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), state.ToRunRow(RunId));
+            }
+
+            var failure = await CompensateAsync();
+            if (failure is not null)
+            {
+                status = RunStatus.DeadLettered;
+                error = failure;
+            }
         }
 
-        await FinishAsync(RunStatus.Completed, output, null);
+        if (status == RunStatus.Failed && deadLetter)
+        {
+            status = RunStatus.DeadLettered;
+        }
+
+        await FinishAsync(status, result, error?.ToRunError());
     }
 
     private async Task FinishAsync(RunStatus status, string? result, RunError? error)
@@ -370,22 +476,17 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         {
             RunStatus.Completed => JournalKind.RunCompleted,
             RunStatus.Cancelled => JournalKind.RunCancelled,
+            RunStatus.DeadLettered => JournalKind.RunDeadLettered,
             _ => JournalKind.RunFailed,
         };
-        var payload = result ?? RunPayloads.Error(error!.Kind, error.Message, error.ExceptionType);
-        var finished = state.Finish(status, result, error, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
-        try
-        {
-            await AppendAsync(kind, null, kind.ToString(), status == RunStatus.Completed, payload, finished.ToRunRow(RunId));
-        }
-        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
-        {
-            LogSuspended(_logger, e, RunId);
-            DeactivateOnIdle();
-            return;
-        }
+        state.Status = status;
+        state.Result = result;
+        state.Error = error;
+        state.Escalation = null;
+        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var payload = result ?? RunPayloads.Write(error!.ToPayload());
+        await AppendAsync(kind, null, kind.ToString(), status == RunStatus.Completed, payload, state.ToRunRow(RunId));
 
-        _state = finished;
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
         try
@@ -410,12 +511,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _reminder = null;
     }
 
-    private RunError ErrorFrom(Exception e) => e switch
+    private ErrorPayload ErrorFrom(Exception e) => e switch
     {
-        StepFailedException s => new RunError(s.ErrorKind, s.Message, s.Step, s.StepName, s.ExceptionType),
-        NonDeterminismException n => new RunError(n.Kind, n.Message, n.Step),
-        SpineException s => new RunError(s.Kind, s.Message, ExceptionType: s.GetType().FullName),
-        _ => new RunError("terminal", $"Run {RunId}: the workflow threw {e.GetType().Name}: {e.Message}", ExceptionType: e.GetType().FullName),
+        NonDeterminismException n => new ErrorPayload(n.Kind, n.Message, n.GetType().FullName, ErrorClass.NonDeterminism.Name(), Step: n.Step),
+        SpineException s => new ErrorPayload(s.Kind, s.Message, s.GetType().FullName, ErrorClass.Terminal.Name()),
+        _ => new ErrorPayload("terminal", $"Run {RunId}: the workflow threw {e.GetType().Name}: {e.Message}", e.GetType().FullName, ErrorClass.Terminal.Name()),
     };
 
     private RunInfo Info()
@@ -433,53 +533,17 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             Error = state.Error,
             CreatedAt = state.CreatedAt,
             UpdatedAt = state.UpdatedAt,
-            StepsRecorded = _steps.Count,
+            StepsRecorded = _history.StepsRecorded,
+            Escalation = state.Escalation,
+            Origin = state.Origin,
         };
     }
 
-    private void Restore(List<JournalRow> rows)
+    /// <summary>Folds one journal row read at activation into the history and the control state.</summary>
+    private void Apply(JournalRow row)
     {
-        foreach (var row in rows)
-        {
-            _rows.Add(row);
-            if (row.Step is { } step)
-            {
-                _steps[step] = row;
-            }
-
-            switch (row.Kind)
-            {
-                case JournalKind.RunStarted:
-                    var (type, version, account, key, input) = RunPayloads.ReadStarted(row.Payload!);
-                    _state = new RunState
-                    {
-                        WorkflowType = type,
-                        WorkflowVersion = version,
-                        AccountId = account,
-                        IdempotencyKey = key,
-                        InputJson = input,
-                        CreatedAt = row.RecordedAt,
-                        UpdatedAt = row.RecordedAt,
-                        Status = RunStatus.Running,
-                    };
-                    break;
-                case JournalKind.CancelRequested:
-                    _state!.CancelRequested = true;
-                    _state.CancelReason = RunPayloads.ReadReason(row.Payload);
-                    break;
-                case JournalKind.RunCompleted:
-                    _state = _state!.Finish(RunStatus.Completed, row.Payload, null, row.RecordedAt);
-                    break;
-                case JournalKind.RunFailed or JournalKind.RunCancelled:
-                    var error = RunPayloads.ReadError(row.Payload);
-                    _state = _state!.Finish(
-                        row.Kind == JournalKind.RunFailed ? RunStatus.Failed : RunStatus.Cancelled,
-                        null,
-                        new RunError(error.Kind, error.Message, ExceptionType: error.ExceptionType),
-                        row.RecordedAt);
-                    break;
-            }
-        }
+        _history.Add(row);
+        _state = RunState.Fold(_state, row);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} started: workflow {WorkflowType} v{Version}")]
@@ -499,51 +563,4 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: removing its resume reminder failed")]
     private static partial void LogReminderRemovalFailed(ILogger logger, Exception exception, string runId);
-}
-
-/// <summary>The in-memory control state of a run, rebuilt from its journal.</summary>
-internal sealed class RunState
-{
-    public required string WorkflowType { get; init; }
-
-    public required int WorkflowVersion { get; init; }
-
-    public string? AccountId { get; init; }
-
-    public string? IdempotencyKey { get; init; }
-
-    public required string InputJson { get; init; }
-
-    public DateTimeOffset CreatedAt { get; init; }
-
-    public DateTimeOffset UpdatedAt { get; set; }
-
-    public RunStatus Status { get; set; }
-
-    public string? Result { get; init; }
-
-    public RunError? Error { get; init; }
-
-    public bool CancelRequested { get; set; }
-
-    public string? CancelReason { get; set; }
-
-    public RunState Finish(RunStatus status, string? result, RunError? error, DateTimeOffset at) => new()
-    {
-        WorkflowType = WorkflowType,
-        WorkflowVersion = WorkflowVersion,
-        AccountId = AccountId,
-        IdempotencyKey = IdempotencyKey,
-        InputJson = InputJson,
-        CreatedAt = CreatedAt,
-        UpdatedAt = at,
-        Status = status,
-        Result = result,
-        Error = error,
-        CancelRequested = CancelRequested,
-        CancelReason = CancelReason,
-    };
-
-    public RunRow ToRunRow(string runId) => new(
-        runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, Error?.Message, CreatedAt, UpdatedAt);
 }

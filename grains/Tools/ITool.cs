@@ -1,4 +1,7 @@
 using System.Text.Json;
+using Spine.Breakers;
+using Spine.Errors;
+using Spine.Recovery;
 
 namespace Spine.Tools;
 
@@ -35,14 +38,27 @@ public sealed class ToolDefinition
 
     /// <summary>The effect class. Default <see cref="ToolEffect.SideEffecting"/>.</summary>
     public ToolEffect Effect { get; init; } = ToolEffect.SideEffecting;
+
+    /// <summary>The retry policy of calls to this tool; null takes <c>Spine:Retry:Tool</c>.</summary>
+    public RetryPolicy? Retry { get; init; }
+
+    /// <summary>The circuit breaker policy; null takes <c>Spine:Breaker</c>.</summary>
+    public BreakerPolicy? Breaker { get; init; }
+
+    /// <summary>How long one attempt may take before it counts as a (transient) timeout; null for no limit.</summary>
+    public TimeSpan? Timeout { get; init; }
+
+    /// <summary>Classifies the tool's own exceptions (return null to fall back to the defaults).</summary>
+    public Func<Exception, ErrorClass?>? ClassifyError { get; init; }
 }
 
 /// <summary>What a tool invocation learns about its call.</summary>
 /// <param name="RunId">The run.</param>
 /// <param name="Step">The step number.</param>
 /// <param name="IdempotencyKey">Stable across retries and re-executions of this call; deduplicate side effects on it.</param>
-/// <param name="CancellationToken">Signalled when the run's activation shuts down.</param>
-public sealed record ToolContext(string RunId, int Step, string IdempotencyKey, CancellationToken CancellationToken);
+/// <param name="CancellationToken">Signalled when the run's activation shuts down or the attempt times out.</param>
+/// <param name="Attempt">Which attempt this is (from 1).</param>
+public sealed record ToolContext(string RunId, int Step, string IdempotencyKey, CancellationToken CancellationToken, int Attempt = 1);
 
 /// <summary>A tool a workflow or a model can call.</summary>
 public interface ITool

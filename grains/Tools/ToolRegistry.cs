@@ -125,6 +125,10 @@ public sealed class ToolRegistry
         return versions.FirstOrDefault(v => v.Definition.Version == version) ?? throw new UnknownToolException(name, version);
     }
 
+    /// <summary>The newest version of a tool, or null when none is registered.</summary>
+    public RegisteredTool? TryResolve(string name) =>
+        _byName.TryGetValue(name, out var versions) && versions.Count > 0 ? versions[^1] : null;
+
     /// <summary>The newest version of every tool.</summary>
     public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(v => v[^1]);
 

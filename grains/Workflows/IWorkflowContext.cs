@@ -1,5 +1,8 @@
 using System.Text.Json;
 using Microsoft.Extensions.AI;
+using Spine.Errors;
+using Spine.Recovery;
+using Spine.Runs;
 
 namespace Spine.Workflows;
 
@@ -30,18 +33,28 @@ public interface IWorkflowContext
     /// <summary>True while the context answers from the journal (re-execution before the first unrecorded step).</summary>
     bool IsReplaying { get; }
 
+    /// <summary>The run this one was replayed from, if any.</summary>
+    RunOrigin? Origin { get; }
+
+    /// <summary>A named step parameter given at start (or changed by a replay); null when not set.</summary>
+    string? GetParameter(string name);
+
     /// <summary>
     /// Runs an arbitrary side effect once: its JSON-serialisable result is journaled; on re-execution it is
     /// returned from the journal. <paramref name="action"/> receives a <see cref="StepContext"/> whose
     /// <see cref="StepContext.IdempotencyKey"/> is the same on every attempt, so the effect can be deduplicated downstream.
     /// </summary>
-    Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action);
+    /// <param name="name">The step name (checked on replay).</param>
+    /// <param name="action">The side effect.</param>
+    /// <param name="options">Retry policy, error classification, compensation and escalation of this step.</param>
+    Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action, StepOptions? options = null);
 
     /// <summary>Calls a registered tool with arguments that are validated against its input schema; the output against its output schema.</summary>
     /// <param name="tool">The tool name.</param>
     /// <param name="arguments">The arguments, a JSON object.</param>
     /// <param name="version">An exact version, or null for the version this run pinned (the newest at its first call).</param>
-    Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null);
+    /// <param name="options">Overrides of the tool's retry policy, compensation and escalation for this call.</param>
+    Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null);
 
     /// <summary>One model turn over the silo's <see cref="IChatClient"/>; the response and its token usage are journaled.</summary>
     /// <param name="messages">The conversation so far.</param>
@@ -68,7 +81,30 @@ public interface IWorkflowContext
 /// <param name="Name">The step name.</param>
 /// <param name="IdempotencyKey">Stable across retries and re-executions of this step: <c>{runId}/{step}</c>.</param>
 /// <param name="CancellationToken">Signalled when the silo shuts the run's activation down.</param>
-public sealed record StepContext(string RunId, int Step, string Name, string IdempotencyKey, CancellationToken CancellationToken);
+/// <param name="Attempt">Which attempt this is (from 1).</param>
+public sealed record StepContext(string RunId, int Step, string Name, string IdempotencyKey, CancellationToken CancellationToken, int Attempt = 1);
+
+/// <summary>How one step recovers from failure.</summary>
+public sealed record StepOptions
+{
+    /// <summary>The retry policy; null takes the tool's, else <c>Spine:Retry</c> for the step kind.</summary>
+    public RetryPolicy? Retry { get; init; }
+
+    /// <summary>Classifies this step's exceptions first (return null to fall back to the defaults).</summary>
+    public Func<Exception, ErrorClass?>? ClassifyError { get; init; }
+
+    /// <summary>The tool call that undoes this step once it has succeeded, run if the run later fails or is cancelled.</summary>
+    public CompensationCall? Compensation { get; init; }
+
+    /// <summary>Whether exhausting the retries hands the step to an operator; null takes the workflow's <see cref="WorkflowAttribute.EscalateToOperator"/>.</summary>
+    public bool? EscalateToOperator { get; init; }
+}
+
+/// <summary>A compensating tool call: it receives its own idempotency key (<c>{runId}/{step}/compensate</c>).</summary>
+/// <param name="Tool">The tool name.</param>
+/// <param name="Arguments">Its arguments.</param>
+/// <param name="Version">An exact tool version, or null for the newest.</param>
+public sealed record CompensationCall(string Tool, JsonElement Arguments, string? Version = null);
 
 /// <summary>A code-first workflow.</summary>
 /// <typeparam name="TInput">The input, deserialised from the run's JSON input.</typeparam>
@@ -88,4 +124,7 @@ public sealed class WorkflowAttribute(string name) : Attribute
 
     /// <summary>The version; register a new version when the step sequence changes. Default 1.</summary>
     public int Version { get; set; } = 1;
+
+    /// <summary>When a step exhausts its retries: true pauses the run for an operator (retry, skip, fail); false fails it. Default false.</summary>
+    public bool EscalateToOperator { get; set; }
 }

@@ -8,8 +8,9 @@ namespace Spine.Workflows;
 public sealed class WorkflowRegistration
 {
     internal WorkflowRegistration(string name, int version, Type workflowType, Type inputType,
-        Func<IServiceProvider, IWorkflowContext, object?, Task<string>> invoke)
+        Func<IServiceProvider, IWorkflowContext, object?, Task<string>> invoke, bool escalateToOperator)
     {
+        EscalateToOperator = escalateToOperator;
         Name = name;
         Version = version;
         WorkflowType = workflowType;
@@ -28,6 +29,9 @@ public sealed class WorkflowRegistration
 
     /// <summary>The input type.</summary>
     public Type InputType { get; }
+
+    /// <summary>Whether a step that exhausts its retries waits for an operator instead of failing the run.</summary>
+    public bool EscalateToOperator { get; }
 
     internal Func<IServiceProvider, IWorkflowContext, object?, Task<string>> Invoke { get; }
 
@@ -89,7 +93,7 @@ public sealed class WorkflowRegistry
     public IEnumerable<WorkflowRegistration> All => _byName.Values.SelectMany(v => v.Values);
 
     /// <summary>Creates the registration of a workflow class.</summary>
-    public static WorkflowRegistration Create<TWorkflow, TInput, TOutput>(string name, int version)
+    public static WorkflowRegistration Create<TWorkflow, TInput, TOutput>(string name, int version, bool escalateToOperator = false)
         where TWorkflow : class, IWorkflow<TInput, TOutput>
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -99,7 +103,7 @@ public sealed class WorkflowRegistry
             var workflow = ActivatorUtilities.GetServiceOrCreateInstance<TWorkflow>(services);
             var output = await workflow.RunAsync(context, (TInput)input!);
             return JsonSerializer.Serialize(output, SpineJson.Options);
-        });
+        }, escalateToOperator);
     }
 }
 

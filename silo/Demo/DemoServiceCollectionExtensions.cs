@@ -9,7 +9,8 @@ namespace Spine.Silo.Demo;
 public static class DemoServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the demo tools (calculator, text_stats, notes_append), the <c>ledger</c> workflow and an
+    /// Adds the demo tools (calculator, text_stats, notes_append, ledger_apply), the <c>ledger</c> and
+    /// <c>chaos</c> workflows and an
     /// <see cref="IChatClient"/>: an OpenAI-compatible endpoint when <c>Model:Endpoint</c> is set, else the
     /// offline <see cref="ScriptedChatClient"/>.
     /// </summary>
@@ -19,7 +20,9 @@ public static class DemoServiceCollectionExtensions
         services.AddSpineTool<CalculatorTool>();
         services.AddSpineTool<TextStatsTool>();
         services.AddSpineTool<NotesTool>();
+        services.AddSpineTool<LedgerApplyTool>();
         services.AddSpineWorkflow<LedgerWorkflow, LedgerInput, LedgerOutput>();
+        services.AddSpineWorkflow<ChaosWorkflow, ChaosInput, ChaosOutput>();
 
         var endpoint = configuration["Model:Endpoint"];
         if (string.IsNullOrWhiteSpace(endpoint))

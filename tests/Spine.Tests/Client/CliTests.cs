@@ -48,6 +48,30 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.Equal("unknown_workflow", JsonDocument.Parse(output).RootElement.GetProperty("error").GetProperty("kind").GetString());
     }
 
+    [Fact]
+    public async Task DeadLetterQueue_ListShowReplayDiscard_ThroughTheCli()
+    {
+        var run = await fixture.Client.StartAsync("chaos", new { steps = 1, failureRate = 0, failFirst = 5, retryDelayMilliseconds = 10, maxAttempts = 2 });
+        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == Spine.Runs.RunStatus.DeadLettered, TimeSpan.FromSeconds(30), "the run to be dead-lettered");
+
+        var (listExit, list) = await SpineAsync("dlq", "list", "--json");
+        var (showExit, show) = await SpineAsync("dlq", "show", run.RunId, "--json");
+        var (replayExit, replay) = await SpineAsync("dlq", "replay", run.RunId, "--input", "{\"steps\":1,\"failFirst\":0}", "--wait", "--json");
+        var (discardExit, discard) = await SpineAsync("dlq", "discard", run.RunId, "--reason", "replayed", "--json");
+
+        Assert.Equal(0, listExit);
+        var listed = JsonDocument.Parse(list).RootElement.EnumerateArray().Single(r => r.GetProperty("runId").GetString() == run.RunId);
+        Assert.Equal(1, listed.GetProperty("error").GetProperty("step").GetInt32());
+        Assert.Equal(0, showExit);
+        Assert.Contains(JsonDocument.Parse(show).RootElement.GetProperty("journal").EnumerateArray(), r => r.GetProperty("kind").GetString() == "AttemptFailed");
+        Assert.Equal(0, replayExit);
+        var replayed = JsonDocument.Parse(replay).RootElement;
+        Assert.Equal("Completed", replayed.GetProperty("status").GetString());
+        Assert.Equal(run.RunId, replayed.GetProperty("origin").GetProperty("sourceRunId").GetString());
+        Assert.Equal(0, discardExit);
+        Assert.Equal("Discarded", JsonDocument.Parse(discard).RootElement.GetProperty("status").GetString());
+    }
+
     private async Task<(int Exit, string Output)> SpineAsync(params string[] args)
     {
         var cli = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace(

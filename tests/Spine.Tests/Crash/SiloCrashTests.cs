@@ -65,4 +65,27 @@ public sealed class SiloCrashTests(SiloProcessFixture fixture)
         Assert.Equal(["RunStarted", "Step", "Timer", "Step", "RunCompleted"], journal.Select(r => r.Kind));
         Assert.Equal(2L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
     }
+
+    [Fact]
+    public async Task SiloKilled_WhileRetryIsScheduled_RetryHappensOnNewSiloNotBeforeItsDueTime()
+    {
+        var run = await fixture.Client.StartAsync("chaos", new ChaosInput(Steps: 1, FailureRate: 0, FailFirst: 1, RetryDelayMilliseconds: 4000));
+        var ids = new[] { run.RunId };
+        await Eventually.GetAsync(
+            () => fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_journal WHERE run_id = @id AND kind = 7", ("id", run.RunId)),
+            n => n == 1, TimeSpan.FromSeconds(30), "the first attempt to fail");
+
+        await fixture.KillSiloAsync();
+        await fixture.StartSiloAsync();
+        var done = await Eventually.GetAsync(() => fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(10)), i => i.Status.IsTerminal(), TimeSpan.FromSeconds(60), "the run to finish");
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        var step = (await fixture.Client.GetJournalAsync(run.RunId)).Where(r => r.Step == 1).ToList();
+        Assert.Equal(["AttemptFailed", "Tool"], step.Select(r => r.Kind));
+        Assert.Equal([1, 2], step.Select(r => r.Attempt ?? 0));
+        var waited = step[1].RecordedAt - step[0].RecordedAt;
+        Assert.True(waited >= TimeSpan.FromSeconds(3.9), $"the retry ran {waited} after the failure, before its due time");
+        Assert.True(waited < TimeSpan.FromSeconds(40), $"the retry ran {waited} after the failure");
+        Assert.Equal(1L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)));
+    }
 }

@@ -28,13 +28,14 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         Postgres = await TestPostgres.GetAsync();
         var connectionString = Postgres.RuntimeConnectionString;
-        var builder = new InProcessTestClusterBuilder(1);
+        var builder = new InProcessTestClusterBuilder(2);
         builder.ConfigureSilo((_, silo) =>
         {
             silo.AddSpine(connectionString, null, o =>
             {
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
                 o.MaxPayloadBytes = MaxPayloadBytes;
+                o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
             });
             silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
@@ -44,6 +45,13 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<BigResultWorkflow, int, string>();
             silo.Services.AddSpineTool<EchoTool>();
             silo.Services.AddSpineTool<GateTool>();
+            silo.Services.AddSpineTool<EffectTool>();
+            silo.Services.AddSpineTool<BreakerTool>();
+            silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_a"));
+            silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_b"));
+            silo.Services.AddSpineWorkflow<SagaWorkflow, SagaInput, string>();
+            silo.Services.AddSpineWorkflow<ParameterWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<EscalatingWorkflow, int, string>("test.escalating", 1, escalateToOperator: true);
             silo.Services.AddKeyedSingleton<IChatClient>("gatekeeper", new GatekeeperChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
         });

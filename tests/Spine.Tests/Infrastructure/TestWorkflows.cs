@@ -1,6 +1,9 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
+using Spine.Breakers;
+using Spine.Errors;
+using Spine.Recovery;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -72,14 +75,14 @@ public sealed class ValuesWorkflow : IWorkflow<int, RecordedValues>
     }
 }
 
-public sealed record ToolCallInput(string Tool, JsonElement Arguments);
+public sealed record ToolCallInput(string Tool, JsonElement Arguments, bool Escalate = false);
 
 /// <summary>Calls one tool with the given arguments and returns its output.</summary>
 [Workflow("test.tool")]
 public sealed class ToolCallWorkflow : IWorkflow<ToolCallInput, JsonElement>
 {
     public Task<JsonElement> RunAsync(IWorkflowContext context, ToolCallInput input) =>
-        context.CallToolAsync(input.Tool, input.Arguments);
+        context.CallToolAsync(input.Tool, input.Arguments, options: input.Escalate ? new StepOptions { EscalateToOperator = true } : null);
 }
 
 /// <summary>Returns a result of the requested size (for the payload ceiling).</summary>
@@ -209,5 +212,184 @@ public sealed class GatekeeperChatClient : IChatClient
 
     public void Dispose()
     {
+    }
+}
+
+/// <summary>One logged tool call: which run, what action, with which idempotency key, which attempt.</summary>
+public sealed record EffectCall(string RunId, string Action, string Key, int Attempt);
+
+/// <summary>
+/// A tool that records every call in order and fails on request: <c>fail</c> = <c>terminal</c> (always, not retried),
+/// <c>transient-once</c> (the first attempt), <c>transient-always</c>, <c>http503</c>/<c>http404</c> (the first attempt),
+/// <c>failTimes</c> = n (the first n attempts, transiently).
+/// </summary>
+public sealed class EffectTool : ITool
+{
+    private static readonly List<EffectCall> Log = [];
+
+    public static IReadOnlyList<EffectCall> CallsOf(string runId)
+    {
+        lock (Log)
+        {
+            return Log.Where(c => c.RunId == runId).ToList();
+        }
+    }
+
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = "test_effect",
+        Version = "1.0.0",
+        Description = "Records an action; fails on request.",
+        InputSchema = """{"type":"object","properties":{"action":{"type":"string"},"fail":{"type":["string","null"]},"failTimes":{"type":"integer"}},"required":["action"]}""",
+        OutputSchema = """{"type":"object","properties":{"done":{"type":"string"}},"required":["done"]}""",
+        Retry = new RetryPolicy { MaxAttempts = 4, InitialDelay = TimeSpan.FromMilliseconds(200), Multiplier = 2, Jitter = 0 },
+        Breaker = new BreakerPolicy { Enabled = false },
+    };
+
+    public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        var action = arguments.GetProperty("action").GetString()!;
+        lock (Log)
+        {
+            Log.Add(new EffectCall(context.RunId, action, context.IdempotencyKey, context.Attempt));
+        }
+
+        var fail = arguments.TryGetProperty("fail", out var f) ? f.GetString() : null;
+        var failTimes = arguments.TryGetProperty("failTimes", out var n) ? n.GetInt32() : 0;
+        if (context.Attempt <= failTimes)
+        {
+            throw new TransientException($"{action}: injected transient failure {context.Attempt}/{failTimes}");
+        }
+
+        return fail switch
+        {
+            "terminal" => throw new TerminalException($"{action}: injected terminal failure"),
+            "transient-always" => throw new TransientException($"{action}: injected transient failure"),
+            "transient-once" when context.Attempt == 1 => throw new TransientException($"{action}: injected transient failure"),
+            "http503" when context.Attempt == 1 => throw new HttpRequestException("service unavailable", null, System.Net.HttpStatusCode.ServiceUnavailable),
+            "http404" => throw new HttpRequestException("not found", null, System.Net.HttpStatusCode.NotFound),
+            _ => Task.FromResult(JsonSerializer.SerializeToElement(new { done = action })),
+        };
+    }
+}
+
+/// <summary>A tool that fails transiently while <see cref="Healthy"/> is false; its breaker trips quickly.</summary>
+public sealed class BreakerTool(string name) : ITool
+{
+    public BreakerTool()
+        : this("test_breaker")
+    {
+    }
+
+    public static volatile bool Healthy = true;
+    private static int _invocations;
+
+    public static int Invocations => Volatile.Read(ref _invocations);
+
+    public static BreakerPolicy Policy { get; } = new()
+    {
+        MinimumCalls = 4,
+        FailureRateThreshold = 0.5,
+        CoolDown = TimeSpan.FromSeconds(2),
+        CacheFor = TimeSpan.FromMilliseconds(100),
+        Window = TimeSpan.FromSeconds(30),
+    };
+
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = name,
+        Version = "1.0.0",
+        Description = "Fails while unhealthy.",
+        InputSchema = """{"type":"object"}""",
+        OutputSchema = """{"type":"object"}""",
+        Retry = new RetryPolicy { MaxAttempts = 40, InitialDelay = TimeSpan.FromMilliseconds(100), MaxDelay = TimeSpan.FromMilliseconds(300), Jitter = 0 },
+        Breaker = Policy,
+    };
+
+    public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        Interlocked.Increment(ref _invocations);
+        return Healthy
+            ? Task.FromResult(JsonSerializer.SerializeToElement(new { ok = true }))
+            : throw new TransientException("test_breaker is down");
+    }
+}
+
+public sealed record SagaInput(string? FailShip = "terminal", string? FailRelease = null, int SleepMilliseconds = 0);
+
+/// <summary>reserve (undo: release), charge (undo: refund), optional sleep, ship: the saga shape.</summary>
+[Workflow("test.saga")]
+public sealed class SagaWorkflow : IWorkflow<SagaInput, string>
+{
+    public async Task<string> RunAsync(IWorkflowContext context, SagaInput input)
+    {
+        await context.CallToolAsync("test_effect", Args(new { action = "reserve" }),
+            options: new StepOptions { Compensation = new CompensationCall("test_effect", Args(new { action = "release", fail = input.FailRelease })) });
+        await context.CallToolAsync("test_effect", Args(new { action = "charge" }),
+            options: new StepOptions { Compensation = new CompensationCall("test_effect", Args(new { action = "refund" })) });
+        if (input.SleepMilliseconds > 0)
+        {
+            await context.SleepAsync(TimeSpan.FromMilliseconds(input.SleepMilliseconds));
+        }
+
+        await context.CallToolAsync("test_effect", Args(new { action = "ship", fail = input.FailShip }));
+        return "shipped";
+    }
+
+    private static JsonElement Args(object value) => JsonSerializer.SerializeToElement(value);
+}
+
+/// <summary>
+/// Four numbered steps; step 3 obeys the run parameter <c>mode</c>: <c>broken</c> fails terminally,
+/// <c>flaky</c> fails transiently (2 attempts, then the run is dead-lettered), anything else succeeds.
+/// </summary>
+[Workflow("test.params")]
+public sealed class ParameterWorkflow : IWorkflow<int, string>
+{
+    public async Task<string> RunAsync(IWorkflowContext context, int multiplier)
+    {
+        var total = 0;
+        for (var i = 1; i <= 4; i++)
+        {
+            var n = i;
+            total += await context.RunAsync($"step-{n}", s =>
+            {
+                Effects.Count(s.RunId, s.Name);
+                if (n == 3)
+                {
+                    switch (context.GetParameter("mode"))
+                    {
+                        case "broken":
+                            throw new TerminalException("step 3 is broken");
+                        case "flaky":
+                            throw new TransientException("step 3 is flaky");
+                    }
+                }
+
+                return Task.FromResult(n * multiplier);
+            }, new StepOptions { Retry = new RetryPolicy { MaxAttempts = 2, InitialDelay = TimeSpan.FromMilliseconds(50), Jitter = 0 } });
+        }
+
+        return $"{context.GetParameter("mode")}:{total}";
+    }
+}
+
+/// <summary>
+/// One step whose failures follow the run parameter <c>mode</c> (as in <see cref="ParameterWorkflow"/>); the
+/// workflow is registered with EscalateToOperator, so exhausting the retries waits for an operator.
+/// </summary>
+public sealed class EscalatingWorkflow : IWorkflow<int, string>
+{
+    public async Task<string> RunAsync(IWorkflowContext context, int value)
+    {
+        var result = await context.RunAsync("fragile", s =>
+        {
+            Effects.Count(s.RunId, s.Name);
+            return context.GetParameter("mode") == "fixed" || Effects.Of(s.RunId, "healed") > 0
+                ? Task.FromResult(value)
+                : throw new TransientException("fragile is down");
+        }, new StepOptions { Retry = new RetryPolicy { MaxAttempts = 2, InitialDelay = TimeSpan.FromMilliseconds(50), Jitter = 0 } });
+        var after = await context.RunAsync("after", _ => Task.FromResult(1));
+        return $"{result + after}";
     }
 }

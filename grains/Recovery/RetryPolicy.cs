@@ -1,0 +1,80 @@
+namespace Spine.Recovery;
+
+/// <summary>
+/// Bounded exponential backoff with jitter. Attempt n (from 1) that fails transiently waits
+/// min(<see cref="InitialDelay"/> × <see cref="Multiplier"/>^(n-1), <see cref="MaxDelay"/>) ± <see cref="Jitter"/>
+/// before attempt n+1, until <see cref="MaxAttempts"/> or <see cref="TotalDeadline"/> is reached.
+/// </summary>
+public sealed record RetryPolicy
+{
+    /// <summary>Attempts in all, the first included. Default 4. 1 means no retry.</summary>
+    public int MaxAttempts { get; init; } = 4;
+
+    /// <summary>The wait after the first failure. Default 500 ms.</summary>
+    public TimeSpan InitialDelay { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>The growth of the wait per attempt. Default 2.</summary>
+    public double Multiplier { get; init; } = 2.0;
+
+    /// <summary>The longest wait. Default 1 minute.</summary>
+    public TimeSpan MaxDelay { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Random spread of each wait, as a fraction (0.2 = ±20%), so that retries of many runs do not arrive together. Default 0.2.</summary>
+    public double Jitter { get; init; } = 0.2;
+
+    /// <summary>No retry starts later than this after the step's first attempt. Default none.</summary>
+    public TimeSpan? TotalDeadline { get; init; }
+
+    /// <summary>No retries at all.</summary>
+    public static RetryPolicy None { get; } = new() { MaxAttempts = 1 };
+
+    /// <summary>The wait after failed attempt <paramref name="attempt"/> (from 1); <paramref name="unit"/> is a random number in [0, 1).</summary>
+    public TimeSpan DelayAfter(int attempt, double unit)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(attempt, 1);
+        var raw = InitialDelay.TotalMilliseconds * Math.Pow(Multiplier, attempt - 1);
+        var capped = Math.Min(raw, MaxDelay.TotalMilliseconds);
+        var spread = capped * Jitter * ((unit * 2) - 1);
+        return TimeSpan.FromMilliseconds(Math.Max(0, capped + spread));
+    }
+
+    /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
+    public void Validate(string owner)
+    {
+        if (MaxAttempts < 1)
+        {
+            throw new InvalidOperationException($"{owner}: MaxAttempts is {MaxAttempts}: it must be at least 1.");
+        }
+
+        if (InitialDelay < TimeSpan.Zero || MaxDelay < InitialDelay)
+        {
+            throw new InvalidOperationException($"{owner}: delays must satisfy 0 <= InitialDelay ({InitialDelay}) <= MaxDelay ({MaxDelay}).");
+        }
+
+        if (Multiplier < 1)
+        {
+            throw new InvalidOperationException($"{owner}: Multiplier is {Multiplier}: it must be at least 1.");
+        }
+
+        if (Jitter is < 0 or > 1)
+        {
+            throw new InvalidOperationException($"{owner}: Jitter is {Jitter}: it must be between 0 and 1.");
+        }
+    }
+}
+
+/// <summary>The default retry policy per step kind (configuration section <c>Spine:Retry</c>).</summary>
+public sealed class RetryDefaults
+{
+    /// <summary>For <c>ctx.RunAsync</c> side effects. Default: 4 attempts from 500 ms.</summary>
+    public RetryPolicy Step { get; set; } = new();
+
+    /// <summary>For tool calls whose tool names no policy. Default: 4 attempts from 500 ms.</summary>
+    public RetryPolicy Tool { get; set; } = new();
+
+    /// <summary>For model turns. Default: 5 attempts from 1 s (rate limits are common).</summary>
+    public RetryPolicy Model { get; set; } = new() { MaxAttempts = 5, InitialDelay = TimeSpan.FromSeconds(1) };
+
+    /// <summary>For compensations (they must finish). Default: 8 attempts from 500 ms.</summary>
+    public RetryPolicy Compensation { get; set; } = new() { MaxAttempts = 8 };
+}

@@ -1,0 +1,149 @@
+using Spine.Journal;
+
+namespace Spine.Runs;
+
+/// <summary>The in-memory control state of a run, rebuilt from its journal.</summary>
+internal sealed class RunState
+{
+    public required string WorkflowType { get; init; }
+
+    public required int WorkflowVersion { get; init; }
+
+    public string? AccountId { get; init; }
+
+    public string? IdempotencyKey { get; init; }
+
+    public required string InputJson { get; init; }
+
+    public IReadOnlyDictionary<string, string>? Parameters { get; init; }
+
+    public RunOrigin? Origin { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset UpdatedAt { get; set; }
+
+    public RunStatus Status { get; set; }
+
+    public string? Result { get; set; }
+
+    public RunError? Error { get; set; }
+
+    public bool CancelRequested { get; set; }
+
+    public string? CancelReason { get; set; }
+
+    public Escalation? Escalation { get; set; }
+
+    /// <summary>Set once compensation began: how the run ends after it.</summary>
+    public CompensationPlan? Compensation { get; set; }
+
+    /// <summary>The state after one more journal row: the one place that reads a journal into control state.</summary>
+    public static RunState? Fold(RunState? state, JournalRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        var next = state;
+        switch (row.Kind)
+        {
+            case JournalKind.RunStarted:
+                var started = RunPayloads.Read<StartedPayload>(row.Payload);
+                next = new RunState
+                {
+                    WorkflowType = started.WorkflowType,
+                    WorkflowVersion = started.WorkflowVersion,
+                    AccountId = started.AccountId,
+                    IdempotencyKey = started.IdempotencyKey,
+                    InputJson = started.Input.GetRawText(),
+                    Parameters = started.Parameters,
+                    Origin = started.Origin,
+                    CreatedAt = row.RecordedAt,
+                    UpdatedAt = row.RecordedAt,
+                    Status = RunStatus.Running,
+                };
+                break;
+            case JournalKind.CancelRequested:
+                state!.CancelRequested = true;
+                state.CancelReason = RunPayloads.ReadReason(row.Payload);
+                break;
+            case JournalKind.Escalated:
+                var escalated = RunPayloads.ReadError(row.Payload);
+                state!.Status = RunStatus.AwaitingOperator;
+                state.Escalation = new Escalation(row.Step!.Value, row.Name, escalated.ToRunError());
+                break;
+            case JournalKind.OperatorDecided:
+                state!.Status = RunStatus.Running;
+                state.Escalation = null;
+                break;
+            case JournalKind.CompensationStarted:
+                state!.Compensation = RunPayloads.Read<CompensationPlan>(row.Payload);
+                state.Status = RunStatus.Compensating;
+                break;
+            case JournalKind.RunCompleted:
+                state!.Status = RunStatus.Completed;
+                state.Result = row.Payload;
+                break;
+            case JournalKind.RunFailed or JournalKind.RunCancelled or JournalKind.RunDeadLettered:
+                state!.Status = row.Kind switch
+                {
+                    JournalKind.RunFailed => RunStatus.Failed,
+                    JournalKind.RunCancelled => RunStatus.Cancelled,
+                    _ => RunStatus.DeadLettered,
+                };
+                state.Error = RunPayloads.ReadError(row.Payload).ToRunError();
+                break;
+            case JournalKind.RunDiscarded:
+                state!.Status = RunStatus.Discarded;
+                break;
+        }
+
+        if (next is not null)
+        {
+            next.UpdatedAt = row.RecordedAt;
+        }
+
+        return next;
+    }
+
+    public RunRow ToRunRow(string runId) => new(
+        runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, Error?.Message, CreatedAt, UpdatedAt,
+        Error?.Step, Error?.StepName, Origin?.SourceRunId);
+}
+
+/// <summary>A run's journal with the indexes replay and recovery read: outcomes and events per step.</summary>
+internal sealed class RunHistory
+{
+    private readonly Dictionary<int, JournalRow> _outcomes = [];
+    private readonly Dictionary<int, List<JournalRow>> _events = [];
+
+    public List<JournalRow> Rows { get; } = [];
+
+    public int StepsRecorded => _outcomes.Count;
+
+    public void Add(JournalRow row)
+    {
+        Rows.Add(row);
+        if (row.IsStepOutcome)
+        {
+            _outcomes[row.Step!.Value] = row;
+        }
+        else if (row.Step is { } step)
+        {
+            if (!_events.TryGetValue(step, out var list))
+            {
+                _events[step] = list = [];
+            }
+
+            list.Add(row);
+        }
+    }
+
+    public bool TryGetOutcome(int step, out JournalRow row) => _outcomes.TryGetValue(step, out row!);
+
+    public IReadOnlyList<JournalRow> EventsOf(int step) => _events.TryGetValue(step, out var list) ? list : [];
+
+    public IEnumerable<JournalRow> Outcomes => _outcomes.Values;
+
+    public IEnumerable<JournalRow> Events(JournalKind kind) => _events.Values.SelectMany(v => v).Where(r => r.Kind == kind);
+
+    public int MaxStep => _outcomes.Count == 0 ? 0 : _outcomes.Keys.Max();
+}

@@ -1,0 +1,98 @@
+using Microsoft.Extensions.DependencyInjection;
+using Spine.Breakers;
+using Spine.Runs;
+using Spine.Tests.Infrastructure;
+
+namespace Spine.Tests.Recovery;
+
+[Collection(ClusterCollection.Name)]
+public sealed class CircuitBreakerTests(ClusterFixture fixture)
+{
+    private CircuitBreakerCache CacheOf(int silo) => fixture.Cluster.Silos[silo].ServiceProvider.GetRequiredService<CircuitBreakerCache>();
+
+    [Fact]
+    public async Task Breaker_FailuresOnOneSilo_BothSilosSeeOpenThenHalfOpenThenClosed()
+    {
+        var tool = "test_breaker_a";
+        var policy = BreakerTool.Policy;
+        var a = CacheOf(0);
+        var b = CacheOf(1);
+        Assert.Equal(2, fixture.Cluster.Silos.Count);
+        Assert.Equal(BreakerPermit.Allowed, (await b.AcquireAsync(tool, policy)).Permit);
+
+        for (var i = 0; i < 5; i++)
+        {
+            a.Record(tool, success: false);
+        }
+
+        await a.FlushAsync();
+        await Task.Delay(policy.CacheFor * 2);
+
+        Assert.Equal(BreakerState.Open, (await a.GetVerdictAsync(tool)).State);
+        Assert.Equal(BreakerState.Open, (await b.GetVerdictAsync(tool)).State);
+        var (permit, retryAt) = await b.AcquireAsync(tool, policy);
+        Assert.Equal(BreakerPermit.Rejected, permit);
+        Assert.True(retryAt > DateTimeOffset.UtcNow);
+
+        await Task.Delay(policy.CoolDown + TimeSpan.FromMilliseconds(200));
+        Assert.Equal(BreakerState.HalfOpen, (await a.GetVerdictAsync(tool)).State);
+        Assert.Equal(BreakerPermit.Probe, (await b.AcquireAsync(tool, policy)).Permit);
+        Assert.Equal(BreakerPermit.Rejected, (await a.AcquireAsync(tool, policy)).Permit);
+
+        await b.ReportProbeAsync(tool, success: true);
+        await Task.Delay(policy.CacheFor * 2);
+
+        Assert.Equal(BreakerPermit.Allowed, (await a.AcquireAsync(tool, policy)).Permit);
+        Assert.Equal(BreakerState.Closed, (await fixture.Client.GetBreakerAsync(tool)).State);
+    }
+
+    [Fact]
+    public async Task Breaker_ProbeFails_ReopensForAnotherCoolDown()
+    {
+        var tool = "test_breaker_b";
+        var policy = BreakerTool.Policy;
+        var a = CacheOf(0);
+        for (var i = 0; i < 4; i++)
+        {
+            a.Record(tool, success: false);
+        }
+
+        await a.FlushAsync();
+        await Task.Delay(policy.CoolDown + TimeSpan.FromMilliseconds(200));
+        Assert.Equal(BreakerPermit.Probe, (await a.AcquireAsync(tool, policy)).Permit);
+
+        await a.ReportProbeAsync(tool, success: false);
+
+        var verdict = await fixture.Client.GetBreakerAsync(tool);
+        Assert.Equal(BreakerState.Open, verdict.State);
+        Assert.True(verdict.OpenUntil > DateTimeOffset.UtcNow + TimeSpan.FromSeconds(1));
+    }
+
+    [Fact]
+    public async Task Run_ToolBreakerOpens_FailsFastWithoutCallingToolThenRecovers()
+    {
+        await fixture.Client.ResetBreakerAsync("test_breaker");
+        BreakerTool.Healthy = false;
+        try
+        {
+            var run = await fixture.Client.StartAsync("test.tool", new { tool = "test_breaker", arguments = new { } });
+            await Eventually.GetAsync(() => fixture.Client.GetBreakerAsync("test_breaker"), v => v.State == BreakerState.Open, TimeSpan.FromSeconds(30), "the breaker to open");
+            var invocationsWhenOpen = BreakerTool.Invocations;
+            await Task.Delay(TimeSpan.FromSeconds(1));
+
+            Assert.Equal(invocationsWhenOpen, BreakerTool.Invocations);
+            var journal = await fixture.Client.GetJournalAsync(run.RunId);
+            Assert.Contains(journal, r => r.Kind == "AttemptFailed" && r.PayloadJson!.Contains("\"class\":\"circuit_open\"", StringComparison.Ordinal));
+
+            BreakerTool.Healthy = true;
+            var done = await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+            Assert.Equal(RunStatus.Completed, done.Status);
+            Assert.Equal(BreakerState.Closed, (await fixture.Client.GetBreakerAsync("test_breaker")).State);
+        }
+        finally
+        {
+            BreakerTool.Healthy = true;
+        }
+    }
+}
