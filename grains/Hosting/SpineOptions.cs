@@ -24,6 +24,13 @@ public sealed class SpineOptions
     /// </summary>
     public TimeSpan ResumeReminderPeriod { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>
+    /// How long a finished run stays in memory after its last call before it is deactivated (a later call
+    /// reads it back from the journal). Default 10 s: a finished run otherwise holds its journal until
+    /// Orleans' idle collection (15 minutes), about 9 KB per 10-step run.
+    /// </summary>
+    public TimeSpan FinishedRunIdleTime { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>The most journal appends committed together in one transaction (group commit). Default 256.</summary>
     public int JournalMaxBatch { get; set; } = 256;
 

@@ -92,6 +92,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             await _writer.UpdateRunAsync(_state.ToRunRow(RunId));
             await DropReminderAsync();
             _terminal.TrySetResult();
+            ScheduleIdleDeactivation();
             return;
         }
 
@@ -489,6 +490,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
+        ScheduleIdleDeactivation();
         try
         {
             await DropReminderAsync();
@@ -499,6 +501,16 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             LogReminderRemovalFailed(_logger, e, RunId);
         }
     }
+
+    /// <summary>A finished run leaves memory soon; its journal answers any later call.</summary>
+    private void ScheduleIdleDeactivation() =>
+        this.RegisterGrainTimer(
+            () =>
+            {
+                DeactivateOnIdle();
+                return Task.CompletedTask;
+            },
+            new GrainTimerCreationOptions { DueTime = Options.FinishedRunIdleTime, Period = Timeout.InfiniteTimeSpan, Interleave = true });
 
     private async Task DropReminderAsync()
     {

@@ -24,6 +24,9 @@ public sealed class SiloSettings
     /// <summary>The loopback HTTP port of the Orleans Dashboard (<c>/dashboard</c>) and health endpoint. Default 8080.</summary>
     public int DashboardPort { get; set; } = 8080;
 
+    /// <summary>Serve the Orleans Dashboard (it costs the silo a few percent of CPU under load). Default true.</summary>
+    public bool Dashboard { get; set; } = true;
+
     /// <summary>
     /// Where the embedded PostgreSQL keeps its data when <c>Spine:ConnectionString</c> is empty.
     /// Default: <c>.pgdata</c> at the repository root (or the working folder).

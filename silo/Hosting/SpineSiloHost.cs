@@ -55,13 +55,20 @@ public static class SpineSiloHost
                 o.ConnectionString = connectionString;
             });
             silo.AddSpine(connectionString, builder.Configuration.GetSection("Spine"));
-            silo.AddDashboard();
+            if (settings.Dashboard)
+            {
+                silo.AddDashboard();
+            }
         });
         builder.Services.AddSpineDemo(builder.Configuration);
 
         var app = builder.Build();
-        app.MapOrleansDashboard("/dashboard");
-        app.MapGet("/", () => Results.Redirect("/dashboard/"));
+        if (settings.Dashboard)
+        {
+            app.MapOrleansDashboard("/dashboard");
+            app.MapGet("/", () => Results.Redirect("/dashboard/"));
+        }
+
         app.MapGet("/health", () => Results.Ok(new { status = "ok", cluster = settings.ClusterId }));
         if (local is not null)
         {
