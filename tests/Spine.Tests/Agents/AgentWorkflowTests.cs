@@ -45,6 +45,21 @@ public sealed class AgentWorkflowTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Agent_ModelRateLimited_TurnRetriedAsTransientAndJournaled()
+    {
+        var prompt = "limit " + Guid.NewGuid();
+        var run = await fixture.Client.StartAsync("agent", new AgentInput(prompt, Tools: [], ChatClient: "rate-limited"));
+
+        var output = await fixture.Client.GetResultAsync<AgentOutput>(run.RunId);
+
+        Assert.Equal("after the rate limit", output.Answer);
+        Assert.Equal(2, RateLimitedChatClient.Calls(prompt));
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+        Assert.Equal(["RunStarted", "AttemptFailed", "Model", "RunCompleted"], journal.Select(r => r.Kind));
+        Assert.Contains("\"class\":\"transient\"", journal[1].PayloadJson, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Agent_DeactivatedDuringToolCall_ReplaysModelTurnAndRetriesCallWithSameKey()
     {
         var prompt = "gate " + Guid.NewGuid();

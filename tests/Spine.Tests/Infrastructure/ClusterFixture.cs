@@ -36,6 +36,7 @@ public sealed class ClusterFixture : IAsyncLifetime
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
                 o.MaxPayloadBytes = MaxPayloadBytes;
                 o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
+                o.Retry.Model = new Spine.Recovery.RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMilliseconds(100), Jitter = 0 };
             });
             silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
@@ -53,6 +54,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<ParameterWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<EscalatingWorkflow, int, string>("test.escalating", 1, escalateToOperator: true);
             silo.Services.AddKeyedSingleton<IChatClient>("gatekeeper", new GatekeeperChatClient());
+            silo.Services.AddKeyedSingleton<IChatClient>("rate-limited", new RateLimitedChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
         });
         Cluster = builder.Build();

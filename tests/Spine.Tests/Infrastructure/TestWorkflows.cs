@@ -393,3 +393,29 @@ public sealed class EscalatingWorkflow : IWorkflow<int, string>
         return $"{result + after}";
     }
 }
+
+/// <summary>A model that answers HTTP 429 to the first call of each prompt, then replies.</summary>
+public sealed class RateLimitedChatClient : IChatClient
+{
+    private static readonly ConcurrentDictionary<string, int> Asked = new();
+
+    public static int Calls(string prompt) => Asked.GetValueOrDefault(prompt);
+
+    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var prompt = messages.First(m => m.Role == ChatRole.User).Text;
+        var n = Asked.AddOrUpdate(prompt, 1, (_, c) => c + 1);
+        return n == 1
+            ? throw new HttpRequestException("rate limited", null, System.Net.HttpStatusCode.TooManyRequests)
+            : Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant, "after the rate limit")));
+    }
+
+    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("The test model does not stream.");
+
+    public object? GetService(Type serviceType, object? serviceKey = null) => null;
+
+    public void Dispose()
+    {
+    }
+}

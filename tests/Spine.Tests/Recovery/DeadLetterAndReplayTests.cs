@@ -75,6 +75,23 @@ public sealed class DeadLetterAndReplayTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ReplayFailedSaga_FromStep3_ReusesToolStepsWithoutInvokingThem()
+    {
+        var source = await fixture.Client.StartAsync("test.saga", new SagaInput());
+        Assert.Equal(RunStatus.Failed, (await fixture.Client.WaitAsync(source.RunId, Patience)).Status);
+        Assert.Equal(["reserve", "charge", "ship", "refund", "release"], EffectTool.CallsOf(source.RunId).Select(c => c.Action));
+
+        var replay = await fixture.Client.ReplayAsync(new ReplayRequest(source.RunId, FromStep: 3, InputJson: "{\"failShip\":null}"));
+        var done = await fixture.Client.WaitAsync(replay.RunId, Patience);
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Equal(["ship"], EffectTool.CallsOf(replay.RunId).Select(c => c.Action));
+        Assert.Equal(5, EffectTool.CallsOf(source.RunId).Count);
+        var journal = await fixture.Client.GetJournalAsync(replay.RunId);
+        Assert.Equal(["RunStarted", "Tool", "Tool", "Tool", "RunCompleted"], journal.Select(r => r.Kind));
+    }
+
+    [Fact]
     public async Task Replay_OfUnfinishedRun_IsRefused()
     {
         var source = await fixture.Client.StartAsync("test.steps", new StepsInput(2, SleepMilliseconds: 60_000));
