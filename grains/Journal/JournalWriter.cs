@@ -104,7 +104,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
 
             try
             {
-                await CommitAsync(batch);
+                await CommitWithRetryAsync(batch);
                 foreach (var item in batch)
                 {
                     item.Completion.TrySetResult();
@@ -132,7 +132,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
     {
         try
         {
-            await CommitAsync([item]);
+            await CommitWithRetryAsync([item]);
             item.Completion.TrySetResult();
         }
         catch (Exception e)
@@ -151,6 +151,38 @@ public sealed partial class JournalWriter : IAsyncDisposable
         LogCommitFailed(_logger, e, item.Rows.Count > 0 ? item.Rows[0].RunId : item.Run?.RunId);
         return SpineDatabase.Classify(e, "journal append") ?? e;
     }
+
+    /// <summary>
+    /// Rides out a short connection blip. Retrying is safe even when a lost acknowledgement hid a commit:
+    /// the retry then meets its own rows as a unique violation, which the run treats as a conflict and
+    /// resolves by reading its journal back.
+    /// </summary>
+    private async Task CommitWithRetryAsync(IReadOnlyList<PendingWrite> items)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                await CommitAsync(items);
+                return;
+            }
+            catch (Exception e) when (attempt < RetryDelays.Length && IsTransient(e))
+            {
+                LogCommitRetry(_logger, e, attempt + 1);
+                await Task.Delay(RetryDelays[attempt]);
+            }
+        }
+    }
+
+    private static readonly TimeSpan[] RetryDelays = [TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1)];
+
+    private static bool IsTransient(Exception e) => e switch
+    {
+        PostgresException => false,
+        NpgsqlException npgsql => npgsql.IsTransient,
+        System.Net.Sockets.SocketException or IOException or TimeoutException => true,
+        _ => false,
+    };
 
     private async Task CommitAsync(IReadOnlyList<PendingWrite> items)
     {
@@ -202,6 +234,9 @@ public sealed partial class JournalWriter : IAsyncDisposable
 
     private static NpgsqlParameter Array<T>(string name, NpgsqlDbType elementType, T[] values) =>
         new(name, NpgsqlDbType.Array | elementType) { Value = values };
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed transiently; retry {Attempt}")]
+    private static partial void LogCommitRetry(ILogger logger, Exception exception, int attempt);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed for run {RunId}")]
     private static partial void LogCommitFailed(ILogger logger, Exception exception, string? runId);

@@ -1,5 +1,8 @@
 using System.Net;
 using Orleans.Configuration;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Orleans.Dashboard;
 using Spine.Silo.Demo;
 using Spine.Silo.LocalPostgres;
@@ -55,12 +58,14 @@ public static class SpineSiloHost
                 o.ConnectionString = connectionString;
             });
             silo.AddSpine(connectionString, builder.Configuration.GetSection("Spine"));
+            silo.AddActivityPropagation();
             if (settings.Dashboard)
             {
                 silo.AddDashboard();
             }
         });
         builder.Services.AddSpineDemo(builder.Configuration);
+        AddTelemetry(builder);
 
         var app = builder.Build();
         if (settings.Dashboard)
@@ -76,6 +81,23 @@ public static class SpineSiloHost
         }
 
         return app;
+    }
+
+    /// <summary>
+    /// Exports Orleans' traces and metrics over OTLP when an endpoint is configured (the standard
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>); without one nothing is collected.
+    /// </summary>
+    private static void AddTelemetry(WebApplicationBuilder builder)
+    {
+        if (string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        {
+            return;
+        }
+
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("spine-silo"))
+            .WithTracing(t => t.AddSource("Spine", "Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime").AddOtlpExporter())
+            .WithMetrics(m => m.AddMeter("Spine", "Microsoft.Orleans").AddOtlpExporter());
     }
 
     /// <summary>The repository root (the folder holding Orleans.sln), or the working folder.</summary>
