@@ -110,9 +110,10 @@ public sealed partial class JournalWriter : IAsyncDisposable
                     item.Completion.TrySetResult();
                 }
             }
-            catch (Exception e) when (batch.Count > 1 && e is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
+            catch (Exception e) when (batch.Count > 1 && e is PostgresException)
             {
-                // One run's row conflicts (a second activation): commit the others one by one so they are not punished.
+                // One run's write was refused (a conflict from a second activation, a value the server rejects):
+                // commit the others one by one so they are not punished for it.
                 foreach (var item in batch)
                 {
                     await CommitSingleAsync(item);

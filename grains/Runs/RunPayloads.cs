@@ -59,6 +59,10 @@ internal static class RunPayloads
 
     public static string Reason(string? reason) => Write(new { reason });
 
+    /// <summary>PostgreSQL text cannot hold U+0000 (a model may send it in a tool name): replaced before hashing and storing.</summary>
+    [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(text))]
+    public static string? Clean(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal) ? text.Replace('\0', '\uFFFD') : text;
+
     public static string? ReadReason(string? payload)
     {
         if (payload is null)

@@ -35,6 +35,9 @@ internal sealed class RunState
 
     public Escalation? Escalation { get; set; }
 
+    /// <summary>The journal kind of the escalated step (its outcome row, when an operator skips or fails it, has this kind).</summary>
+    public JournalKind EscalationKind { get; set; }
+
     /// <summary>Set once compensation began: how the run ends after it.</summary>
     public CompensationPlan? Compensation { get; set; }
 
@@ -69,6 +72,7 @@ internal sealed class RunState
                 var escalated = RunPayloads.ReadError(row.Payload);
                 state!.Status = RunStatus.AwaitingOperator;
                 state.Escalation = new Escalation(row.Step!.Value, row.Name, escalated.ToRunError());
+                state.EscalationKind = Enum.TryParse<JournalKind>(escalated.StepKind, out var kind) ? kind : JournalKind.Step;
                 break;
             case JournalKind.OperatorDecided:
                 state!.Status = RunStatus.Running;
@@ -105,8 +109,8 @@ internal sealed class RunState
     }
 
     public RunRow ToRunRow(string runId) => new(
-        runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, Error?.Message, CreatedAt, UpdatedAt,
-        Error?.Step, Error?.StepName, Origin?.SourceRunId);
+        runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, RunPayloads.Clean(Error?.Message), CreatedAt, UpdatedAt,
+        Error?.Step, RunPayloads.Clean(Error?.StepName), Origin?.SourceRunId);
 }
 
 /// <summary>A run's journal with the indexes replay and recovery read: outcomes and events per step.</summary>

@@ -51,9 +51,13 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var outcome = await ExecuteStepAsync(JournalKind.Step, step, name, options, options?.Retry ?? grain.Options.Retry.Step, options?.ClassifyError,
             async attempt =>
             {
-                result = await action(new StepContext(RunId, step, name, IdempotencyKey(step), grain.ShutdownToken, attempt));
-                var json = JsonSerializer.Serialize(result, SpineJson.Options);
+                var value = await action(new StepContext(RunId, step, name, IdempotencyKey(step), grain.ShutdownToken, attempt));
+                var json = JsonSerializer.Serialize(value, SpineJson.Options);
                 RunPayloads.CheckSize(json, $"result of step {step} '{name}'", grain.Options.MaxPayloadBytes);
+
+                // The workflow gets the value as the journal will give it back on replay, never the live object:
+                // a type that does not survive the round trip fails here, on the first execution, not after a crash.
+                result = JsonSerializer.Deserialize<T>(json, SpineJson.Options)!;
                 return json;
             });
 
@@ -142,14 +146,14 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     {
         if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
         {
-            // Declared before the first attempt: an effect that lands just before a crash is still compensated.
+            // Declared before the first attempt, so the declaration is durable before any effect can happen.
             await grain.AppendAsync(JournalKind.CompensationRegistered, step, name, true,
                 RunPayloads.Write(new CompensationPayload(compensation.Tool, compensation.Version, compensation.Arguments)));
         }
 
         var escalate = options?.EscalateToOperator ?? registration.EscalateToOperator;
         var events = grain.History.EventsOf(step);
-        var attemptNo = events.Count(e => e.Kind == JournalKind.AttemptFailed) + 1;
+        var attemptNo = events.Count(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) + 1;
         var sinceReset = events.SkipWhile((_, i) => events.Skip(i).Any(e => e.Kind == JournalKind.OperatorDecided)).ToList();
         var failures = sinceReset.Count(e => e.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(e.Payload).Class != ErrorClass.CircuitOpen.Name());
         var firstAttemptAt = sinceReset.FirstOrDefault(e => e.Kind == JournalKind.AttemptFailed)?.RecordedAt ?? grain.Time.GetUtcNow();
@@ -158,8 +162,9 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         if (lastEvent?.Kind == JournalKind.Escalated)
         {
             // The run was waiting for an operator when its activation ended: wait again.
-            await OnOperatorAsync(step);
-            return await AfterDecisionAsync(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+            await grain.AwaitOperatorAsync();
+            grain.ThrowIfCancelRequested();
+            return AfterDecision(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
         }
 
         if (lastEvent?.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(lastEvent.Payload).RetryAt is { } pendingRetry)
@@ -201,10 +206,9 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             var exhausted = retryable;
             if (exhausted && escalate)
             {
-                await grain.AppendAsync(JournalKind.Escalated, step, name, false,
-                    RunPayloads.Write(error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }), attempt: attemptNo);
-                await OnOperatorAsync(step);
-                return await AfterDecisionAsync(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+                await grain.EscalateAsync(kind, step, name, error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }, attemptNo);
+                grain.ThrowIfCancelRequested();
+                return AfterDecision(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
             }
 
             await grain.AppendAsync(kind, step, name, false, RunPayloads.Write(error with { Exhausted = exhausted }), attempt: attemptNo);
@@ -212,23 +216,16 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
     }
 
-    private async Task OnOperatorAsync(int step)
-    {
-        var action = await grain.AwaitOperatorAsync(step);
-        grain.ThrowIfCancelRequested();
-        _ = action;
-    }
-
     /// <summary>After a skip or fail decision the step has its outcome row; after a retry it has none and runs again.</summary>
-    private Task<(JournalRow Row, bool Live)?> AfterDecisionAsync(int step)
+    private (JournalRow Row, bool Live)? AfterDecision(int step)
     {
         if (!grain.TryGetOutcome(step, out var row))
         {
-            return Task.FromResult<(JournalRow, bool)?>(null);
+            return null;
         }
 
         Unwrap(row);
-        return Task.FromResult<(JournalRow, bool)?>((row, false));
+        return (row, false);
     }
 
     private async Task<string> InvokeToolAsync(string tool, JsonElement arguments, string? version, int step, int attempt)
@@ -322,6 +319,8 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name)
     {
+        // Names are stored cleaned (see RunPayloads.Clean); compare like with like.
+        name = RunPayloads.Clean(name);
         var step = ++_step;
         if (grain.TryGetOutcome(step, out var row))
         {
@@ -366,7 +365,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         {
             return JsonSerializer.Deserialize<T>(json, SpineJson.Options)!;
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or NotSupportedException)
         {
             throw new NonDeterminismException(RunId, step, $"Step '{name}' with a result that does not read as {typeof(T).Name} ({e.Message})", $"Step '{name}' returning {typeof(T).Name}");
         }

@@ -15,39 +15,46 @@ public sealed partial class WorkflowRunGrain
     {
         ArgumentNullException.ThrowIfNull(decision);
         var state = _state ?? throw new RunNotFoundException(RunId);
+        var action = $"{decision.Action.ToString().ToLowerInvariant()} an escalated step";
         if (state.Status != RunStatus.AwaitingOperator || state.Escalation is not { } escalation)
         {
-            throw new InvalidRunStateException(RunId, state.Status, $"{decision.Action.ToString().ToLowerInvariant()} an escalated step");
+            throw new InvalidRunStateException(RunId, state.Status, action);
         }
 
-        var escalated = _history.EventsOf(escalation.Step).Last(r => r.Kind == JournalKind.Escalated);
-        var stepKind = Enum.Parse<JournalKind>(RunPayloads.ReadError(escalated.Payload).StepKind ?? nameof(JournalKind.Step));
-        string? outcome = null;
-        if (decision.Action == OperatorAction.Skip)
+        if (state.CancelRequested)
         {
-            var result = RunPayloads.CheckJson(decision.ResultJson ?? "null", $"result supplied for step {escalation.Step}", Options.MaxPayloadBytes);
-            outcome = stepKind == JournalKind.Tool
-                ? RunPayloads.Write(new { version = (string?)null, input = (object?)null, output = result, skipped = true })
-                : result.GetRawText();
+            throw new InvalidRunStateException(RunId, state.Status, action + " of a run being cancelled");
         }
 
-        state.Status = RunStatus.Running;
-        state.Escalation = null;
-        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await AppendAsync(JournalKind.OperatorDecided, escalation.Step, escalation.StepName, true,
-            RunPayloads.Write(new DecisionPayload(decision.Action, decision.Reason, decision.Operator)), state.ToRunRow(RunId));
+        var stepKind = state.EscalationKind;
+        var rows = new List<PendingRow>
+        {
+            new(JournalKind.OperatorDecided, escalation.Step, escalation.StepName, true,
+                RunPayloads.Write(new DecisionPayload(decision.Action, decision.Reason, decision.Operator)), null),
+        };
         switch (decision.Action)
         {
             case OperatorAction.Skip:
-                await AppendAsync(stepKind, escalation.Step, escalation.StepName, true, outcome);
+                var result = RunPayloads.CheckJson(decision.ResultJson ?? "null", $"result supplied for step {escalation.Step}", Options.MaxPayloadBytes);
+                var outcome = stepKind == JournalKind.Tool
+                    ? RunPayloads.Write(new { version = (string?)null, input = (object?)null, output = result, skipped = true })
+                    : result.GetRawText();
+                rows.Add(new(stepKind, escalation.Step, escalation.StepName, true, outcome, null));
                 break;
             case OperatorAction.Fail:
                 var error = new ErrorPayload("operator_failed", $"An operator failed step {escalation.Step} '{escalation.StepName}': {decision.Reason ?? "no reason given"}",
                     null, ErrorClass.Terminal.Name());
-                await AppendAsync(stepKind, escalation.Step, escalation.StepName, false, RunPayloads.Write(error));
+                rows.Add(new(stepKind, escalation.Step, escalation.StepName, false, RunPayloads.Write(error), null));
                 break;
         }
 
+        // The decision and the outcome it implies commit together, with the index row: a crash never
+        // leaves a decision without its outcome.
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        await WriteAsync(rows, state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now });
+        state.Status = RunStatus.Running;
+        state.Escalation = null;
+        state.UpdatedAt = now;
         _operator?.TrySetResult(decision.Action);
         StartExecution();
         return Info();
@@ -62,9 +69,11 @@ public sealed partial class WorkflowRunGrain
             throw new InvalidRunStateException(RunId, state.Status, "discard a run that is not dead-lettered");
         }
 
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        await AppendAsync(JournalKind.RunDiscarded, null, "RunDiscarded", true, RunPayloads.Reason(reason),
+            state.ToRunRow(RunId) with { Status = RunStatus.Discarded, UpdatedAt = now });
         state.Status = RunStatus.Discarded;
-        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await AppendAsync(JournalKind.RunDiscarded, null, "RunDiscarded", true, RunPayloads.Reason(reason), state.ToRunRow(RunId));
+        state.UpdatedAt = now;
         return Info();
     }
 
@@ -102,19 +111,36 @@ public sealed partial class WorkflowRunGrain
         return await BeginAsync(start, new RunOrigin(request.SourceRunId, fromStep), reused);
     }
 
-    /// <summary>Pauses the run for an operator's decision on an escalated step.</summary>
-    internal async Task<OperatorAction> AwaitOperatorAsync(int step)
+    /// <summary>Hands an exhausted step to an operator: journals the escalation and waits for the decision.</summary>
+    internal async Task<OperatorAction> EscalateAsync(JournalKind stepKind, int step, string name, ErrorPayload error, int attempt)
     {
-        ThrowIfCancelRequested();
         var state = _state!;
-        var escalated = _history.EventsOf(step).Last(r => r.Kind == JournalKind.Escalated);
-        state.Escalation = new Escalation(step, escalated.Name, RunPayloads.ReadError(escalated.Payload).ToRunError());
-        if (state.Status != RunStatus.AwaitingOperator)
+
+        // Armed before the first await: a decision or a cancel arriving while the escalation commits is not lost.
+        var decision = _operator = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        state.Status = RunStatus.AwaitingOperator;
+        state.Escalation = new Escalation(step, name, error.ToRunError());
+        state.EscalationKind = stepKind;
+        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        await AppendAsync(JournalKind.Escalated, step, name, false, RunPayloads.Write(error), state.ToRunRow(RunId), attempt);
+        return await WaitForDecisionAsync(decision);
+    }
+
+    /// <summary>Waits again for the decision on a step that was escalated before this activation.</summary>
+    internal Task<OperatorAction> AwaitOperatorAsync()
+    {
+        var decision = _operator = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (_state!.CancelRequested)
         {
-            await SetStatusAsync(RunStatus.AwaitingOperator);
+            _operator = null;
+            throw new RunCancelledException(RunId, _state.CancelReason);
         }
 
-        var decision = _operator = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        return WaitForDecisionAsync(decision);
+    }
+
+    private async Task<OperatorAction> WaitForDecisionAsync(TaskCompletionSource<OperatorAction> decision)
+    {
         await using (_shutdown.Token.Register(() => decision.TrySetCanceled()))
         {
             try
@@ -123,16 +149,22 @@ public sealed partial class WorkflowRunGrain
             }
             finally
             {
-                _operator = null;
+                if (_operator == decision)
+                {
+                    _operator = null;
+                }
             }
         }
     }
 
     /// <summary>Registered compensations of steps that succeeded and are not compensated yet, newest first.</summary>
+    /// <remarks>A step an operator skipped did nothing to undo, so it is not compensated.</remarks>
     private IEnumerable<JournalRow> PendingCompensations() =>
         _history.Events(JournalKind.CompensationRegistered)
             .Where(r => _history.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Ok)
-            .Where(r => !_history.EventsOf(r.Step!.Value).Any(e => e.Kind == JournalKind.Compensated && e.Ok))
+            .Where(r => !_history.EventsOf(r.Step!.Value).Any(e =>
+                (e.Kind == JournalKind.Compensated && e.Ok)
+                || (e.Kind == JournalKind.OperatorDecided && RunPayloads.Read<DecisionPayload>(e.Payload).Action == OperatorAction.Skip)))
             .OrderByDescending(r => r.Step);
 
     /// <summary>Runs the pending compensations in reverse step order; returns the error when one exhausts its retries.</summary>
@@ -144,7 +176,14 @@ public sealed partial class WorkflowRunGrain
             var call = RunPayloads.Read<CompensationPayload>(registration.Payload);
             var failures = _history.EventsOf(step).Where(e => e.Kind == JournalKind.Compensated && !e.Ok).ToList();
             var attempt = failures.Count + 1;
-            if (failures.Count > 0 && RunPayloads.ReadError(failures[^1].Payload).RetryAt is { } due)
+            var last = failures.Count > 0 ? RunPayloads.ReadError(failures[^1].Payload) : null;
+            if (last is { Exhausted: true })
+            {
+                // This compensation already gave up before the silo stopped: the verdict stands.
+                return CompensationFailed(step, registration.Name, call.Tool, failures.Count, last.Message, last.ExceptionType, last.Class);
+            }
+
+            if (last?.RetryAt is { } due)
             {
                 await WaitUntilAsync(due, null);
             }
@@ -178,15 +217,17 @@ public sealed partial class WorkflowRunGrain
                     }
 
                     await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { Exhausted = true }), attempt: attempt);
-                    return new ErrorPayload("compensation_failed",
-                        $"Run {RunId}: the compensation of step {step} (tool '{call.Tool}') failed after {attempt} attempts: {e.Message}",
-                        e.GetType().FullName, errorClass.Name(), Step: step, StepName: registration.Name);
+                    return CompensationFailed(step, registration.Name, call.Tool, attempt, e.Message, e.GetType().FullName, errorClass.Name());
                 }
             }
         }
 
         return null;
     }
+
+    private ErrorPayload CompensationFailed(int step, string stepName, string tool, int attempts, string message, string? exceptionType, string? errorClass) =>
+        new("compensation_failed", $"Run {RunId}: the compensation of step {step} (tool '{tool}') failed after {attempts} attempts: {message}",
+            exceptionType, errorClass, Step: step, StepName: stepName);
 
     internal static double Jitter() => RandomNumberGenerator.GetInt32(int.MaxValue) / (double)int.MaxValue;
 }

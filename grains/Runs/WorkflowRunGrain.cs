@@ -89,13 +89,15 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         if (_state!.Status.IsTerminal())
         {
             // A crash may have come between the final journal row and the index row or reminder removal.
-            await _writer.UpdateRunAsync(_state.ToRunRow(RunId));
+            await WriteAsync([], _state.ToRunRow(RunId));
             await DropReminderAsync();
             _terminal.TrySetResult();
             ScheduleIdleDeactivation();
             return;
         }
 
+        // The index may lag the journal (a crash between a row and its status change): rewrite it from the fold.
+        await WriteAsync([], _state.ToRunRow(RunId));
         LogResuming(_logger, RunId, _history.StepsRecorded);
         StartExecution();
     }
@@ -146,9 +148,20 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return Info();
         }
 
-        await AppendAsync(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason));
+        // Set before the await so a second cancel interleaving here does not journal twice.
         state.CancelRequested = true;
         state.CancelReason = reason;
+        try
+        {
+            await AppendAsync(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason));
+        }
+        catch
+        {
+            state.CancelRequested = false;
+            state.CancelReason = null;
+            throw;
+        }
+
         _wake?.TrySetResult();
         _operator?.TrySetException(new RunCancelledException(RunId, reason));
         StartExecution();
@@ -200,10 +213,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     /// <summary>Appends one journal row (and optionally the index row) and waits for it to be durable.</summary>
     internal async Task<JournalRow> AppendAsync(JournalKind kind, int? step, string name, bool ok, string? payload, RunRow? run = null, int? attempt = null) =>
-        (await AppendAsync([new PendingRow(kind, step, name, ok, payload, attempt)], run))[0];
+        (await WriteAsync([new PendingRow(kind, step, name, ok, payload, attempt)], run))[0];
 
-    /// <summary>Appends rows in one commit: all of them are durable, or none.</summary>
-    private async Task<IReadOnlyList<JournalRow>> AppendAsync(IReadOnlyList<PendingRow> pending, RunRow? run)
+    /// <summary>
+    /// Appends rows and/or the index row in one commit: all of them are durable, or none. Every write of
+    /// the run goes through here, one at a time, so two writes of one run never share (or reorder in) a batch.
+    /// </summary>
+    internal async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run)
     {
         await _appendLock.WaitAsync();
         try
@@ -214,8 +230,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             foreach (var p in pending)
             {
                 var at = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-                var hash = JournalHash.Compute(previous, RunId, seq, p.Kind, p.Step, p.Name, p.Ok, p.Payload, at, p.Attempt);
-                rows.Add(new JournalRow(RunId, seq, p.Kind, p.Step, p.Name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
+                var name = RunPayloads.Clean(p.Name);
+                var hash = JournalHash.Compute(previous, RunId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, p.Attempt);
+                rows.Add(new JournalRow(RunId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
                 previous = hash;
                 seq++;
             }
@@ -234,7 +251,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
     }
 
-    private sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
+    internal sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
 
     /// <summary>
     /// Waits until <paramref name="wakeAt"/>: a grain timer for the wait itself, the run's reminder as the
@@ -248,57 +265,77 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        if (_state!.Compensation is null)
-        {
-            ThrowIfCancelRequested();
-        }
-
         var state = _state!;
-        var before = state.Status;
-        if (waitingStatus is { } status && status != before)
-        {
-            await SetStatusAsync(status);
-        }
+        var cancellable = state.Compensation is null;
 
-        var longWait = delay > Options.ResumeReminderPeriod;
-        if (longWait)
-        {
-            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, delay, Options.ResumeReminderPeriod);
-        }
-
+        // Armed before the first await, so a cancel arriving while the wait is being set up still wakes it.
         var wake = _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var timer = this.RegisterGrainTimer(
-            () =>
-            {
-                wake.TrySetResult();
-                return Task.CompletedTask;
-            },
-            new GrainTimerCreationOptions { DueTime = delay, Period = Timeout.InfiniteTimeSpan, Interleave = true });
-        await using (_shutdown.Token.Register(() => wake.TrySetCanceled()))
+        try
         {
-            try
+            if (cancellable)
+            {
+                ThrowIfCancelRequested();
+            }
+
+            var before = state.Status;
+            if (waitingStatus is { } status && status != before)
+            {
+                await SetStatusAsync(status);
+            }
+
+            var longWait = delay > Options.ResumeReminderPeriod;
+            if (longWait)
+            {
+                // Move the reminder to the due time so a long wait costs no periodic activations.
+                await TryMoveReminderAsync(delay);
+            }
+
+            using var timer = this.RegisterGrainTimer(
+                () =>
+                {
+                    wake.TrySetResult();
+                    return Task.CompletedTask;
+                },
+                new GrainTimerCreationOptions { DueTime = wakeAt - Time.GetUtcNow() is var left && left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+            await using (_shutdown.Token.Register(() => wake.TrySetCanceled()))
             {
                 await wake.Task;
             }
-            finally
+
+            if (longWait)
             {
-                _wake = null;
+                await TryMoveReminderAsync(Options.ResumeReminderPeriod);
+            }
+
+            if (cancellable)
+            {
+                ThrowIfCancelRequested();
+            }
+
+            if (state.Status != before)
+            {
+                await SetStatusAsync(before);
             }
         }
-
-        if (longWait)
+        finally
         {
-            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, Options.ResumeReminderPeriod, Options.ResumeReminderPeriod);
+            _wake = null;
         }
+    }
 
-        if (state.Compensation is null)
+    /// <summary>
+    /// Re-registers the resume reminder with a new due time. A failure keeps the existing periodic reminder,
+    /// which still resumes the run, so it is logged rather than allowed to fail the run.
+    /// </summary>
+    private async Task TryMoveReminderAsync(TimeSpan due)
+    {
+        try
         {
-            ThrowIfCancelRequested();
+            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, due, Options.ResumeReminderPeriod);
         }
-
-        if (state.Status != before)
+        catch (Exception e) when (!_shutdown.IsCancellationRequested)
         {
-            await SetStatusAsync(before);
+            LogReminderMoveFailed(_logger, e, RunId);
         }
     }
 
@@ -307,7 +344,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var state = _state!;
         state.Status = status;
         state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await _writer.UpdateRunAsync(state.ToRunRow(RunId));
+        await WriteAsync([], state.ToRunRow(RunId));
     }
 
     private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused)
@@ -344,11 +381,18 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         try
         {
             // The start and the rows a replay reuses commit together: a replay is never half-copied.
-            await AppendAsync(rows, state.ToRunRow(RunId));
+            await WriteAsync(rows, state.ToRunRow(RunId));
+        }
+        catch (SpineException e) when (e is not (StorageUnavailableException or JournalConflictException))
+        {
+            await DropReminderAsync();
+            throw;
         }
         catch (SpineException)
         {
-            await DropReminderAsync();
+            // The start may be durable after all (a lost acknowledgement): keep the reminder, which drops
+            // itself if the journal turns out empty, and let the next call read the journal afresh.
+            DeactivateOnIdle();
             throw;
         }
 
@@ -448,10 +492,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             if (state.Compensation is null)
             {
                 var plan = new CompensationPlan(status, error, deadLetter);
+                var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+                await AppendAsync(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan),
+                    state.ToRunRow(RunId) with { Status = RunStatus.Compensating, UpdatedAt = now });
                 state.Compensation = plan;
                 state.Status = RunStatus.Compensating;
-                state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-                await AppendAsync(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), state.ToRunRow(RunId));
+                state.UpdatedAt = now;
             }
 
             var failure = await CompensateAsync();
@@ -480,13 +526,26 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             RunStatus.DeadLettered => JournalKind.RunDeadLettered,
             _ => JournalKind.RunFailed,
         };
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var payload = result ?? RunPayloads.Write(error!.ToPayload());
+        var row = state.ToRunRow(RunId) with
+        {
+            Status = status,
+            Result = result,
+            ErrorKind = error?.Kind,
+            ErrorMessage = RunPayloads.Clean(error?.Message),
+            ErrorStep = error?.Step,
+            ErrorStepName = RunPayloads.Clean(error?.StepName),
+            UpdatedAt = now,
+        };
+        await AppendAsync(kind, null, kind.ToString(), status == RunStatus.Completed, payload, row);
+
+        // Only now, with the final row durable, do readers see the run as finished.
         state.Status = status;
         state.Result = result;
         state.Error = error;
         state.Escalation = null;
-        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        var payload = result ?? RunPayloads.Write(error!.ToPayload());
-        await AppendAsync(kind, null, kind.ToString(), status == RunStatus.Completed, payload, state.ToRunRow(RunId));
+        state.UpdatedAt = now;
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
@@ -572,6 +631,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} cannot resume on this silo")]
     private static partial void LogCannotResume(ILogger logger, Exception exception, string runId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: moving its resume reminder failed; the periodic reminder stays")]
+    private static partial void LogReminderMoveFailed(ILogger logger, Exception exception, string runId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: removing its resume reminder failed")]
     private static partial void LogReminderRemovalFailed(ILogger logger, Exception exception, string runId);

@@ -79,6 +79,20 @@ public sealed class EscalationTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Escalated_Cancelled_EndsCancelledAndRefusesLaterDecision()
+    {
+        var waiting = await EscalatedRunAsync();
+
+        await fixture.Client.CancelAsync(waiting.RunId, "no longer needed");
+        var done = await fixture.Client.WaitAsync(waiting.RunId, Patience);
+
+        Assert.Equal(RunStatus.Cancelled, done.Status);
+        await Assert.ThrowsAsync<InvalidRunStateException>(() =>
+            fixture.Client.ResolveEscalationAsync(waiting.RunId, new OperatorDecision(OperatorAction.Retry)));
+        Assert.Equal(RunStatus.Cancelled, (await fixture.Client.ListAsync(new RunQuery { Status = RunStatus.Cancelled, Limit = 1000 })).Single(r => r.RunId == waiting.RunId).Status);
+    }
+
+    [Fact]
     public async Task Decision_OnRunNotAwaitingOperator_IsRefused()
     {
         var run = await fixture.Client.StartAsync("test.steps", new StepsInput(1));

@@ -88,6 +88,19 @@ public sealed class BadInputTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task CallToolAsync_ToolNameWithNulCharacter_FailsRunAndJournalStaysIntact()
+    {
+        var run = await fixture.Client.StartAsync("test.tool", new { tool = "evil\u0000tool", arguments = new { } });
+
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        Assert.Equal(RunStatus.Failed, done.Status);
+        Assert.Equal("unknown_tool", done.Error!.Kind);
+        Assert.True((await fixture.Client.VerifyJournalAsync(run.RunId)).Intact);
+        Assert.Equal("evil\uFFFDtool", (await fixture.Client.GetJournalAsync(run.RunId)).Single(r => r.Kind == "Tool").Name);
+    }
+
+    [Fact]
     public async Task GetAsync_NeverStartedRun_ThrowsRunNotFound()
     {
         var id = RunIds.New();
