@@ -70,9 +70,16 @@ public sealed partial class CircuitBreakerCache : IAsyncDisposable
             case BreakerState.Open when verdict.OpenUntil > now:
                 return (BreakerPermit.Rejected, verdict.OpenUntil.Value);
             default:
-                var probe = await Breaker(tool).TryAcquireProbeAsync();
-                return probe
-                    ? (BreakerPermit.Probe, default)
+                if (await Breaker(tool).TryAcquireProbeAsync())
+                {
+                    return (BreakerPermit.Probe, default);
+                }
+
+                // Someone else holds the probe, or the breaker closed since this silo's verdict was cached.
+                verdict = await Breaker(tool).GetVerdictAsync();
+                entry.Update(verdict, _time.GetUtcNow());
+                return verdict.State == BreakerState.Closed
+                    ? (BreakerPermit.Allowed, default)
                     : (BreakerPermit.Rejected, now + TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerSecond, policy.CoolDown.Ticks / 4)));
         }
     }

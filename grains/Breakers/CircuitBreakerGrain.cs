@@ -88,6 +88,12 @@ public sealed class CircuitBreakerGrain(
     /// <inheritdoc />
     public async Task<BreakerVerdict> ReportProbeAsync(bool success)
     {
+        if (Effective(time.GetUtcNow()) != BreakerState.HalfOpen)
+        {
+            // A late probe outcome (the breaker was reset, or the lease lapsed and another probe decided) changes nothing.
+            return Verdict();
+        }
+
         _probeLeaseUntil = default;
         if (success)
         {

@@ -319,6 +319,9 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name)
     {
+        // An activation that is shutting down starts no new step: the next activation will.
+        grain.ShutdownToken.ThrowIfCancellationRequested();
+
         // Names are stored cleaned (see RunPayloads.Clean); compare like with like.
         name = RunPayloads.Clean(name);
         var step = ++_step;
