@@ -63,6 +63,41 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task MigrateCommand_EmptyDatabaseThenAgain_AppliesSchemaIdempotently()
+    {
+        var database = "migrate_" + Guid.NewGuid().ToString("N")[..10];
+        await fixture.Postgres.ScalarAsync<object>($"CREATE DATABASE {database}");
+        var target = new NpgsqlConnectionStringBuilder(fixture.Postgres.OwnerConnectionString) { Database = database }.ConnectionString;
+
+        var first = await MigrateAsync(target);
+        var second = await MigrateAsync(target);
+
+        Assert.Equal(0, first.Exit);
+        Assert.Equal(0, second.Exit);
+        Assert.Contains("0001_orleans.sql, 0002_spine.sql", first.Output, StringComparison.Ordinal);
+        await using var data = NpgsqlDataSource.Create(target);
+        await using var count = data.CreateCommand("SELECT count(*) FROM orleansquery");
+        Assert.Equal(20L, (long)(await count.ExecuteScalarAsync())!);
+        await using var role = data.CreateCommand("SELECT pg_has_role('spine_silo', 'spine_runtime', 'member')");
+        Assert.True((bool)(await role.ExecuteScalarAsync())!);
+    }
+
+    private static async Task<(int Exit, string Output)> MigrateAsync(string connectionString)
+    {
+        var silo = Path.Combine(AppContext.BaseDirectory, "Spine.Silo.dll");
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(
+            "dotnet", [silo, "migrate", "--connection", connectionString, "--runtime-login", "spine_silo"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        return (process.ExitCode, await output + await error);
+    }
+
+    [Fact]
     public async Task SchemaMigrator_AppliedAgain_IsIdempotent()
     {
         var before = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery");
