@@ -47,6 +47,9 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineTool<EchoTool>();
             silo.Services.AddSpineTool<GateTool>();
             silo.Services.AddSpineTool<EffectTool>();
+            silo.Services.AddSingleton<Readme.IPayments, Readme.FakePayments>();
+            silo.Services.AddSpineWorkflow<Readme.RefundWorkflow, Readme.RefundRequest, Readme.RefundResult>();
+            silo.Services.AddSpineTool<Readme.OrdersLookupTool>();
             silo.Services.AddSpineTool<BreakerTool>();
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_a"));
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_b"));

@@ -1,0 +1,93 @@
+// The README's workflow and tool samples, verbatim between the markers, plus what they assume.
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using Spine.Runs;
+using Spine.Tests.Infrastructure;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Tests.Readme;
+
+public interface IPayments
+{
+    Task<string> RefundAsync(string orderId, decimal amount, string idempotencyKey);
+}
+
+/// <summary>A payment service that refunds once per idempotency key.</summary>
+public sealed class FakePayments : IPayments
+{
+    public static ConcurrentDictionary<string, string> Refunds { get; } = new();
+
+    public Task<string> RefundAsync(string orderId, decimal amount, string idempotencyKey) =>
+        Task.FromResult(Refunds.GetOrAdd(idempotencyKey, _ => $"rf-{orderId}-{amount}"));
+}
+
+// README: workflow sample
+public sealed record RefundRequest(string OrderId, decimal Amount, TimeSpan CoolingOff);
+public sealed record RefundResult(string RefundId, string? Note);
+
+[Workflow("refund", Version = 1)]
+public sealed class RefundWorkflow(IPayments payments) : IWorkflow<RefundRequest, RefundResult>
+{
+    public async Task<RefundResult> RunAsync(IWorkflowContext ctx, RefundRequest input)
+    {
+        var order = await ctx.CallToolAsync("orders_lookup", JsonSerializer.SerializeToElement(new { id = input.OrderId }));
+        var refundId = await ctx.RunAsync("issue-refund", step =>
+            payments.RefundAsync(input.OrderId, input.Amount, idempotencyKey: step.IdempotencyKey));
+        await ctx.SleepAsync(input.CoolingOff);                 // durable: survives restarts
+        var reply = await ctx.CallModelAsync([new(ChatRole.User, $"Write a refund note for {order}")]);
+        return new RefundResult(refundId, reply.Text);
+    }
+}
+// README: end of workflow sample
+
+// README: tool sample
+public sealed class OrdersLookupTool : ITool
+{
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = "orders_lookup", Version = "1.2.0", Description = "Finds an order by id.",
+        Effect = ToolEffect.ReadOnly,
+        InputSchema = """{"type":"object","properties":{"id":{"type":"string"}},"required":["id"]}""",
+        OutputSchema = """{"type":"object","properties":{"status":{"type":"string"}},"required":["status"]}""",
+    };
+
+    public Task<JsonElement> InvokeAsync(JsonElement args, ToolContext ctx) =>   // ctx.IdempotencyKey for side effects
+        Task.FromResult(JsonSerializer.SerializeToElement(new { status = "delivered" }));
+}
+// README: end of tool sample
+
+[Collection(ClusterCollection.Name)]
+public sealed class ReadmeSampleTests(ClusterFixture fixture)
+{
+    [Fact]
+    public async Task ReadmeRefundWorkflow_Runs_ToCompletionWithOneRefund()
+    {
+        var run = await fixture.Client.StartAsync("refund", new RefundRequest("o-17", 25m, TimeSpan.FromMilliseconds(200)), idempotencyKey: Guid.NewGuid().ToString(), accountId: "acme");
+
+        var result = await fixture.Client.GetResultAsync<RefundResult>(run.RunId);
+
+        Assert.Equal("rf-o-17-25", result.RefundId);
+        Assert.False(string.IsNullOrEmpty(result.Note));
+        Assert.Equal("rf-o-17-25", FakePayments.Refunds[$"{run.RunId}/2"]);
+        var kinds = (await fixture.Client.GetJournalAsync(run.RunId)).Select(r => r.Kind);
+        Assert.Equal(["RunStarted", "Tool", "Step", "Timer", "Model", "RunCompleted"], kinds);
+    }
+
+    [Fact]
+    public void ReadmeSamples_AreTheReadmeCode()
+    {
+        var readme = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "README.md"));
+        var self = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "tests", "Spine.Tests", "Readme", "ReadmeSampleTests.cs"));
+
+        Assert.Contains(Between(self, "// README: workflow sample\n", "// README: end of workflow sample"), readme, StringComparison.Ordinal);
+        Assert.Contains(Between(self, "// README: tool sample\n", "// README: end of tool sample"), readme, StringComparison.Ordinal);
+    }
+
+    private static string Between(string text, string start, string end)
+    {
+        var from = text.IndexOf(start, StringComparison.Ordinal) + start.Length;
+        return text[from..text.IndexOf(end, from, StringComparison.Ordinal)];
+    }
+}
