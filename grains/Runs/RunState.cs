@@ -41,6 +41,21 @@ internal sealed class RunState
     /// <summary>Set once compensation began: how the run ends after it.</summary>
     public CompensationPlan? Compensation { get; set; }
 
+    /// <summary>The state of a run as its first journal row describes it.</summary>
+    public static RunState Started(StartedPayload started, DateTimeOffset at) => new()
+    {
+        WorkflowType = started.WorkflowType,
+        WorkflowVersion = started.WorkflowVersion,
+        AccountId = started.AccountId,
+        IdempotencyKey = started.IdempotencyKey,
+        InputJson = started.Input.GetRawText(),
+        Parameters = started.Parameters,
+        Origin = started.Origin,
+        CreatedAt = at,
+        UpdatedAt = at,
+        Status = RunStatus.Running,
+    };
+
     /// <summary>The state after one more journal row: the one place that reads a journal into control state.</summary>
     public static RunState? Fold(RunState? state, JournalRow row)
     {
@@ -49,20 +64,7 @@ internal sealed class RunState
         switch (row.Kind)
         {
             case JournalKind.RunStarted:
-                var started = RunPayloads.Read<StartedPayload>(row.Payload);
-                next = new RunState
-                {
-                    WorkflowType = started.WorkflowType,
-                    WorkflowVersion = started.WorkflowVersion,
-                    AccountId = started.AccountId,
-                    IdempotencyKey = started.IdempotencyKey,
-                    InputJson = started.Input.GetRawText(),
-                    Parameters = started.Parameters,
-                    Origin = started.Origin,
-                    CreatedAt = row.RecordedAt,
-                    UpdatedAt = row.RecordedAt,
-                    Status = RunStatus.Running,
-                };
+                next = Started(RunPayloads.Read<StartedPayload>(row.Payload), row.RecordedAt);
                 break;
             case JournalKind.CancelRequested:
                 state!.CancelRequested = true;

@@ -361,21 +361,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // The reminder goes first: a run whose start is durable must never lack the reminder that resumes it.
         _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, Options.ResumeReminderPeriod, Options.ResumeReminderPeriod);
 
-        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        var state = new RunState
-        {
-            WorkflowType = registration.Name,
-            WorkflowVersion = registration.Version,
-            AccountId = request.AccountId,
-            IdempotencyKey = request.IdempotencyKey,
-            InputJson = request.InputJson,
-            Parameters = request.Parameters,
-            Origin = origin,
-            CreatedAt = now,
-            UpdatedAt = now,
-            Status = RunStatus.Running,
-        };
         var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin);
+        var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
         rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
         try
