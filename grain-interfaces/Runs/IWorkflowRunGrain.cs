@@ -76,3 +76,19 @@ public sealed record JournalVerification(
     [property: Id(2)] bool Intact,
     [property: Id(3)] int? FirstBadSeq = null,
     [property: Id(4)] string? Problem = null);
+
+/// <summary>
+/// The cluster's recovery sweep (one grain, key 0): on each tick of its reminder it touches every run the
+/// index shows as executing, so a run whose silo died resumes on a live one. Runs that wait hold their own reminder.
+/// </summary>
+[Alias("spine.IRunRecoveryGrain")]
+public interface IRunRecoveryGrain : IGrainWithIntegerKey
+{
+    /// <summary>Makes sure the sweep's reminder exists and sweeps once soon. Called by every silo when it starts.</summary>
+    [Alias("StartAsync")]
+    Task StartAsync();
+
+    /// <summary>Sweeps now; returns how many runs were touched.</summary>
+    [Alias("SweepAsync")]
+    Task<int> SweepAsync();
+}

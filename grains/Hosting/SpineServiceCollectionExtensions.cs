@@ -27,6 +27,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
         services.TryAddSingleton<Breakers.CircuitBreakerCache>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Runs.RunRecoveryStarter>();
         return services;
     }
 

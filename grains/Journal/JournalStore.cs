@@ -97,6 +97,29 @@ public sealed class JournalStore(SpineDatabase database)
         }
     }
 
+    /// <summary>Runs the index shows as executing (pending, running, compensating): the ones a dead silo may have dropped.</summary>
+    public async Task<IReadOnlyList<string>> ListExecutingAsync(int limit, CancellationToken cancellationToken = default)
+    {
+        const string sql = "SELECT run_id FROM spine_runs WHERE status IN (0, 1, 7) ORDER BY updated_at LIMIT @limit";
+        try
+        {
+            await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.AddWithValue("limit", limit);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var ids = new List<string>();
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                ids.Add(reader.GetString(0));
+            }
+
+            return ids;
+        }
+        catch (Exception e) when (SpineDatabase.Classify(e, "recovery sweep") is { } typed)
+        {
+            throw typed;
+        }
+    }
+
     /// <summary>Recomputes a run's hash chain from the stored rows.</summary>
     public async Task<JournalVerification> VerifyAsync(string runId, CancellationToken cancellationToken = default)
     {

@@ -12,7 +12,8 @@ namespace Spine.Runs;
 /// <summary>
 /// One workflow run. Its journal in PostgreSQL is its state: on activation the grain reads it back and,
 /// when the run is unfinished, re-executes the workflow, which the journal answers up to the first
-/// unrecorded step. A reminder held while the run is unfinished brings it back after a silo dies.
+/// unrecorded step. After a silo dies, the recovery sweep brings executing runs back, and the reminder
+/// every wait registers brings waiting runs back when their wait is due.
 /// </summary>
 public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemindable
 {
@@ -90,7 +91,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         {
             // A crash may have come between the final journal row and the index row or reminder removal.
             await WriteAsync([], _state.ToRunRow(RunId));
-            await DropReminderAsync();
             _terminal.TrySetResult();
             ScheduleIdleDeactivation();
             return;
@@ -278,16 +278,22 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             }
 
             var before = state.Status;
+
+            // The durable backstop of the wait: due when the wait ends, so a wait outlives its silo.
+            // Registered before the status says Sleeping: if this fails, the run still shows as executing
+            // and the recovery sweep resumes it.
+            try
+            {
+                _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, delay, Options.ResumeReminderPeriod);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new StorageUnavailableException("wait reminder registration", e.Message, e);
+            }
+
             if (waitingStatus is { } status && status != before)
             {
                 await SetStatusAsync(status);
-            }
-
-            var longWait = delay > Options.ResumeReminderPeriod;
-            if (longWait)
-            {
-                // Move the reminder to the due time so a long wait costs no periodic activations.
-                await TryMoveReminderAsync(delay);
             }
 
             using var timer = this.RegisterGrainTimer(
@@ -300,11 +306,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             await using (_shutdown.Token.Register(() => wake.TrySetCanceled()))
             {
                 await wake.Task;
-            }
-
-            if (longWait)
-            {
-                await TryMoveReminderAsync(Options.ResumeReminderPeriod);
             }
 
             if (cancellable)
@@ -320,22 +321,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         finally
         {
             _wake = null;
-        }
-    }
-
-    /// <summary>
-    /// Re-registers the resume reminder with a new due time. A failure keeps the existing periodic reminder,
-    /// which still resumes the run, so it is logged rather than allowed to fail the run.
-    /// </summary>
-    private async Task TryMoveReminderAsync(TimeSpan due)
-    {
-        try
-        {
-            _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, due, Options.ResumeReminderPeriod);
-        }
-        catch (Exception e) when (!_shutdown.IsCancellationRequested)
-        {
-            LogReminderMoveFailed(_logger, e, RunId);
         }
     }
 
@@ -358,9 +343,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var input = RunPayloads.CheckJson(request.InputJson, $"input of workflow '{registration.Name}'", Options.MaxPayloadBytes);
         registration.ParseInput(request.InputJson);
 
-        // The reminder goes first: a run whose start is durable must never lack the reminder that resumes it.
-        _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, Options.ResumeReminderPeriod, Options.ResumeReminderPeriod);
-
+        // No reminder here: the index row committed with the start says the run is executing, and the
+        // recovery sweep (RunRecoveryGrain) resumes every such run whose silo died.
         var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin);
         var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
@@ -370,15 +354,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // The start and the rows a replay reuses commit together: a replay is never half-copied.
             await WriteAsync(rows, state.ToRunRow(RunId));
         }
-        catch (SpineException e) when (e is not (StorageUnavailableException or JournalConflictException))
+        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
         {
-            await DropReminderAsync();
-            throw;
-        }
-        catch (SpineException)
-        {
-            // The start may be durable after all (a lost acknowledgement): keep the reminder, which drops
-            // itself if the journal turns out empty, and let the next call read the journal afresh.
+            // The start may be durable after all (a lost acknowledgement): let the next call read the journal afresh.
             DeactivateOnIdle();
             throw;
         }
@@ -464,7 +442,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
         {
             // Nothing after the last durable row happened as far as the run is concerned: step aside,
-            // and let the reminder resume the run from its journal.
+            // and let the recovery sweep (or a wait reminder) resume the run from its journal.
             LogSuspended(_logger, e, RunId);
             DeactivateOnIdle();
         }
@@ -537,14 +515,17 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
         ScheduleIdleDeactivation();
-        try
+        if (_reminder is not null)
         {
-            await DropReminderAsync();
-        }
-        catch (Exception e)
-        {
-            // Harmless: the next tick finds the run terminal and removes the reminder then.
-            LogReminderRemovalFailed(_logger, e, RunId);
+            try
+            {
+                await DropReminderAsync();
+            }
+            catch (Exception e)
+            {
+                // Harmless: the next tick finds the run terminal and removes the reminder then.
+                LogReminderRemovalFailed(_logger, e, RunId);
+            }
         }
     }
 
@@ -613,14 +594,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} finished: {Status}")]
     private static partial void LogFinished(ILogger logger, string runId, RunStatus status);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId} suspended; its reminder will resume it from the journal")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId} suspended; the recovery sweep or its wait reminder will resume it from the journal")]
     private static partial void LogSuspended(ILogger logger, Exception exception, string runId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} cannot resume on this silo")]
     private static partial void LogCannotResume(ILogger logger, Exception exception, string runId);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: moving its resume reminder failed; the periodic reminder stays")]
-    private static partial void LogReminderMoveFailed(ILogger logger, Exception exception, string runId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: removing its resume reminder failed")]
     private static partial void LogReminderRemovalFailed(ILogger logger, Exception exception, string runId);
