@@ -45,6 +45,11 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     [Alias("StartReplayAsync")]
     Task<RunInfo> StartReplayAsync(ReplayRequest request);
 
+    /// <summary>Makes sure an unfinished run is executing (the recovery sweep's call); returns its snapshot.</summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>
+    [Alias("ResumeAsync"), AlwaysInterleave]
+    Task<RunInfo> ResumeAsync();
+
     /// <summary>The run's journal rows, in order.</summary>
     [Alias("GetJournalAsync"), AlwaysInterleave]
     Task<IReadOnlyList<JournalEntryView>> GetJournalAsync();

@@ -97,22 +97,33 @@ public sealed class JournalStore(SpineDatabase database)
         }
     }
 
-    /// <summary>Runs the index shows as executing (pending, running, compensating): the ones a dead silo may have dropped.</summary>
-    public async Task<IReadOnlyList<string>> ListExecutingAsync(int limit, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// One page of the runs the index shows as executing (pending, running, compensating): the ones a dead
+    /// silo may have dropped. Pages are keyed by (updated_at, run_id); pass the last row of a page to get the next.
+    /// </summary>
+    public async Task<IReadOnlyList<(string RunId, DateTime UpdatedAt)>> ListExecutingAsync((string RunId, DateTime UpdatedAt)? after, int limit, CancellationToken cancellationToken = default)
     {
-        const string sql = "SELECT run_id FROM spine_runs WHERE status IN (0, 1, 7) ORDER BY updated_at LIMIT @limit";
+        const string sql = """
+            SELECT run_id, updated_at FROM spine_runs
+            WHERE status IN (0, 1, 7)
+              AND (@after_id IS NULL OR (updated_at, run_id) > (@after_at, @after_id))
+            ORDER BY updated_at, run_id
+            LIMIT @limit
+            """;
         try
         {
             await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter<string?>("after_id", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = after?.RunId });
+            command.Parameters.Add(new NpgsqlParameter<DateTime>("after_at", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = after?.UpdatedAt ?? DateTime.UnixEpoch });
             command.Parameters.AddWithValue("limit", limit);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-            var ids = new List<string>();
+            var page = new List<(string, DateTime)>();
             while (await reader.ReadAsync(cancellationToken))
             {
-                ids.Add(reader.GetString(0));
+                page.Add((reader.GetString(0), reader.GetFieldValue<DateTime>(1)));
             }
 
-            return ids;
+            return page;
         }
         catch (Exception e) when (SpineDatabase.Classify(e, "recovery sweep") is { } typed)
         {

@@ -14,6 +14,7 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
 {
     private const string SweepReminderName = "spine.sweep";
     private const int Parallelism = 64;
+    private const int PageSize = 1000;
     private bool _sweeping;
 
     /// <inheritdoc />
@@ -40,22 +41,34 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
         _sweeping = true;
         try
         {
-            var runIds = await store.ListExecutingAsync(50_000);
             var touched = 0;
-            foreach (var chunk in runIds.Chunk(Parallelism))
+            (string RunId, DateTime UpdatedAt)? after = null;
+            while (true)
             {
-                await Task.WhenAll(chunk.Select(async id =>
+                // Paged, so that no number of executing runs hides any of them from the sweep.
+                var page = await store.ListExecutingAsync(after, PageSize);
+                foreach (var chunk in page.Chunk(Parallelism))
                 {
-                    try
+                    await Task.WhenAll(chunk.Select(async run =>
                     {
-                        await GrainFactory.GetGrain<IWorkflowRunGrain>(id).GetInfoAsync();
-                        Interlocked.Increment(ref touched);
-                    }
-                    catch (Exception e)
-                    {
-                        LogTouchFailed(logger, e, id);
-                    }
-                }));
+                        try
+                        {
+                            await GrainFactory.GetGrain<IWorkflowRunGrain>(run.RunId).ResumeAsync();
+                            Interlocked.Increment(ref touched);
+                        }
+                        catch (Exception e)
+                        {
+                            LogTouchFailed(logger, e, run.RunId);
+                        }
+                    }));
+                }
+
+                if (page.Count < PageSize)
+                {
+                    break;
+                }
+
+                after = page[^1];
             }
 
             return touched;
@@ -77,19 +90,44 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
 internal sealed partial class RunRecoveryStarter(IGrainFactory grains, ILogger<RunRecoveryStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
 {
     public void Participate(ISiloLifecycle observer) =>
-        observer.Subscribe(nameof(RunRecoveryStarter), ServiceLifecycleStage.Active, async _ =>
+        observer.Subscribe(
+            nameof(RunRecoveryStarter),
+            ServiceLifecycleStage.Active,
+            started =>
+            {
+                _ = Task.Run(() => StartWithRetriesAsync(_stopping.Token), CancellationToken.None);
+                return Task.CompletedTask;
+            },
+            stopping => _stopping.CancelAsync());
+
+    private readonly CancellationTokenSource _stopping = new();
+
+    // Until the sweep's reminder exists nothing resumes the runs of a silo that dies, so keep trying.
+    private async Task StartWithRetriesAsync(CancellationToken stopping)
+    {
+        for (var delay = TimeSpan.FromSeconds(1); !stopping.IsCancellationRequested; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromMinutes(1).Ticks)))
         {
             try
             {
                 await grains.GetGrain<IRunRecoveryGrain>(0).StartAsync();
+                return;
             }
-            catch (Exception e)
+            catch (Exception e) when (!stopping.IsCancellationRequested)
             {
-                // Another silo's start (or the reminder already registered) keeps the sweep going.
                 LogStartFailed(logger, e);
             }
-        });
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Starting the run recovery sweep failed")]
+            try
+            {
+                await Task.Delay(delay, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Starting the run recovery sweep failed; trying again")]
     private static partial void LogStartFailed(ILogger logger, Exception exception);
 }

@@ -69,6 +69,13 @@ internal sealed class RunState
             case JournalKind.CancelRequested:
                 state!.CancelRequested = true;
                 state.CancelReason = RunPayloads.ReadReason(row.Payload);
+                if (state.Status == RunStatus.AwaitingOperator)
+                {
+                    // A cancel ends the wait for an operator: the run executes towards its end.
+                    state.Status = RunStatus.Running;
+                    state.Escalation = null;
+                }
+
                 break;
             case JournalKind.Escalated:
                 var escalated = RunPayloads.ReadError(row.Payload);

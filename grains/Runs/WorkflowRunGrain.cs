@@ -120,6 +120,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     public Task<RunInfo> GetInfoAsync() => Task.FromResult(Info());
 
     /// <inheritdoc />
+    public Task<RunInfo> ResumeAsync()
+    {
+        var info = Info();
+        StartExecution();
+        return Task.FromResult(info);
+    }
+
+    /// <inheritdoc />
     public async Task<RunInfo> WaitAsync(TimeSpan timeout)
     {
         var info = Info();
@@ -151,15 +159,27 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // Set before the await so a second cancel interleaving here does not journal twice.
         state.CancelRequested = true;
         state.CancelReason = reason;
+
+        // A sleeping or escalated run is executing again from here on (towards its end): the index must say
+        // so in the same commit, or a crash would leave it where the recovery sweep does not look.
+        var resumes = state.Status is RunStatus.Sleeping or RunStatus.AwaitingOperator;
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
         try
         {
-            await AppendAsync(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason));
+            await AppendAsync(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason),
+                resumes ? state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now } : null);
         }
         catch
         {
             state.CancelRequested = false;
             state.CancelReason = null;
             throw;
+        }
+
+        if (resumes)
+        {
+            state.Status = RunStatus.Running;
+            state.UpdatedAt = now;
         }
 
         _wake?.TrySetResult();
@@ -237,7 +257,18 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                 seq++;
             }
 
-            await _writer.AppendAsync(rows, run);
+            try
+            {
+                await _writer.AppendAsync(rows, run);
+            }
+            catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+            {
+                // The commit may have landed after all (a lost acknowledgement): this activation's view of
+                // the journal can no longer be trusted, so the next call reads it afresh.
+                DeactivateOnIdle();
+                throw;
+            }
+
             foreach (var row in rows)
             {
                 _history.Add(row);
@@ -396,8 +427,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             }
             catch (UnknownWorkflowException e)
             {
-                // A silo without this workflow version (a rolling deploy): leave the run for one that has it.
+                // A silo without this workflow version (a rolling deploy): leave the run for one that has it;
+                // the next sweep activates it again, possibly elsewhere.
                 LogCannotResume(_logger, e, RunId);
+                DeactivateOnIdle();
                 return;
             }
 
