@@ -63,15 +63,7 @@ public sealed class LedgerApplyTool(SpineDatabase database) : ITool
             throw new TransientException($"ledger_apply step {step}: injected failure before the effect (attempt {context.Attempt})");
         }
 
-        await using var command = database.DataSource.CreateCommand("""
-            INSERT INTO spine_demo_ledger (idempotency_key, run_id, step) VALUES (@key, @run, @step)
-            ON CONFLICT (idempotency_key) DO UPDATE SET deliveries = spine_demo_ledger.deliveries + 1
-            RETURNING deliveries
-            """);
-        command.Parameters.AddWithValue("key", context.IdempotencyKey);
-        command.Parameters.AddWithValue("run", context.RunId);
-        command.Parameters.AddWithValue("step", step);
-        var deliveries = (int)(await command.ExecuteScalarAsync(context.CancellationToken))!;
+        var deliveries = await DemoLedger.ApplyAsync(database, context.IdempotencyKey, context.RunId, step, context.CancellationToken);
         if (failAfterEffect)
         {
             throw new TransientException($"ledger_apply step {step}: injected failure after the effect (attempt {context.Attempt})");

@@ -38,24 +38,11 @@ public sealed class LedgerWorkflow(SpineDatabase database) : IWorkflow<LedgerInp
             var isNew = await context.RunAsync($"effect-{step}", async s =>
             {
                 await Task.Delay(input.StepMilliseconds, s.CancellationToken);
-                return await ApplyAsync(s, step);
+                return await DemoLedger.ApplyAsync(database, s.IdempotencyKey, s.RunId, step, s.CancellationToken) == 1;
             });
             applied += isNew ? 1 : 0;
         }
 
         return new LedgerOutput(input.Steps, applied);
-    }
-
-    private async Task<bool> ApplyAsync(StepContext step, int number)
-    {
-        await using var command = database.DataSource.CreateCommand("""
-            INSERT INTO spine_demo_ledger (idempotency_key, run_id, step) VALUES (@key, @run, @step)
-            ON CONFLICT (idempotency_key) DO UPDATE SET deliveries = spine_demo_ledger.deliveries + 1
-            RETURNING deliveries = 1
-            """);
-        command.Parameters.AddWithValue("key", step.IdempotencyKey);
-        command.Parameters.AddWithValue("run", step.RunId);
-        command.Parameters.AddWithValue("step", number);
-        return (bool)(await command.ExecuteScalarAsync(step.CancellationToken))!;
     }
 }
