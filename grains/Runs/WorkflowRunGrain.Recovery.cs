@@ -26,6 +26,13 @@ public sealed partial class WorkflowRunGrain
             throw new InvalidRunStateException(RunId, state.Status, action + " of a run being cancelled");
         }
 
+        if (_decisionClaimed)
+        {
+            // Another decision on this escalation is being journaled right now (a second operator, or a
+            // retried call): only one decision per escalation may ever reach the journal.
+            throw new InvalidRunStateException(RunId, state.Status, action + " already being decided");
+        }
+
         var stepKind = state.EscalationKind;
         var rows = new List<PendingRow>
         {
@@ -51,7 +58,18 @@ public sealed partial class WorkflowRunGrain
         // The decision and the outcome it implies commit together, with the index row: a crash never
         // leaves a decision without its outcome.
         var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await WriteAsync(rows, state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now });
+
+        // Claimed before the first await: this method interleaves, and a second caller must not get through.
+        _decisionClaimed = true;
+        try
+        {
+            await WriteAsync(rows, state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now });
+        }
+        finally
+        {
+            _decisionClaimed = false;
+        }
+
         state.Status = RunStatus.Running;
         state.Escalation = null;
         state.UpdatedAt = now;

@@ -32,6 +32,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private IGrainReminder? _reminder;
     private TaskCompletionSource? _wake;
     private TaskCompletionSource<OperatorAction>? _operator;
+    private bool _decisionClaimed;
 
     /// <summary>Created by Orleans.</summary>
     public WorkflowRunGrain(

@@ -93,6 +93,46 @@ public sealed class EscalationTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ParallelDecisions_OneIsJournaled_OthersRefused_SameBranchAfterReactivation()
+    {
+        var waiting = await EscalatedRunAsync();
+        var grain = fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(waiting.RunId);
+
+        // Five operators decide at once, each supplying a different result.
+        var attempts = Enumerable.Range(1, 5)
+            .Select(i => grain.ResolveEscalationAsync(new OperatorDecision(OperatorAction.Skip, $"{i * 10}", "parallel", $"operator-{i}")))
+            .ToList();
+        var outcomes = new List<(int Index, Exception? Error)>();
+        for (var i = 0; i < attempts.Count; i++)
+        {
+            try
+            {
+                await attempts[i];
+                outcomes.Add((i + 1, null));
+            }
+            catch (Exception e)
+            {
+                outcomes.Add((i + 1, e));
+            }
+        }
+
+        var winner = Assert.Single(outcomes, o => o.Error is null).Index;
+        Assert.All(outcomes.Where(o => o.Error is not null), o => Assert.IsType<InvalidRunStateException>(o.Error));
+        var live = await fixture.Client.WaitAsync(waiting.RunId, Patience);
+        Assert.Equal(RunStatus.Completed, live.Status);
+        Assert.Equal($"\"{winner * 10 + 1}\"", live.ResultJson);
+
+        var decided = (await fixture.Client.GetJournalAsync(waiting.RunId)).Where(r => r.Kind == "OperatorDecided").ToList();
+        Assert.Contains($"operator-{winner}", Assert.Single(decided).PayloadJson, StringComparison.Ordinal);
+
+        // A reactivation replays the journal: the same decision, the same result.
+        await fixture.Cluster.DeactivateAsync(grain);
+        var replayed = await fixture.Client.GetAsync(waiting.RunId);
+        Assert.Equal(live.ResultJson, replayed.ResultJson);
+        Assert.Single(await fixture.Client.GetJournalAsync(waiting.RunId), r => r.Kind == "OperatorDecided");
+    }
+
+    [Fact]
     public async Task Decision_OnRunNotAwaitingOperator_IsRefused()
     {
         var run = await fixture.Client.StartAsync("test.steps", new StepsInput(1));
