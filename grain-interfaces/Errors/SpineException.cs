@@ -195,17 +195,28 @@ public sealed class RunNotFoundException : SpineException
     public override string Kind => "run_not_found";
 }
 
-/// <summary>PostgreSQL could not be reached or refused the operation; nothing was recorded.</summary>
+/// <summary>
+/// PostgreSQL could not be reached or refused the operation. For a write the outcome may be unknown (an
+/// acknowledgement lost with the connection); Spine resolves that by reading back before it reports it.
+/// </summary>
 [GenerateSerializer, Alias("spine.StorageUnavailableException")]
 public sealed class StorageUnavailableException : SpineException
 {
     /// <summary>Creates the exception.</summary>
-    public StorageUnavailableException(string operation, string detail, Exception? innerException = null)
+    /// <param name="operation">What Spine was doing.</param>
+    /// <param name="detail">What the database or driver said.</param>
+    /// <param name="innerException">The driver's exception.</param>
+    /// <param name="transient">Whether the same operation may succeed later (the server was unreachable or restarting).</param>
+    public StorageUnavailableException(string operation, string detail, Exception? innerException = null, bool transient = true)
         : base($"Storage unavailable during {operation}: {detail}", innerException)
     {
         Operation = operation;
         Detail = detail;
+        IsTransient = transient;
     }
+
+    /// <summary>True when the same operation may succeed later; false when the server or driver refused it.</summary>
+    [Id(2)] public bool IsTransient { get; private set; }
 
     /// <summary>What Spine was doing.</summary>
     [Id(0)] public string Operation { get; private set; }

@@ -22,6 +22,7 @@ public static class SpineServiceCollectionExtensions
         });
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<SpineDatabase>();
+        services.TryAddSingleton<StorageRetry>();
         services.TryAddSingleton<JournalWriter>();
         services.TryAddSingleton<JournalStore>();
         services.TryAddSingleton<WorkflowRegistry>();

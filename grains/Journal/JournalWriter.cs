@@ -102,44 +102,46 @@ public sealed partial class JournalWriter : IAsyncDisposable
                 continue;
             }
 
-            try
-            {
-                await CommitWithRetryAsync(batch);
-                foreach (var item in batch)
-                {
-                    item.Completion.TrySetResult();
-                }
-            }
-            catch (Exception e) when (batch.Count > 1 && e is PostgresException)
-            {
-                // One run's write was refused (a conflict from a second activation, a value the server rejects):
-                // commit the others one by one so they are not punished for it.
-                foreach (var item in batch)
-                {
-                    await CommitSingleAsync(item);
-                }
-            }
-            catch (Exception e)
-            {
-                foreach (var item in batch)
-                {
-                    item.Completion.TrySetException(Map(e, item));
-                }
-            }
+            await CommitOrSplitAsync(batch);
         }
     }
 
-    private async Task CommitSingleAsync(PendingWrite item)
+    /// <summary>
+    /// Commits a batch; when that fails for a reason other than an unreachable server, commits each half on
+    /// its own, so one write the server or the driver refuses fails alone and never takes the others with it.
+    /// A connection failure fails the whole batch at once: every caller retries its own write.
+    /// </summary>
+    private async Task CommitOrSplitAsync(IReadOnlyList<PendingWrite> items)
     {
+        Exception failure;
         try
         {
-            await CommitWithRetryAsync([item]);
-            item.Completion.TrySetResult();
+            await CommitAsync(items);
+            foreach (var item in items)
+            {
+                item.Completion.TrySetResult();
+            }
+
+            return;
         }
         catch (Exception e)
         {
-            item.Completion.TrySetException(Map(e, item));
+            failure = e;
         }
+
+        if (items.Count == 1 || SpineDatabase.IsTransient(failure))
+        {
+            foreach (var item in items)
+            {
+                item.Completion.TrySetException(Map(failure, item));
+            }
+
+            return;
+        }
+
+        var half = items.Count / 2;
+        await CommitOrSplitAsync(items.Take(half).ToList());
+        await CommitOrSplitAsync(items.Skip(half).ToList());
     }
 
     private Exception Map(Exception e, PendingWrite item)
@@ -149,41 +151,20 @@ public sealed partial class JournalWriter : IAsyncDisposable
             return new JournalConflictException(item.Rows[0].RunId, item.Rows[0].Seq);
         }
 
-        LogCommitFailed(_logger, e, item.Rows.Count > 0 ? item.Rows[0].RunId : item.Run?.RunId);
-        return SpineDatabase.Classify(e, "journal append") ?? e;
-    }
-
-    /// <summary>
-    /// Rides out a short connection blip. Retrying is safe even when a lost acknowledgement hid a commit:
-    /// the retry then meets its own rows as a unique violation, which the run treats as a conflict and
-    /// resolves by reading its journal back.
-    /// </summary>
-    private async Task CommitWithRetryAsync(IReadOnlyList<PendingWrite> items)
-    {
-        for (var attempt = 0; ; attempt++)
+        var runId = item.Rows.Count > 0 ? item.Rows[0].RunId : item.Run?.RunId;
+        if (SpineDatabase.IsTransient(e))
         {
-            try
-            {
-                await CommitAsync(items);
-                return;
-            }
-            catch (Exception e) when (attempt < RetryDelays.Length && IsTransient(e))
-            {
-                LogCommitRetry(_logger, e, attempt + 1);
-                await Task.Delay(RetryDelays[attempt]);
-            }
+            LogCommitFailedTransiently(_logger, e.Message, runId);
         }
+        else
+        {
+            LogCommitRefused(_logger, e, runId);
+        }
+
+        // Every failure leaves here typed: whatever the driver threw, it is a storage failure, never a step's.
+        return SpineDatabase.Classify(e, "journal append")
+            ?? new StorageUnavailableException("journal append", $"the write was refused: {e.GetType().Name}: {e.Message}", e, transient: false);
     }
-
-    private static readonly TimeSpan[] RetryDelays = [TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1)];
-
-    private static bool IsTransient(Exception e) => e switch
-    {
-        PostgresException => false,
-        NpgsqlException npgsql => npgsql.IsTransient,
-        System.Net.Sockets.SocketException or IOException or TimeoutException => true,
-        _ => false,
-    };
 
     private async Task CommitAsync(IReadOnlyList<PendingWrite> items)
     {
@@ -236,11 +217,11 @@ public sealed partial class JournalWriter : IAsyncDisposable
     private static NpgsqlParameter Array<T>(string name, NpgsqlDbType elementType, T[] values) =>
         new(name, NpgsqlDbType.Array | elementType) { Value = values };
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed transiently; retry {Attempt}")]
-    private static partial void LogCommitRetry(ILogger logger, Exception exception, int attempt);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Journal commit for run {RunId} failed transiently ({Detail}); the run retries it")]
+    private static partial void LogCommitFailedTransiently(ILogger logger, string detail, string? runId);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Journal commit failed for run {RunId}")]
-    private static partial void LogCommitFailed(ILogger logger, Exception exception, string? runId);
+    [LoggerMessage(Level = LogLevel.Error, Message = "Journal commit refused for run {RunId}")]
+    private static partial void LogCommitRefused(ILogger logger, Exception exception, string? runId);
 
     private sealed class PendingWrite(IReadOnlyList<JournalRow> rows, RunRow? run)
     {

@@ -175,15 +175,22 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         while (true)
         {
             grain.ThrowIfCancelRequested();
-            Exception failure;
+            string? payload = null;
+            Exception? failure = null;
             try
             {
-                var payload = await attempt(attemptNo);
-                return (await grain.AppendAsync(kind, step, name, true, payload, attempt: attemptNo), true);
+                payload = await attempt(attemptNo);
             }
             catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
             {
                 failure = e;
+            }
+
+            if (failure is null)
+            {
+                // Outside the attempt: a failure to journal the outcome is never the step's failure. The append
+                // rides out an outage in place; if it cannot, the activation ends and the run resumes from its journal.
+                return (await grain.AppendAsync(kind, step, name, true, payload, attempt: attemptNo), true);
             }
 
             var errorClass = ErrorClassifier.Classify(failure, classify);

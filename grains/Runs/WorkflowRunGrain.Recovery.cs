@@ -209,16 +209,14 @@ public sealed partial class WorkflowRunGrain
             while (true)
             {
                 RegisteredTool? tool = null;
+                System.Text.Json.JsonElement output;
                 try
                 {
                     tool = Tools.Resolve(call.Tool, call.Version);
                     tool.ValidateInput(call.Arguments);
                     var context = new ToolContext(RunId, step, $"{RunId}/{step}/compensate", _shutdown.Token, attempt);
-                    var output = await tool.Tool.InvokeAsync(call.Arguments, context);
+                    output = await tool.Tool.InvokeAsync(call.Arguments, context);
                     tool.ValidateOutput(output);
-                    await AppendAsync(JournalKind.Compensated, step, call.Tool, true,
-                        RunPayloads.Write(new { version = tool.Definition.Version, input = call.Arguments, output }), attempt: attempt);
-                    break;
                 }
                 catch (Exception e) when (!_shutdown.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException))
                 {
@@ -237,6 +235,11 @@ public sealed partial class WorkflowRunGrain
                     await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { Exhausted = true }), attempt: attempt);
                     return CompensationFailed(step, registration.Name, call.Tool, attempt, e.Message, e.GetType().FullName, errorClass.Name());
                 }
+
+                // Outside the attempt, as for any step: a failure to journal it is not the compensation's failure.
+                await AppendAsync(JournalKind.Compensated, step, call.Tool, true,
+                    RunPayloads.Write(new { version = tool.Definition.Version, input = call.Arguments, output }), attempt: attempt);
+                break;
             }
         }
 

@@ -4,6 +4,7 @@ using Spine.Breakers;
 using Spine.Errors;
 using Spine.Hosting;
 using Spine.Journal;
+using Spine.Storage;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -22,6 +23,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly WorkflowRegistry _workflows;
     private readonly JournalWriter _writer;
     private readonly JournalStore _store;
+    private readonly StorageRetry _storage;
     private readonly ILogger<WorkflowRunGrain> _logger;
     private readonly RunHistory _history = new();
     private readonly SemaphoreSlim _appendLock = new(1, 1);
@@ -41,6 +43,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         CircuitBreakerCache breakers,
         JournalWriter writer,
         JournalStore store,
+        StorageRetry storage,
         IOptions<SpineOptions> options,
         TimeProvider time,
         IServiceProvider services,
@@ -52,6 +55,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         Breakers = breakers;
         _writer = writer;
         _store = store;
+        _storage = storage;
         Options = options.Value;
         Time = time;
         Services = services;
@@ -77,7 +81,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <inheritdoc />
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        var rows = await _store.ReadAsync(RunId, cancellationToken);
+        var rows = await _storage.ExecuteAsync(token => _store.ReadAsync(RunId, token), cancellationToken);
         if (rows.Count == 0)
         {
             return;
@@ -260,12 +264,23 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
             try
             {
-                await _writer.AppendAsync(rows, run);
+                // An outage is ridden out here, in place: the run continues as soon as PostgreSQL answers again.
+                await _storage.ExecuteAsync(_ => _writer.AppendAsync(rows, run), _shutdown.Token);
             }
-            catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+            catch (JournalConflictException) when (rows.Count > 0)
             {
-                // The commit may have landed after all (a lost acknowledgement): this activation's view of
-                // the journal can no longer be trusted, so the next call reads it afresh.
+                // Either a try whose acknowledgement was lost did commit (then the stored rows are these very
+                // rows, hashes and all), or another activation wrote here first and this one must stop.
+                if (!await LandedAsync(rows))
+                {
+                    DeactivateOnIdle();
+                    throw;
+                }
+            }
+            catch (Exception e) when (e is StorageUnavailableException or OperationCanceledException)
+            {
+                // Refused for good, or this activation is ending: the journal stays the truth, and the next
+                // activation reads it afresh.
                 DeactivateOnIdle();
                 throw;
             }
@@ -281,6 +296,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         {
             _appendLock.Release();
         }
+    }
+
+    /// <summary>Whether <paramref name="rows"/> are in the stored journal exactly as this activation wrote them.</summary>
+    private async Task<bool> LandedAsync(IReadOnlyList<JournalRow> rows)
+    {
+        var stored = await _storage.ExecuteAsync(token => _store.ReadAsync(RunId, token), _shutdown.Token);
+        return rows.All(r => r.Seq < stored.Count && stored[r.Seq].Seq == r.Seq && stored[r.Seq].Hash.AsSpan().SequenceEqual(r.Hash));
     }
 
     internal sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
@@ -314,14 +336,21 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // The durable backstop of the wait: due when the wait ends, so a wait outlives its silo.
             // Registered before the status says Sleeping: if this fails, the run still shows as executing
             // and the recovery sweep resumes it.
-            try
-            {
-                _reminder = await this.RegisterOrUpdateReminder(ResumeReminderName, delay, Options.ResumeReminderPeriod);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                throw new StorageUnavailableException("wait reminder registration", e.Message, e);
-            }
+            _reminder = await _storage.ExecuteAsync(
+                async _ =>
+                {
+                    try
+                    {
+                        var left = wakeAt - Time.GetUtcNow();
+                        return await this.RegisterOrUpdateReminder(ResumeReminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, Options.ResumeReminderPeriod);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // The reminder table is PostgreSQL too: an outage is waited out like any other write.
+                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
+                    }
+                },
+                _shutdown.Token);
 
             if (waitingStatus is { } status && status != before)
             {

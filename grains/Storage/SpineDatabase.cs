@@ -31,7 +31,7 @@ public sealed class SpineDatabase : IAsyncDisposable
         }
         catch (ArgumentException e)
         {
-            throw new StorageUnavailableException("configuration", $"the connection string is malformed: {e.Message}", e);
+            throw new StorageUnavailableException("configuration", $"the connection string is malformed: {e.Message}", e, transient: false);
         }
 
         if (builder.MaxAutoPrepare == 0)
@@ -47,11 +47,27 @@ public sealed class SpineDatabase : IAsyncDisposable
     public static StorageUnavailableException? Classify(Exception e, string operation) => e switch
     {
         StorageUnavailableException s => s,
-        PostgresException pg => new StorageUnavailableException(operation, $"{pg.SqlState}: {pg.MessageText}", pg),
-        NpgsqlException n => new StorageUnavailableException(operation, n.Message, n),
-        System.Net.Sockets.SocketException s => new StorageUnavailableException(operation, s.Message, s),
-        TimeoutException t => new StorageUnavailableException(operation, t.Message, t),
+        PostgresException pg => new StorageUnavailableException(operation, $"{pg.SqlState}: {pg.MessageText}", pg, IsTransient(pg)),
+        NpgsqlException n => new StorageUnavailableException(operation, n.Message, n, IsTransient(n)),
+        System.Net.Sockets.SocketException or IOException or TimeoutException => new StorageUnavailableException(operation, e.Message, e),
         _ => null,
+    };
+
+    /// <summary>
+    /// True when trying the same operation again later may succeed: the server is unreachable, starting up,
+    /// shutting down or overloaded (SQLSTATE classes 08, 53, 57P and those Npgsql marks transient), or the
+    /// connection broke. False when the server or the driver refused this particular operation.
+    /// </summary>
+    public static bool IsTransient(Exception e) => e switch
+    {
+        StorageUnavailableException s => s.IsTransient,
+        PostgresException pg => pg.IsTransient
+            || pg.SqlState.StartsWith("08", StringComparison.Ordinal)
+            || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
+            || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow,
+        NpgsqlException n => n.IsTransient || n.InnerException is System.Net.Sockets.SocketException or IOException or TimeoutException,
+        System.Net.Sockets.SocketException or IOException or TimeoutException => true,
+        _ => false,
     };
 
     /// <inheritdoc />

@@ -419,3 +419,25 @@ public sealed class RateLimitedChatClient : IChatClient
     {
     }
 }
+
+/// <summary>
+/// Two side effects, the first under a step name the caller chooses; <c>"unencodable"</c> names it with a lone
+/// surrogate, which no grain call can carry and the database driver refuses to encode.
+/// </summary>
+[Workflow("test.named")]
+public sealed class NamedStepWorkflow : IWorkflow<string, int>
+{
+    public async Task<int> RunAsync(IWorkflowContext context, string stepName)
+    {
+        var first = await context.RunAsync(stepName == "unencodable" ? "poison-\uD800" : stepName, s =>
+        {
+            Effects.Count(s.RunId, "named");
+            return Task.FromResult(1);
+        });
+        return first + await context.RunAsync("second", s =>
+        {
+            Effects.Count(s.RunId, "second");
+            return Task.FromResult(1);
+        });
+    }
+}
