@@ -30,6 +30,8 @@ public sealed partial class JournalWriter : IAsyncDisposable
         SET status = EXCLUDED.status, result = EXCLUDED.result, error_kind = EXCLUDED.error_kind,
             error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at,
             error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name
+        WHERE EXCLUDED.updated_at >= spine_runs.updated_at
+          AND (spine_runs.status NOT IN (3, 4, 5, 8, 9) OR (spine_runs.status = 8 AND EXCLUDED.status = 9))
         """;
 
     private readonly SpineDatabase _database;

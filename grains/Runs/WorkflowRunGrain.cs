@@ -94,14 +94,16 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         if (_state!.Status.IsTerminal())
         {
-            // A crash may have come between the final journal row and the index row or reminder removal.
-            await WriteAsync([], _state.ToRunRow(RunId));
+            // The final journal row and the final index row commit together: nothing to rewrite.
             _terminal.TrySetResult();
             ScheduleIdleDeactivation();
             return;
         }
 
-        // The index may lag the journal (a crash between a row and its status change): rewrite it from the fold.
+        // A status written without a journal row (sleeping) may be stale after a crash: this activation is now
+        // the newest writer of the index, so it states the status its journal folds to, stamped now. The
+        // index refuses it if the run finished meanwhile (a finished status is final).
+        _state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
         await WriteAsync([], _state.ToRunRow(RunId));
         LogResuming(_logger, RunId, _history.StepsRecorded);
         StartExecution();
