@@ -11,6 +11,7 @@ public sealed class SpineClient : ISpineClient
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly IGrainFactory _grains;
     private readonly TimeSpan _waitSlice;
+    private readonly TimeSpan _startRetryTimeout;
 
     /// <summary>Creates the client.</summary>
     public SpineClient(IGrainFactory grains, IOptions<SpineClientOptions>? options = null)
@@ -18,6 +19,7 @@ public sealed class SpineClient : ISpineClient
         ArgumentNullException.ThrowIfNull(grains);
         _grains = grains;
         _waitSlice = options?.Value.WaitSlice ?? TimeSpan.FromSeconds(20);
+        _startRetryTimeout = options?.Value.StartRetryTimeout ?? TimeSpan.FromMinutes(2);
     }
 
     /// <inheritdoc />
@@ -25,7 +27,10 @@ public sealed class SpineClient : ISpineClient
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentException.ThrowIfNullOrEmpty(request.WorkflowType);
-        return Run(RunIds.For(request)).StartAsync(request).WaitAsync(cancellationToken);
+
+        // The run id is chosen once, here: every try below asks for the same run.
+        var run = Run(RunIds.For(request));
+        return UntilKnownAsync(() => run.StartAsync(request), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -97,7 +102,8 @@ public sealed class SpineClient : ISpineClient
     {
         ArgumentNullException.ThrowIfNull(request);
         var runId = request.IdempotencyKey is { Length: > 0 } key ? RunIds.FromIdempotencyKey("replay:" + request.SourceRunId, key) : RunIds.New();
-        return Run(runId).StartReplayAsync(request).WaitAsync(cancellationToken);
+        var run = Run(runId);
+        return UntilKnownAsync(() => run.StartReplayAsync(request), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -107,6 +113,37 @@ public sealed class SpineClient : ISpineClient
     /// <inheritdoc />
     public Task<BreakerVerdict> ResetBreakerAsync(string tool, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<ICircuitBreakerGrain>(tool).ResetAsync().WaitAsync(cancellationToken);
+
+    /// <summary>
+    /// Asks a run grain to start until the answer is known. A failure that leaves the outcome unknown (the
+    /// cluster or PostgreSQL unreachable, a call timed out, a silo died) is tried again against the same run
+    /// id, where a start that landed is found and returned; so the caller either gets the run or an error
+    /// after which nothing it did not see was started, unless <see cref="SpineClientOptions.StartRetryTimeout"/> ran out first.
+    /// </summary>
+    private async Task<RunInfo> UntilKnownAsync(Func<Task<RunInfo>> start, CancellationToken cancellationToken)
+    {
+        var deadline = DateTimeOffset.UtcNow + _startRetryTimeout;
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (true)
+        {
+            try
+            {
+                return await start().WaitAsync(cancellationToken);
+            }
+            catch (Exception e) when (IsOutcomeUnknown(e) && DateTimeOffset.UtcNow + delay < deadline && !cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(delay, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+            }
+        }
+    }
+
+    private static bool IsOutcomeUnknown(Exception e) => e is
+        StorageUnavailableException { IsTransient: true }
+        or TimeoutException
+        or SiloUnavailableException
+        or OrleansMessageRejectionException
+        or Orleans.Runtime.Messaging.ConnectionFailedException;
 
     private IWorkflowRunGrain Run(string runId)
     {

@@ -18,6 +18,13 @@ public sealed class SpineClientOptions
     /// <summary>How long one wait call to a run may block on the silo before the client asks again. Default 20 s.</summary>
     public TimeSpan WaitSlice { get; set; } = TimeSpan.FromSeconds(20);
 
+    /// <summary>
+    /// How long a start (or a replay) keeps trying while its outcome is unknown: the cluster or PostgreSQL is
+    /// unreachable, or an acknowledgement was lost. Each try goes to the same run id, so a start that did land
+    /// is returned, never repeated. Default 2 minutes.
+    /// </summary>
+    public TimeSpan StartRetryTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Throws with a message naming the setting when a value is missing or out of range.</summary>
     public void Validate()
     {
@@ -34,6 +41,11 @@ public sealed class SpineClientOptions
         if (WaitSlice < TimeSpan.FromSeconds(1) || WaitSlice > TimeSpan.FromMinutes(5))
         {
             throw new InvalidOperationException($"SpineClient:WaitSlice is {WaitSlice}: it must be between 1 second and 5 minutes.");
+        }
+
+        if (StartRetryTimeout < TimeSpan.Zero || StartRetryTimeout > TimeSpan.FromHours(1))
+        {
+            throw new InvalidOperationException($"SpineClient:StartRetryTimeout is {StartRetryTimeout}: it must be between 0 and 1 hour.");
         }
     }
 }

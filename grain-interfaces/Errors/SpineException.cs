@@ -208,12 +208,20 @@ public sealed class StorageUnavailableException : SpineException
     /// <param name="innerException">The driver's exception.</param>
     /// <param name="transient">Whether the same operation may succeed later (the server was unreachable or restarting).</param>
     public StorageUnavailableException(string operation, string detail, Exception? innerException = null, bool transient = true)
-        : base($"Storage unavailable during {operation}: {detail}", innerException)
+        : base($"Storage unavailable during {operation}: {detail}", innerException as SpineException)
     {
         Operation = operation;
         Detail = detail;
         IsTransient = transient;
+        Cause = innerException;
     }
+
+    /// <summary>
+    /// The driver's exception, inside the silo only: it does not cross grain calls (a driver's exception types
+    /// have no wire format), so a client sees <see cref="Detail"/>, which quotes it.
+    /// </summary>
+    [field: NonSerialized]
+    public Exception? Cause { get; }
 
     /// <summary>True when the same operation may succeed later; false when the server or driver refused it.</summary>
     [Id(2)] public bool IsTransient { get; private set; }
@@ -226,6 +234,57 @@ public sealed class StorageUnavailableException : SpineException
 
     /// <inheritdoc />
     public override string Kind => "storage_unavailable";
+}
+
+/// <summary>
+/// An idempotent start reused a key (per account) with a different request: another workflow type,
+/// version, input or parameters. The first run is left unchanged.
+/// </summary>
+[GenerateSerializer, Alias("spine.IdempotencyKeyConflictException")]
+public sealed class IdempotencyKeyConflictException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public IdempotencyKeyConflictException(string runId, string? idempotencyKey, string difference)
+        : base($"Run {runId} was started with idempotency key '{idempotencyKey}' and a different request ({difference}); use a new key for a different request.")
+    {
+        RunId = runId;
+        IdempotencyKey = idempotencyKey;
+        Difference = difference;
+    }
+
+    /// <summary>The run the key already names.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The key.</summary>
+    [Id(1)] public string? IdempotencyKey { get; private set; }
+
+    /// <summary>What differs from the first request, e.g. <c>input</c>.</summary>
+    [Id(2)] public string Difference { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "idempotency_key_conflict";
+}
+
+/// <summary>An identifier (an account id, an idempotency key) holds characters Spine refuses: control characters or broken UTF-16.</summary>
+[GenerateSerializer, Alias("spine.InvalidIdentifierException")]
+public sealed class InvalidIdentifierException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public InvalidIdentifierException(string what, int position)
+        : base($"The {what} holds a control character or an unpaired surrogate at position {position}; use printable text.")
+    {
+        What = what;
+        Position = position;
+    }
+
+    /// <summary>Which identifier, e.g. <c>account id</c>.</summary>
+    [Id(0)] public string What { get; private set; }
+
+    /// <summary>The position of the first refused character.</summary>
+    [Id(1)] public int Position { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "invalid_identifier";
 }
 
 /// <summary>A journal append found its row already written: another activation of the run wrote it.</summary>

@@ -117,6 +117,69 @@ internal sealed class RunState
         return next;
     }
 
+    /// <summary>What a second start of this run asks differently from its first (null: the same request).</summary>
+    public string? DifferenceFrom(StartRunRequest request)
+    {
+        if (!string.Equals(request.WorkflowType, WorkflowType, StringComparison.Ordinal))
+        {
+            return $"workflow type '{request.WorkflowType}', not '{WorkflowType}'";
+        }
+
+        if (request.WorkflowVersion is { } version && version != WorkflowVersion)
+        {
+            return $"workflow version {version}, not {WorkflowVersion}";
+        }
+
+        if (!SameJson(request.InputJson, InputJson))
+        {
+            return "input";
+        }
+
+        return SameParameters(request.Parameters) ? null : "parameters";
+    }
+
+    /// <summary>What a second replay request for this run asks differently from the one that started it (null: the same).</summary>
+    public string? DifferenceFrom(ReplayRequest request)
+    {
+        if (Origin is null || !string.Equals(Origin.SourceRunId, request.SourceRunId, StringComparison.Ordinal))
+        {
+            return $"a replay of run '{request.SourceRunId}', not of '{Origin?.SourceRunId ?? "(no source: a started run)"}'";
+        }
+
+        if (request.FromStep is { } from && from != Origin.FromStep)
+        {
+            return $"from step {from}, not {Origin.FromStep}";
+        }
+
+        if (request.InputJson is { } input && !SameJson(input, InputJson))
+        {
+            return "input";
+        }
+
+        return request.Parameters is null || SameParameters(request.Parameters) ? null : "parameters";
+    }
+
+    private bool SameParameters(IReadOnlyDictionary<string, string>? other)
+    {
+        var mine = Parameters ?? new Dictionary<string, string>();
+        other ??= new Dictionary<string, string>();
+        return mine.Count == other.Count && mine.All(p => other.TryGetValue(p.Key, out var v) && v == p.Value);
+    }
+
+    private static bool SameJson(string a, string b)
+    {
+        try
+        {
+            using var left = System.Text.Json.JsonDocument.Parse(a);
+            using var right = System.Text.Json.JsonDocument.Parse(b);
+            return System.Text.Json.JsonElement.DeepEquals(left.RootElement, right.RootElement);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+    }
+
     public RunRow ToRunRow(string runId) => new(
         runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, RunPayloads.Clean(Error?.Message), CreatedAt, UpdatedAt,
         Error?.Step, RunPayloads.Clean(Error?.StepName), Origin?.SourceRunId);

@@ -101,10 +101,15 @@ public sealed partial class WorkflowRunGrain
         ArgumentNullException.ThrowIfNull(request);
         if (_state is not null)
         {
+            if (_state.DifferenceFrom(request) is { } difference)
+            {
+                throw new IdempotencyKeyConflictException(RunId, request.IdempotencyKey, difference);
+            }
+
             return Info();
         }
 
-        var rows = await _store.ReadAsync(request.SourceRunId);
+        var rows = await _storage.ExecuteAsync(token => _store.ReadAsync(request.SourceRunId, token), _shutdown.Token);
         if (rows.Count == 0)
         {
             throw new RunNotFoundException(request.SourceRunId);

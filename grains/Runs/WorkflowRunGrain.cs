@@ -399,9 +399,17 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     {
         if (_state is not null)
         {
+            // A second start of the same run id: the same request gets the run; a different one is refused.
+            if (origin is null && _state.DifferenceFrom(request) is { } difference)
+            {
+                throw new IdempotencyKeyConflictException(RunId, _state.IdempotencyKey, difference);
+            }
+
             return Info();
         }
 
+        RunIds.CheckIdentifier(request.AccountId, "account id");
+        RunIds.CheckIdentifier(request.IdempotencyKey, "idempotency key");
         var registration = _workflows.Resolve(request.WorkflowType, request.WorkflowVersion);
         var input = RunPayloads.CheckJson(request.InputJson, $"input of workflow '{registration.Name}'", Options.MaxPayloadBytes);
         registration.ParseInput(request.InputJson);
@@ -417,13 +425,20 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // The start and the rows a replay reuses commit together: a replay is never half-copied.
             await WriteAsync(rows, state.ToRunRow(RunId));
         }
-        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+        catch (OperationCanceledException e)
         {
-            // The start may be durable after all (a lost acknowledgement): let the next call read the journal afresh.
-            DeactivateOnIdle();
-            throw;
+            // The activation ended while PostgreSQL was unreachable: whether the start landed is unknown here.
+            // Starting the same run id again is safe: the next activation reads the journal and either
+            // returns the run or starts it.
+            throw new StorageUnavailableException("run start", $"the silo stopped before the start of run {RunId} could be confirmed; start the same run id again", e);
+        }
+        catch (JournalConflictException)
+        {
+            // Another activation started this run id first: the next call reads its journal.
+            throw new StorageUnavailableException("run start", $"run {RunId} was started concurrently elsewhere; start the same run id again to get it");
         }
 
+        // WriteAsync returned: the start is durable (confirmed by reading back when its acknowledgement was lost).
         _state = state;
         LogStarted(_logger, RunId, state.WorkflowType, state.WorkflowVersion);
         StartExecution();
