@@ -54,12 +54,14 @@ public enum OperatorAction
 /// <param name="ResultJson">For <see cref="OperatorAction.Skip"/>: the step's result as JSON.</param>
 /// <param name="Reason">Why, for the journal.</param>
 /// <param name="Operator">Who decided, for the journal.</param>
+/// <param name="Step">The escalated step decided on; may be null while the run has only one escalated step.</param>
 [GenerateSerializer, Immutable, Alias("spine.OperatorDecision")]
 public sealed record OperatorDecision(
     [property: Id(0)] OperatorAction Action,
     [property: Id(1)] string? ResultJson = null,
     [property: Id(2)] string? Reason = null,
-    [property: Id(3)] string? Operator = null);
+    [property: Id(3)] string? Operator = null,
+    [property: Id(4)] int? Step = null);
 
 /// <summary>The step a run escalated to an operator.</summary>
 /// <param name="Step">The step number.</param>
@@ -119,8 +121,11 @@ public sealed record RunInfo
     /// <summary>The idempotency key the run was started with, if any.</summary>
     [Id(10)] public string? IdempotencyKey { get; init; }
 
-    /// <summary>The step waiting for an operator, when <see cref="RunStatus.AwaitingOperator"/>.</summary>
+    /// <summary>The (lowest-numbered) step waiting for an operator, when <see cref="RunStatus.AwaitingOperator"/>.</summary>
     [Id(11)] public Escalation? Escalation { get; init; }
+
+    /// <summary>Every step waiting for an operator, in step order (parallel steps may escalate together).</summary>
+    [Id(13)] public IReadOnlyList<Escalation> Escalations { get; init; } = [];
 
     /// <summary>The run this one was replayed from, if any.</summary>
     [Id(12)] public RunOrigin? Origin { get; init; }

@@ -29,8 +29,8 @@ public sealed record AgentOutput(string? Answer, int Turns, IReadOnlyList<AgentT
 public sealed record AgentToolCall(string Tool, bool Ok, JsonElement Result);
 
 /// <summary>
-/// The durable agent loop: a model turn, then each tool call the model asks for, until the model answers
-/// in text. Every model turn and every tool call is one journaled step, so a crash mid-loop resumes at
+/// The durable agent loop: a model turn, then the tool calls the model asks for (in parallel), until the
+/// model answers in text. Every model turn and every tool call is one journaled step, so a crash mid-loop resumes at
 /// the first unrecorded turn or call without asking the model again or repeating a tool's side effect.
 /// A malformed or unknown tool call is given back to the model as an error result, as a model expects.
 /// </summary>
@@ -69,12 +69,14 @@ public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, Ag
                 return new AgentOutput(response.Text, turn, calls, inputTokens, outputTokens);
             }
 
+            // A turn's tool calls run in parallel. They are issued in the model's order, so each gets the same
+            // step number on every execution, whichever finishes first.
+            var outcomes = await Task.WhenAll(requested.Select(call => CallAsync(context, call)));
             var results = new List<AIContent>();
-            foreach (var call in requested)
+            for (var i = 0; i < requested.Count; i++)
             {
-                var (ok, result) = await CallAsync(context, call);
-                calls.Add(new AgentToolCall(call.Name, ok, result));
-                results.Add(new FunctionResultContent(call.CallId, result));
+                calls.Add(new AgentToolCall(requested[i].Name, outcomes[i].Ok, outcomes[i].Result));
+                results.Add(new FunctionResultContent(requested[i].CallId, outcomes[i].Result));
             }
 
             history.Add(new ChatMessage(ChatRole.Tool, results));

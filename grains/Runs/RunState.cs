@@ -33,10 +33,11 @@ internal sealed class RunState
 
     public string? CancelReason { get; set; }
 
-    public Escalation? Escalation { get; set; }
-
-    /// <summary>The journal kind of the escalated step (its outcome row, when an operator skips or fails it, has this kind).</summary>
-    public JournalKind EscalationKind { get; set; }
+    /// <summary>
+    /// The steps waiting for an operator, by step number, with the journal kind of each (its outcome row,
+    /// when an operator skips or fails it, has this kind). Parallel steps may escalate together.
+    /// </summary>
+    public SortedDictionary<int, PendingEscalation> Escalations { get; } = [];
 
     /// <summary>Set once compensation began: how the run ends after it.</summary>
     public CompensationPlan? Compensation { get; set; }
@@ -71,25 +72,27 @@ internal sealed class RunState
                 state.CancelReason = RunPayloads.ReadReason(row.Payload);
                 if (state.Status == RunStatus.AwaitingOperator)
                 {
-                    // A cancel ends the wait for an operator: the run executes towards its end.
+                    // A cancel ends every wait for an operator: the run executes towards its end.
                     state.Status = RunStatus.Running;
-                    state.Escalation = null;
                 }
 
+                state.Escalations.Clear();
                 break;
             case JournalKind.Escalated:
                 var escalated = RunPayloads.ReadError(row.Payload);
                 state!.Status = RunStatus.AwaitingOperator;
-                state.Escalation = new Escalation(row.Step!.Value, row.Name, escalated.ToRunError());
-                state.EscalationKind = Enum.TryParse<JournalKind>(escalated.StepKind, out var kind) ? kind : JournalKind.Step;
+                state.Escalations[row.Step!.Value] = new PendingEscalation(
+                    new Escalation(row.Step.Value, row.Name, escalated.ToRunError()),
+                    Enum.TryParse<JournalKind>(escalated.StepKind, out var kind) ? kind : JournalKind.Step);
                 break;
             case JournalKind.OperatorDecided:
-                state!.Status = RunStatus.Running;
-                state.Escalation = null;
+                state!.Escalations.Remove(row.Step!.Value);
+                state.Status = state.Escalations.Count > 0 ? RunStatus.AwaitingOperator : RunStatus.Running;
                 break;
             case JournalKind.CompensationStarted:
                 state!.Compensation = RunPayloads.Read<CompensationPlan>(row.Payload);
                 state.Status = RunStatus.Compensating;
+                state.Escalations.Clear();
                 break;
             case JournalKind.RunCompleted:
                 state!.Status = RunStatus.Completed;
@@ -103,6 +106,7 @@ internal sealed class RunState
                     _ => RunStatus.DeadLettered,
                 };
                 state.Error = RunPayloads.ReadError(row.Payload).ToRunError();
+                state.Escalations.Clear();
                 break;
             case JournalKind.RunDiscarded:
                 state!.Status = RunStatus.Discarded;
@@ -184,6 +188,9 @@ internal sealed class RunState
         runId, WorkflowType, WorkflowVersion, AccountId, IdempotencyKey, Status, Result, Error?.Kind, RunPayloads.Clean(Error?.Message), CreatedAt, UpdatedAt,
         Error?.Step, RunPayloads.Clean(Error?.StepName), Origin?.SourceRunId);
 }
+
+/// <summary>A step waiting for an operator, and the journal kind of its outcome row.</summary>
+internal sealed record PendingEscalation(Escalation Escalation, JournalKind Kind);
 
 /// <summary>A run's journal with the indexes replay and recovery read: outcomes and events per step.</summary>
 internal sealed class RunHistory

@@ -115,14 +115,30 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         {
             using var document = JsonDocument.Parse(recorded.Payload!);
             wakeAt = document.RootElement.GetProperty("wakeAt").GetDateTimeOffset();
+            if (wakeAt <= grain.Time.GetUtcNow())
+            {
+                return;
+            }
         }
         else
         {
             wakeAt = grain.Time.GetUtcNow() + duration;
-            await grain.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
         }
 
-        await grain.WaitUntilAsync(wakeAt, RunStatus.Sleeping);
+        grain.EnterCall();
+        try
+        {
+            if (recorded is null)
+            {
+                await grain.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
+            }
+
+            await grain.WaitUntilAsync(wakeAt, sleeping: true);
+        }
+        finally
+        {
+            grain.ExitCall();
+        }
     }
 
     public Task<DateTimeOffset> NowAsync() =>
@@ -144,6 +160,31 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     private async Task<(JournalRow Row, bool Live)> ExecuteStepAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
         Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt)
     {
+        // A live call counts towards the run's status: a run with a step executing never shows as sleeping
+        // or waiting for an operator, whatever its parallel calls do.
+        grain.EnterCall();
+        var entered = true;
+        try
+        {
+            await grain.RefreshStatusAsync();
+            var outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
+            grain.ExitCall();
+            entered = false;
+            await grain.RefreshStatusAsync();
+            return outcome;
+        }
+        finally
+        {
+            if (entered)
+            {
+                grain.ExitCall();
+            }
+        }
+    }
+
+    private async Task<(JournalRow Row, bool Live)> ExecuteAttemptsAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
+        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt)
+    {
         if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
         {
             // Declared before the first attempt, so the declaration is durable before any effect can happen.
@@ -162,14 +203,14 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         if (lastEvent?.Kind == JournalKind.Escalated)
         {
             // The run was waiting for an operator when its activation ended: wait again.
-            await grain.AwaitOperatorAsync();
+            await grain.AwaitOperatorAsync(step);
             grain.ThrowIfCancelRequested();
-            return AfterDecision(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+            return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
         }
 
         if (lastEvent?.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(lastEvent.Payload).RetryAt is { } pendingRetry)
         {
-            await grain.WaitUntilAsync(pendingRetry, null);
+            await grain.WaitUntilAsync(pendingRetry, sleeping: false);
         }
 
         while (true)
@@ -206,7 +247,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
                 await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attemptNo);
                 failures = used;
                 attemptNo++;
-                await grain.WaitUntilAsync(retryAt, null);
+                await grain.WaitUntilAsync(retryAt, sleeping: false);
                 continue;
             }
 
@@ -215,7 +256,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             {
                 await grain.EscalateAsync(kind, step, name, error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }, attemptNo);
                 grain.ThrowIfCancelRequested();
-                return AfterDecision(step) ?? await ExecuteStepAsync(kind, step, name, options, policy, classify, attempt);
+                return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
             }
 
             await grain.AppendAsync(kind, step, name, false, RunPayloads.Write(error with { Exhausted = exhausted }), attempt: attemptNo);

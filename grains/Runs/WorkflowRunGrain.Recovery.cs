@@ -16,7 +16,7 @@ public sealed partial class WorkflowRunGrain
         ArgumentNullException.ThrowIfNull(decision);
         var state = _state ?? throw new RunNotFoundException(RunId);
         var action = $"{decision.Action.ToString().ToLowerInvariant()} an escalated step";
-        if (state.Status != RunStatus.AwaitingOperator || state.Escalation is not { } escalation)
+        if (state.Status != RunStatus.AwaitingOperator && state.Escalations.Count == 0)
         {
             throw new InvalidRunStateException(RunId, state.Status, action);
         }
@@ -26,14 +26,32 @@ public sealed partial class WorkflowRunGrain
             throw new InvalidRunStateException(RunId, state.Status, action + " of a run being cancelled");
         }
 
-        if (_decisionClaimed)
+        PendingEscalation? pending;
+        if (decision.Step is { } chosen)
         {
-            // Another decision on this escalation is being journaled right now (a second operator, or a
-            // retried call): only one decision per escalation may ever reach the journal.
-            throw new InvalidRunStateException(RunId, state.Status, action + " already being decided");
+            if (!state.Escalations.TryGetValue(chosen, out pending))
+            {
+                throw new InvalidRunStateException(RunId, state.Status, $"{action}: step {chosen} is not escalated (escalated: {string.Join(", ", state.Escalations.Keys)})");
+            }
+        }
+        else if (state.Escalations.Count == 1)
+        {
+            pending = state.Escalations.Values.Single();
+        }
+        else
+        {
+            throw new InvalidRunStateException(RunId, state.Status,
+                $"{action} without naming it: steps {string.Join(", ", state.Escalations.Keys)} are escalated");
         }
 
-        var stepKind = state.EscalationKind;
+        var escalation = pending.Escalation;
+        if (_decisionsClaimed.Contains(escalation.Step))
+        {
+            // Another decision on this step is being journaled right now (a second operator, or a retried
+            // call): only one decision per escalation may ever reach the journal.
+            throw new InvalidRunStateException(RunId, state.Status, $"{action}: step {escalation.Step} is already being decided");
+        }
+
         var rows = new List<PendingRow>
         {
             new(JournalKind.OperatorDecided, escalation.Step, escalation.StepName, true,
@@ -43,37 +61,43 @@ public sealed partial class WorkflowRunGrain
         {
             case OperatorAction.Skip:
                 var result = RunPayloads.CheckJson(decision.ResultJson ?? "null", $"result supplied for step {escalation.Step}", Options.MaxPayloadBytes);
-                var outcome = stepKind == JournalKind.Tool
+                var outcome = pending.Kind == JournalKind.Tool
                     ? RunPayloads.Write(new { version = (string?)null, input = (object?)null, output = result, skipped = true })
                     : result.GetRawText();
-                rows.Add(new(stepKind, escalation.Step, escalation.StepName, true, outcome, null));
+                rows.Add(new(pending.Kind, escalation.Step, escalation.StepName, true, outcome, null));
                 break;
             case OperatorAction.Fail:
                 var error = new ErrorPayload("operator_failed", $"An operator failed step {escalation.Step} '{escalation.StepName}': {decision.Reason ?? "no reason given"}",
                     null, ErrorClass.Terminal.Name());
-                rows.Add(new(stepKind, escalation.Step, escalation.StepName, false, RunPayloads.Write(error), null));
+                rows.Add(new(pending.Kind, escalation.Step, escalation.StepName, false, RunPayloads.Write(error), null));
                 break;
         }
 
         // The decision and the outcome it implies commit together, with the index row: a crash never
-        // leaves a decision without its outcome.
+        // leaves a decision without its outcome. With this step decided, the run is executing again unless
+        // other steps still wait for an operator and nothing else runs.
         var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var status = LiveStatus(state.Escalations.Count - 1);
 
         // Claimed before the first await: this method interleaves, and a second caller must not get through.
-        _decisionClaimed = true;
+        _decisionsClaimed.Add(escalation.Step);
         try
         {
-            await WriteAsync(rows, state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now });
+            await WriteAsync(rows, state.ToRunRow(RunId) with { Status = status, UpdatedAt = now });
         }
         finally
         {
-            _decisionClaimed = false;
+            _decisionsClaimed.Remove(escalation.Step);
         }
 
-        state.Status = RunStatus.Running;
-        state.Escalation = null;
+        state.Escalations.Remove(escalation.Step);
+        state.Status = status;
         state.UpdatedAt = now;
-        _operator?.TrySetResult(decision.Action);
+        if (_operators.TryGetValue(escalation.Step, out var waiter))
+        {
+            waiter.TrySetResult(decision.Action);
+        }
+
         StartExecution();
         return Info();
     }
@@ -140,29 +164,28 @@ public sealed partial class WorkflowRunGrain
         var state = _state!;
 
         // Armed before the first await: a decision or a cancel arriving while the escalation commits is not lost.
-        var decision = _operator = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
-        state.Status = RunStatus.AwaitingOperator;
-        state.Escalation = new Escalation(step, name, error.ToRunError());
-        state.EscalationKind = stepKind;
+        var decision = _operators[step] = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        state.Escalations[step] = new PendingEscalation(new Escalation(step, name, error.ToRunError()), stepKind);
+        state.Status = LiveStatus(state.Escalations.Count);
         state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
         await AppendAsync(JournalKind.Escalated, step, name, false, RunPayloads.Write(error), state.ToRunRow(RunId), attempt);
-        return await WaitForDecisionAsync(decision);
+        return await WaitForDecisionAsync(step, decision);
     }
 
     /// <summary>Waits again for the decision on a step that was escalated before this activation.</summary>
-    internal Task<OperatorAction> AwaitOperatorAsync()
+    internal async Task<OperatorAction> AwaitOperatorAsync(int step)
     {
-        var decision = _operator = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
         if (_state!.CancelRequested)
         {
-            _operator = null;
             throw new RunCancelledException(RunId, _state.CancelReason);
         }
 
-        return WaitForDecisionAsync(decision);
+        var decision = _operators[step] = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await RefreshStatusAsync();
+        return await WaitForDecisionAsync(step, decision);
     }
 
-    private async Task<OperatorAction> WaitForDecisionAsync(TaskCompletionSource<OperatorAction> decision)
+    private async Task<OperatorAction> WaitForDecisionAsync(int step, TaskCompletionSource<OperatorAction> decision)
     {
         await using (_shutdown.Token.Register(() => decision.TrySetCanceled()))
         {
@@ -172,9 +195,9 @@ public sealed partial class WorkflowRunGrain
             }
             finally
             {
-                if (_operator == decision)
+                if (_operators.TryGetValue(step, out var current) && current == decision)
                 {
-                    _operator = null;
+                    _operators.Remove(step);
                 }
             }
         }
@@ -208,7 +231,7 @@ public sealed partial class WorkflowRunGrain
 
             if (last?.RetryAt is { } due)
             {
-                await WaitUntilAsync(due, null);
+                await WaitUntilAsync(due, sleeping: false);
             }
 
             while (true)
@@ -232,7 +255,7 @@ public sealed partial class WorkflowRunGrain
                     {
                         var retryAt = Time.GetUtcNow() + policy.DelayAfter(attempt, Jitter());
                         await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attempt);
-                        await WaitUntilAsync(retryAt, null);
+                        await WaitUntilAsync(retryAt, sleeping: false);
                         attempt++;
                         continue;
                     }

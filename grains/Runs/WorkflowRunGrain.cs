@@ -31,10 +31,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly TaskCompletionSource _terminal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private RunState? _state;
     private Task? _execution;
+    private readonly SemaphoreSlim _reminderLock = new(1, 1);
+    private readonly Dictionary<TaskCompletionSource, DateTimeOffset> _waiters = [];
+    private readonly Dictionary<int, TaskCompletionSource<OperatorAction>> _operators = [];
+    private readonly HashSet<int> _decisionsClaimed = [];
     private IGrainReminder? _reminder;
-    private TaskCompletionSource? _wake;
-    private TaskCompletionSource<OperatorAction>? _operator;
-    private bool _decisionClaimed;
+    private DateTimeOffset? _reminderDue;
+    private int _liveCalls;
+    private int _sleeping;
 
     /// <summary>Created by Orleans.</summary>
     public WorkflowRunGrain(
@@ -189,8 +193,18 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             state.UpdatedAt = now;
         }
 
-        _wake?.TrySetResult();
-        _operator?.TrySetException(new RunCancelledException(RunId, reason));
+        // Every waiter wakes: sleeps and retry waits see the cancel, escalations end with it.
+        foreach (var waiter in _waiters.Keys)
+        {
+            waiter.TrySetResult();
+        }
+
+        foreach (var decision in _operators.Values)
+        {
+            decision.TrySetException(new RunCancelledException(RunId, reason));
+        }
+
+        state.Escalations.Clear();
         StartExecution();
         return Info();
     }
@@ -310,13 +324,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     internal sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
 
     /// <summary>
-    /// Waits until <paramref name="wakeAt"/>: a grain timer for the wait itself, the run's reminder as the
-    /// durable backstop (moved to the wake-up time when the wait is longer than its period).
+    /// Waits until <paramref name="wakeAt"/>: a grain timer for the wait itself, the run's one reminder as the
+    /// durable backstop of every wait (due at the earliest of them). Any number of calls may wait at once,
+    /// and a cancel wakes them all. A sleep (<paramref name="sleeping"/>) counts towards the run showing as
+    /// <see cref="RunStatus.Sleeping"/>; a retry wait leaves the run executing.
     /// </summary>
-    internal async Task WaitUntilAsync(DateTimeOffset wakeAt, RunStatus? waitingStatus)
+    internal async Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping)
     {
-        var delay = wakeAt - Time.GetUtcNow();
-        if (delay <= TimeSpan.Zero)
+        if (wakeAt - Time.GetUtcNow() <= TimeSpan.Zero)
         {
             return;
         }
@@ -324,8 +339,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var state = _state!;
         var cancellable = state.Compensation is null;
 
-        // Armed before the first await, so a cancel arriving while the wait is being set up still wakes it.
-        var wake = _wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Registered before the first await, so a cancel arriving while the wait is being set up still wakes it.
+        var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _waiters[wake] = wakeAt;
+        _sleeping += sleeping ? 1 : 0;
         try
         {
             if (cancellable)
@@ -333,39 +350,22 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                 ThrowIfCancelRequested();
             }
 
-            var before = state.Status;
-
-            // The durable backstop of the wait: due when the wait ends, so a wait outlives its silo.
-            // Registered before the status says Sleeping: if this fails, the run still shows as executing
-            // and the recovery sweep resumes it.
-            _reminder = await _storage.ExecuteAsync(
-                async _ =>
-                {
-                    try
-                    {
-                        var left = wakeAt - Time.GetUtcNow();
-                        return await this.RegisterOrUpdateReminder(ResumeReminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, Options.ResumeReminderPeriod);
-                    }
-                    catch (Exception e) when (e is not OperationCanceledException)
-                    {
-                        // The reminder table is PostgreSQL too: an outage is waited out like any other write.
-                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
-                    }
-                },
-                _shutdown.Token);
-
-            if (waitingStatus is { } status && status != before)
+            // The backstop is in place before the status says the run is not executing: if this fails, the
+            // run still shows as executing and the recovery sweep resumes it.
+            await EnsureReminderAsync();
+            if (sleeping)
             {
-                await SetStatusAsync(status);
+                await RefreshStatusAsync();
             }
 
+            var left = wakeAt - Time.GetUtcNow();
             using var timer = this.RegisterGrainTimer(
                 () =>
                 {
                     wake.TrySetResult();
                     return Task.CompletedTask;
                 },
-                new GrainTimerCreationOptions { DueTime = wakeAt - Time.GetUtcNow() is var left && left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+                new GrainTimerCreationOptions { DueTime = left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
             await using (_shutdown.Token.Register(() => wake.TrySetCanceled()))
             {
                 await wake.Task;
@@ -375,15 +375,92 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             {
                 ThrowIfCancelRequested();
             }
-
-            if (state.Status != before)
-            {
-                await SetStatusAsync(before);
-            }
         }
         finally
         {
-            _wake = null;
+            _waiters.Remove(wake);
+            _sleeping -= sleeping ? 1 : 0;
+        }
+
+        await RefreshStatusAsync();
+
+        // The reminder may have been due at this wait: it must now cover the earliest wait still pending.
+        await EnsureReminderAsync();
+    }
+
+    /// <summary>
+    /// Makes sure the run's reminder fires no later than its earliest pending wait. One reminder serves every
+    /// wait: a later wait never moves it past an earlier one, and a wait covered by a pending due time
+    /// costs no write.
+    /// </summary>
+    private async Task EnsureReminderAsync()
+    {
+        await _reminderLock.WaitAsync();
+        try
+        {
+            if (_waiters.Count == 0)
+            {
+                return;
+            }
+
+            var earliest = _waiters.Values.Min();
+            if (_reminderDue is { } due && due <= earliest && due > Time.GetUtcNow())
+            {
+                return;
+            }
+
+            _reminder = await _storage.ExecuteAsync(
+                async _ =>
+                {
+                    try
+                    {
+                        var left = earliest - Time.GetUtcNow();
+                        return await this.RegisterOrUpdateReminder(ResumeReminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, Options.ResumeReminderPeriod);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // The reminder table is PostgreSQL too: an outage is waited out like any other write.
+                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
+                    }
+                },
+                _shutdown.Token);
+            _reminderDue = earliest;
+        }
+        finally
+        {
+            _reminderLock.Release();
+        }
+    }
+
+    /// <summary>A live context call begins (it counts towards the run's status until <see cref="ExitCall"/>).</summary>
+    internal void EnterCall() => _liveCalls++;
+
+    /// <summary>A live context call ended.</summary>
+    internal void ExitCall() => _liveCalls--;
+
+    /// <summary>
+    /// The status the run's live calls add up to: executing while any call executes (or waits for a retry),
+    /// else waiting for an operator while any step is escalated, else sleeping while any call sleeps.
+    /// </summary>
+    private RunStatus LiveStatus(int escalated) =>
+        _liveCalls > _sleeping + escalated ? RunStatus.Running
+        : escalated > 0 ? RunStatus.AwaitingOperator
+        : _sleeping > 0 ? RunStatus.Sleeping
+        : RunStatus.Running;
+
+    /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
+    internal async Task RefreshStatusAsync()
+    {
+        var state = _state!;
+        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator))
+        {
+            return;
+        }
+
+        var live = LiveStatus(state.Escalations.Count);
+        if (live != state.Status)
+        {
+            await SetStatusAsync(live);
         }
     }
 
@@ -589,7 +666,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         state.Status = status;
         state.Result = result;
         state.Error = error;
-        state.Escalation = null;
+        state.Escalations.Clear();
         state.UpdatedAt = now;
 
         _terminal.TrySetResult();
@@ -653,7 +730,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             CreatedAt = state.CreatedAt,
             UpdatedAt = state.UpdatedAt,
             StepsRecorded = _history.StepsRecorded,
-            Escalation = state.Escalation,
+            Escalation = state.Escalations.Values.FirstOrDefault()?.Escalation,
+            Escalations = state.Escalations.Values.Select(e => e.Escalation).ToList(),
             Origin = state.Origin,
         };
     }

@@ -9,7 +9,8 @@ namespace Spine.Silo.Demo;
 /// <summary>
 /// A deterministic chat client that plays a tool-using assistant, so the demo and the tests run
 /// offline: given the same conversation it always answers the same. It computes any arithmetic in the
-/// prompt, measures the prompt, saves a note, then answers from the tool results it was given.
+/// prompt, measures the prompt, saves a note, then answers from the tool results it was given. Asked for
+/// <c>ledger: 0,3000</c> it requests that many <c>ledger_apply</c> calls in one turn (parallel tool calls).
 /// </summary>
 public sealed partial class ScriptedChatClient : IChatClient
 {
@@ -22,6 +23,18 @@ public sealed partial class ScriptedChatClient : IChatClient
         var offered = options?.Tools?.Select(t => t.Name).ToHashSet(StringComparer.Ordinal) ?? [];
         var turn = history.Count(m => m.Role == ChatRole.Assistant) + 1;
 
+        if (results.Count == 0 && offered.Contains("ledger_apply") && LedgerPattern().Match(prompt) is { Success: true } ledger)
+        {
+            // "ledger: 0,3000,3000": one turn asking for several ledger effects at once, each taking that long.
+            var works = ledger.Groups[1].Value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            return Task.FromResult(Respond(turn, history, new ChatMessage(ChatRole.Assistant, works.Select((w, i) =>
+                (AIContent)new FunctionCallContent($"call_{turn}_ledger_{i + 1}", "ledger_apply", new Dictionary<string, object?>
+                {
+                    ["step"] = i + 1,
+                    ["workMilliseconds"] = int.Parse(w, CultureInfo.InvariantCulture),
+                })).ToList())));
+        }
+
         ChatMessage reply = results.Count switch
         {
             0 when offered.Contains("calculator") => Call(turn, "calculator", new() { ["expression"] = Expression(prompt) }),
@@ -31,15 +44,7 @@ public sealed partial class ScriptedChatClient : IChatClient
             _ => new ChatMessage(ChatRole.Assistant, $"Done. {Summary(results)}"),
         };
 
-        var inputTokens = history.Sum(m => (m.Text?.Length ?? 0) + 16) / 4;
-        var response = new ChatResponse(reply)
-        {
-            ModelId = "spine-scripted-1",
-            ResponseId = $"scripted-{turn}",
-            FinishReason = reply.Contents.OfType<FunctionCallContent>().Any() ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop,
-            Usage = new UsageDetails { InputTokenCount = inputTokens, OutputTokenCount = 24, TotalTokenCount = inputTokens + 24 },
-        };
-        return Task.FromResult(response);
+        return Task.FromResult(Respond(turn, history, reply));
     }
 
     /// <inheritdoc />
@@ -62,6 +67,18 @@ public sealed partial class ScriptedChatClient : IChatClient
     {
     }
 
+    private static ChatResponse Respond(int turn, List<ChatMessage> history, ChatMessage reply)
+    {
+        var inputTokens = history.Sum(m => (m.Text?.Length ?? 0) + 16) / 4;
+        return new ChatResponse(reply)
+        {
+            ModelId = "spine-scripted-1",
+            ResponseId = $"scripted-{turn}",
+            FinishReason = reply.Contents.OfType<FunctionCallContent>().Any() ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop,
+            Usage = new UsageDetails { InputTokenCount = inputTokens, OutputTokenCount = 24, TotalTokenCount = inputTokens + 24 },
+        };
+    }
+
     private static ChatMessage Call(int turn, string tool, Dictionary<string, object?> arguments) =>
         new(ChatRole.Assistant, [new FunctionCallContent($"call_{turn}_{tool}", tool, arguments)]);
 
@@ -78,6 +95,9 @@ public sealed partial class ScriptedChatClient : IChatClient
         string.Join("; ", results.Select(r => r.Result is JsonElement e ? e.GetRawText() : Convert.ToString(r.Result, CultureInfo.InvariantCulture)));
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length] + "…";
+
+    [GeneratedRegex(@"ledger:\s*([\d,\s]+)")]
+    private static partial Regex LedgerPattern();
 
     [GeneratedRegex(@"[\d\.\s\+\-\*\/\(\)]{3,}")]
     private static partial Regex ArithmeticPattern();

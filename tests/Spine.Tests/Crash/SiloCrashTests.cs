@@ -1,3 +1,4 @@
+using Spine.Agents;
 using Spine.Runs;
 using Spine.Silo.Demo;
 using Spine.Tests.Infrastructure;
@@ -87,5 +88,38 @@ public sealed class SiloCrashTests(SiloProcessFixture fixture)
         Assert.True(waited >= TimeSpan.FromSeconds(3.9), $"the retry ran {waited} after the failure, before its due time");
         Assert.True(waited < TimeSpan.FromSeconds(40), $"the retry ran {waited} after the failure");
         Assert.Equal(1L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)));
+    }
+
+    [Fact]
+    public async Task SiloKilled_MidAgentTurnWithThreeParallelToolCalls_RunCompletesWithEachEffectOnceAndTheSameStepNumbers()
+    {
+        var run = await fixture.Client.StartAsync("agent", new AgentInput("ledger: 0,4000,4000", Tools: ["ledger_apply"]));
+        await Eventually.GetAsync(
+            () => fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)),
+            n => n == 1, TimeSpan.FromSeconds(30), "the quick call to apply");
+
+        // The two slow calls are in flight, issued together with the quick one.
+        await fixture.KillSiloAsync();
+        await fixture.StartSiloAsync();
+        var done = await Eventually.GetAsync(() => fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(10)), i => i.Status.IsTerminal(), TimeSpan.FromSeconds(90), "the run to finish");
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        var tools = (await fixture.Client.GetJournalAsync(run.RunId)).Where(r => r.Kind == "Tool").ToList();
+        Assert.Equal([2, 3, 4], tools.Select(r => r.Step!.Value).Order());
+        foreach (var row in tools)
+        {
+            // Step n carries the model's call n - 1: the numbering of the re-execution matched the first one.
+            using var payload = System.Text.Json.JsonDocument.Parse(row.PayloadJson!);
+            Assert.Equal(row.Step - 1, payload.RootElement.GetProperty("input").GetProperty("step").GetInt32());
+        }
+
+        // The two slow calls ran side by side (one after the other they would finish 4 s apart).
+        var slow = tools.Where(r => r.Step >= 3).Select(r => r.RecordedAt).ToList();
+        Assert.True((slow.Max() - slow.Min()) < TimeSpan.FromSeconds(2), $"the slow calls finished {slow.Max() - slow.Min()} apart");
+        Assert.Equal(3L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
+        Assert.Equal(3L, await fixture.Postgres.ScalarAsync<long>("SELECT count(DISTINCT step) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
+
+        // Two model turns (the calls, then the answer): the turn recorded before the kill was not asked again.
+        Assert.Equal(2L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_journal WHERE run_id = @id AND kind = 3", ("id", run.RunId)));
     }
 }

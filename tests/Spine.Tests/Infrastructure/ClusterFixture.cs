@@ -45,6 +45,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, System.Text.Json.JsonElement>();
             silo.Services.AddSpineWorkflow<BigResultWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<NamedStepWorkflow, string, int>();
+            silo.Services.AddSpineWorkflow<ParallelWorkflow, string, string>();
             silo.Services.AddSpineTool<EchoTool>();
             silo.Services.AddSpineTool<GateTool>();
             silo.Services.AddSpineTool<EffectTool>();

@@ -441,3 +441,61 @@ public sealed class NamedStepWorkflow : IWorkflow<string, int>
         });
     }
 }
+
+/// <summary>
+/// Context calls issued together with <c>Task.WhenAll</c>: <c>steps</c> (three steps finishing out of issue
+/// order), <c>sleeps</c> (a long sleep begun while a shorter one waits), <c>escalations</c> (two steps that escalate to an operator).
+/// </summary>
+[Workflow("test.parallel")]
+public sealed class ParallelWorkflow : IWorkflow<string, string>
+{
+    public static ConcurrentDictionary<string, TaskCompletionSource> Gates { get; } = new();
+
+    public async Task<string> RunAsync(IWorkflowContext context, string mode)
+    {
+        switch (mode)
+        {
+            case "steps":
+                var steps = await Task.WhenAll(new[] { ("a", 300), ("b", 0), ("c", 150) }.Select(p => context.RunAsync(p.Item1, async s =>
+                {
+                    await Task.Delay(p.Item2);
+                    if (p.Item1 != "b")
+                    {
+                        // Held until the test lets go, so the run can be deactivated while a and c are in flight.
+                        try
+                        {
+                            await Gates.GetOrAdd(s.RunId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(s.CancellationToken);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            Effects.Count(s.RunId, s.Name + "-stopped");
+                            throw;
+                        }
+                    }
+
+                    Effects.Count(s.RunId, s.Name);
+                    return $"{s.Name}{s.Step}";
+                })));
+                var last = await context.RunAsync("after", s => Task.FromResult(s.Step));
+                return $"{string.Join(",", steps)};{last}";
+            case "sleeps":
+                // The longer sleep begins while the shorter one waits.
+                var shorter = context.SleepAsync(TimeSpan.FromSeconds(20));
+                await context.RunAsync("between", async _ =>
+                {
+                    await Task.Delay(300);
+                    return 0;
+                });
+                await Task.WhenAll(shorter, context.SleepAsync(TimeSpan.FromMinutes(10)));
+                return "slept";
+            case "escalations":
+                var fragile = new StepOptions { EscalateToOperator = true, Retry = new RetryPolicy { MaxAttempts = 1 } };
+                var values = await Task.WhenAll(
+                    context.RunAsync<int>("left", _ => throw new TransientException("left is down"), fragile),
+                    context.RunAsync<int>("right", _ => throw new TransientException("right is down"), fragile));
+                return $"{values[0] + values[1]}";
+            default:
+                throw new ArgumentException(mode);
+        }
+    }
+}
