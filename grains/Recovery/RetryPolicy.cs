@@ -25,6 +25,13 @@ public sealed record RetryPolicy
     /// <summary>No retry starts later than this after the step's first attempt. Default none.</summary>
     public TimeSpan? TotalDeadline { get; init; }
 
+    /// <summary>
+    /// How long a step waits out an open circuit breaker before it counts as exhausted (then it escalates to
+    /// an operator when the step or workflow says so, else the run is dead-lettered). Waiting uses no
+    /// attempts and writes one journal row per wait, however many cool-downs it spans. Default 1 hour.
+    /// </summary>
+    public TimeSpan MaxCircuitWait { get; init; } = TimeSpan.FromHours(1);
+
     /// <summary>No retries at all.</summary>
     public static RetryPolicy None { get; } = new() { MaxAttempts = 1 };
 
@@ -54,6 +61,11 @@ public sealed record RetryPolicy
         if (Multiplier < 1)
         {
             throw new InvalidOperationException($"{owner}: Multiplier is {Multiplier}: it must be at least 1.");
+        }
+
+        if (MaxCircuitWait < TimeSpan.Zero)
+        {
+            throw new InvalidOperationException($"{owner}: MaxCircuitWait is {MaxCircuitWait}: it must not be negative.");
         }
 
         if (Jitter is < 0 or > 1)

@@ -193,12 +193,12 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
 
         var escalate = options?.EscalateToOperator ?? registration.EscalateToOperator;
-        var events = grain.History.EventsOf(step);
-        var attemptNo = events.Count(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) + 1;
-        var sinceReset = events.SkipWhile((_, i) => events.Skip(i).Any(e => e.Kind == JournalKind.OperatorDecided)).ToList();
-        var failures = sinceReset.Count(e => e.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(e.Payload).Class != ErrorClass.CircuitOpen.Name());
-        var firstAttemptAt = sinceReset.FirstOrDefault(e => e.Kind == JournalKind.AttemptFailed)?.RecordedAt ?? grain.Time.GetUtcNow();
-        var lastEvent = sinceReset.LastOrDefault();
+        var history = StepAttempts.Read(grain.History.EventsOf(step));
+        var attemptNo = history.AttemptNumber;
+        var failures = history.Failures;
+        var firstAttemptAt = history.FirstFailureAt ?? grain.Time.GetUtcNow();
+        var openSince = history.CircuitOpenSince;
+        var lastEvent = history.Last;
 
         if (lastEvent?.Kind == JournalKind.Escalated)
         {
@@ -237,19 +237,44 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             var errorClass = ErrorClassifier.Classify(failure, classify);
             var error = RunPayloads.ErrorOf(failure, errorClass);
             var now = grain.Time.GetUtcNow();
-            var countsAgainstPolicy = errorClass != ErrorClass.CircuitOpen;
-            var used = failures + (countsAgainstPolicy ? 1 : 0);
-            var retryAt = failure is CircuitOpenException open ? open.RetryAfter : now + policy.DelayAfter(Math.Max(1, used), WorkflowRunGrain.Jitter());
-            var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
-            var retryable = errorClass is ErrorClass.Transient or ErrorClass.CircuitOpen;
-            if (retryable && withinDeadline && (!countsAgainstPolicy || used < policy.MaxAttempts))
+            if (failure is CircuitOpenException open)
             {
-                await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attemptNo);
-                failures = used;
-                attemptNo++;
-                await grain.WaitUntilAsync(retryAt, sleeping: false);
-                continue;
+                // An open breaker is waited out, not retried: one journal row when the step first meets it,
+                // none for each later look at a breaker that is still open (a failed probe in between is an
+                // ordinary failed attempt), and no attempt of the policy used up. The wait has its own
+                // deadline, counted from that first row, after which the step counts as exhausted.
+                var since = openSince ?? now;
+                if (open.RetryAfter - since <= policy.MaxCircuitWait)
+                {
+                    if (openSince is null)
+                    {
+                        await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = open.RetryAfter }), attempt: attemptNo);
+                        openSince = now;
+                        attemptNo++;
+                    }
+
+                    await grain.WaitUntilAsync(open.RetryAfter, sleeping: false);
+                    continue;
+                }
+
+                error = error with { Message = $"{error.Message} The step waited {now - since:g} for it, the most its retry policy allows (MaxCircuitWait {policy.MaxCircuitWait:g})." };
             }
+            else if (errorClass == ErrorClass.Transient)
+            {
+                var used = failures + 1;
+                var retryAt = now + policy.DelayAfter(used, WorkflowRunGrain.Jitter());
+                var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
+                if (withinDeadline && used < policy.MaxAttempts)
+                {
+                    await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attemptNo);
+                    failures = used;
+                    attemptNo++;
+                    await grain.WaitUntilAsync(retryAt, sleeping: false);
+                    continue;
+                }
+            }
+
+            var retryable = errorClass is ErrorClass.Transient or ErrorClass.CircuitOpen;
 
             var exhausted = retryable;
             if (exhausted && escalate)
@@ -423,4 +448,47 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     }
 
     private sealed record ToolPayload(string Version, JsonElement Input, JsonElement Output);
+
+    /// <summary>What a step's journaled events say about its attempts, read in one pass.</summary>
+    private sealed record StepAttempts(int AttemptNumber, int Failures, DateTimeOffset? FirstFailureAt, DateTimeOffset? CircuitOpenSince, JournalRow? Last)
+    {
+        /// <summary>
+        /// Reads the events since the last operator decision (a decision resets the retry budget): the next
+        /// attempt's number (over all events), the failures that count against the policy, when the first of
+        /// them happened, and when the step first met an open breaker, if it did.
+        /// </summary>
+        public static StepAttempts Read(IReadOnlyList<JournalRow> events)
+        {
+            var attempts = 0;
+            var reset = -1;
+            for (var i = 0; i < events.Count; i++)
+            {
+                attempts += events[i].Kind is JournalKind.AttemptFailed or JournalKind.Escalated ? 1 : 0;
+                reset = events[i].Kind == JournalKind.OperatorDecided ? i : reset;
+            }
+
+            var failures = 0;
+            DateTimeOffset? first = null;
+            DateTimeOffset? openSince = null;
+            for (var i = reset + 1; i < events.Count; i++)
+            {
+                if (events[i].Kind != JournalKind.AttemptFailed)
+                {
+                    continue;
+                }
+
+                first ??= events[i].RecordedAt;
+                if (RunPayloads.ReadError(events[i].Payload).Class == ErrorClass.CircuitOpen.Name())
+                {
+                    openSince ??= events[i].RecordedAt;
+                }
+                else
+                {
+                    failures++;
+                }
+            }
+
+            return new StepAttempts(attempts + 1, failures, first, openSince, reset + 1 < events.Count ? events[^1] : null);
+        }
+    }
 }

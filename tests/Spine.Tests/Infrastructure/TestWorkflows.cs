@@ -499,3 +499,38 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
         }
     }
 }
+
+/// <summary>A tool that fails transiently while <see cref="Down"/> holds; its breaker opens after two calls and cools down in 300 ms.</summary>
+public sealed class DownTool(string name, TimeSpan maxCircuitWait) : ITool
+{
+    public static volatile bool Down;
+    private static int _invocations;
+
+    public static int Invocations => Volatile.Read(ref _invocations);
+
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = name,
+        Version = "1.0.0",
+        Description = "Fails while down.",
+        InputSchema = """{"type":"object"}""",
+        OutputSchema = """{"type":"object"}""",
+        Retry = new RetryPolicy { MaxAttempts = 100, InitialDelay = TimeSpan.FromMilliseconds(50), MaxDelay = TimeSpan.FromMilliseconds(100), Jitter = 0, MaxCircuitWait = maxCircuitWait },
+        Breaker = new BreakerPolicy
+        {
+            MinimumCalls = 2,
+            FailureRateThreshold = 0.5,
+            CoolDown = TimeSpan.FromMilliseconds(300),
+            CacheFor = TimeSpan.FromMilliseconds(50),
+            Window = TimeSpan.FromSeconds(30),
+        },
+    };
+
+    public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        Interlocked.Increment(ref _invocations);
+        return Down
+            ? throw new TransientException($"{name} is down")
+            : Task.FromResult(JsonSerializer.SerializeToElement(new { ok = true }));
+    }
+}

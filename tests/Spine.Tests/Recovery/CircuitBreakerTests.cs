@@ -95,4 +95,48 @@ public sealed class CircuitBreakerTests(ClusterFixture fixture)
             BreakerTool.Healthy = true;
         }
     }
+
+    [Fact]
+    public async Task OpenBreaker_ToolDownForTenCoolDowns_RunsWaitWithABoundedNumberOfRows()
+    {
+        const int runs = 20;
+        DownTool.Down = true;
+        var started = await Task.WhenAll(Enumerable.Range(0, runs).Select(_ =>
+            fixture.Client.StartAsync("test.tool", new ToolCallInput("test_down", System.Text.Json.JsonSerializer.SerializeToElement(new { })))));
+        var ids = started.Select(r => r.RunId).ToArray();
+        var calls = DownTool.Invocations;
+
+        // Ten cool-downs of 300 ms with every run waiting on the open breaker.
+        await Task.Delay(TimeSpan.FromSeconds(3.5));
+        DownTool.Down = false;
+        var callsWhileDown = DownTool.Invocations - calls;
+        var done = await Task.WhenAll(ids.Select(id => fixture.Client.WaitAsync(id, TimeSpan.FromSeconds(30))));
+
+        Assert.All(done, d => Assert.Equal(RunStatus.Completed, d.Status));
+        var circuitRows = await fixture.Postgres.ScalarAsync<long>(
+            "SELECT count(*) FROM spine_journal WHERE run_id = ANY(@ids) AND kind = 7 AND payload LIKE '%\"circuit_open\"%'", ("ids", ids));
+
+        // A run writes one row when it first meets the open breaker, not one per cool-down.
+        Assert.True(circuitRows <= runs, $"{circuitRows} circuit-open rows for {runs} runs");
+        Assert.True(callsWhileDown < runs * 3, $"the tool was called {callsWhileDown} times while down");
+    }
+
+    [Fact]
+    public async Task OpenBreaker_LongerThanMaxCircuitWait_StepIsExhaustedAndTheRunDeadLettered()
+    {
+        DownTool.Down = true;
+        try
+        {
+            var run = await fixture.Client.StartAsync("test.tool", new ToolCallInput("test_down_briefly_waited", System.Text.Json.JsonSerializer.SerializeToElement(new { })));
+            var done = await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+            Assert.Equal(RunStatus.DeadLettered, done.Status);
+            Assert.Equal("circuit_open", done.Error!.Kind);
+            Assert.Contains("MaxCircuitWait", done.Error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            DownTool.Down = false;
+        }
+    }
 }
