@@ -25,7 +25,8 @@ internal sealed record ErrorPayload(
     bool Exhausted = false,
     int? Step = null,
     string? StepName = null,
-    string? StepKind = null);
+    string? StepKind = null,
+    string? ArgumentsHash = null);
 
 /// <summary>An operator's decision as journaled.</summary>
 internal sealed record DecisionPayload(OperatorAction Action, string? Reason, string? Operator);
@@ -58,6 +59,53 @@ internal static class RunPayloads
         new(error.Kind, error.Message, error.ExceptionType, Step: error.Step, StepName: error.StepName);
 
     public static string Reason(string? reason) => Write(new { reason });
+
+    /// <summary>
+    /// SHA-256 (hex) of a call's arguments in a canonical form (object members sorted by name, no
+    /// whitespace), so that the same arguments hash alike however they were spelled.
+    /// </summary>
+    public static string ArgumentsHash(JsonElement arguments)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            WriteCanonical(writer, arguments);
+        }
+
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(buffer.ToArray()));
+    }
+
+    private static void WriteCanonical(Utf8JsonWriter writer, JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                writer.WriteStartObject();
+                foreach (var property in element.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal))
+                {
+                    writer.WritePropertyName(property.Name);
+                    WriteCanonical(writer, property.Value);
+                }
+
+                writer.WriteEndObject();
+                break;
+            case JsonValueKind.Array:
+                writer.WriteStartArray();
+                foreach (var item in element.EnumerateArray())
+                {
+                    WriteCanonical(writer, item);
+                }
+
+                writer.WriteEndArray();
+                break;
+            case JsonValueKind.Undefined:
+                writer.WriteNullValue();
+                break;
+            default:
+                element.WriteTo(writer);
+                break;
+        }
+    }
 
     /// <summary>PostgreSQL text cannot hold U+0000 (a model may send it in a tool name): replaced before hashing and storing.</summary>
     [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(text))]

@@ -68,7 +68,8 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(tool);
-        var (step, recorded) = Next(JournalKind.Tool, tool);
+        var argumentsHash = arguments.ValueKind == JsonValueKind.Undefined ? null : RunPayloads.ArgumentsHash(arguments);
+        var (step, recorded) = Next(JournalKind.Tool, tool, arguments, argumentsHash);
         if (recorded is not null)
         {
             return ReadToolOutput(tool, Unwrap(recorded));
@@ -77,7 +78,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var resolved = grain.Tools.TryResolve(tool);
         var policy = options?.Retry ?? resolved?.Definition.Retry ?? grain.Options.Retry.Tool;
         var outcome = await ExecuteStepAsync(JournalKind.Tool, step, tool, options, policy, options?.ClassifyError ?? resolved?.Definition.ClassifyError,
-            attempt => InvokeToolAsync(tool, arguments, version, step, attempt));
+            attempt => InvokeToolAsync(tool, arguments, version, step, attempt), argumentsHash);
         return ReadToolOutput(tool, outcome.Row.Payload!);
     }
 
@@ -158,7 +159,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     /// so a re-execution (another silo, after a crash) continues the same count and schedule.
     /// </summary>
     private async Task<(JournalRow Row, bool Live)> ExecuteStepAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
-        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt)
+        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt, string? argumentsHash = null)
     {
         // A live call counts towards the run's status: a run with a step executing never shows as sleeping
         // or waiting for an operator, whatever its parallel calls do.
@@ -167,7 +168,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         try
         {
             await grain.RefreshStatusAsync();
-            var outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
+            var outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
             grain.ExitCall();
             entered = false;
             await grain.RefreshStatusAsync();
@@ -183,7 +184,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     }
 
     private async Task<(JournalRow Row, bool Live)> ExecuteAttemptsAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
-        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt)
+        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt, string? argumentsHash)
     {
         if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
         {
@@ -205,7 +206,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             // The run was waiting for an operator when its activation ended: wait again.
             await grain.AwaitOperatorAsync(step);
             grain.ThrowIfCancelRequested();
-            return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
+            return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
         }
 
         if (lastEvent?.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(lastEvent.Payload).RetryAt is { } pendingRetry)
@@ -235,7 +236,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             }
 
             var errorClass = ErrorClassifier.Classify(failure, classify);
-            var error = RunPayloads.ErrorOf(failure, errorClass);
+            var error = RunPayloads.ErrorOf(failure, errorClass) with { ArgumentsHash = argumentsHash };
             var now = grain.Time.GetUtcNow();
             if (failure is CircuitOpenException open)
             {
@@ -281,7 +282,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             {
                 await grain.EscalateAsync(kind, step, name, error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }, attemptNo);
                 grain.ThrowIfCancelRequested();
-                return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt);
+                return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
             }
 
             await grain.AppendAsync(kind, step, name, false, RunPayloads.Write(error with { Exhausted = exhausted }), attempt: attemptNo);
@@ -390,7 +391,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         return value;
     }
 
-    private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name)
+    private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name, JsonElement arguments = default, string? argumentsHash = null)
     {
         // An activation that is shutting down starts no new step: the next activation will.
         grain.ShutdownToken.ThrowIfCancellationRequested();
@@ -405,14 +406,28 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
                 throw new NonDeterminismException(RunId, step, $"{row.Kind} '{row.Name}'", $"{kind} '{name}'");
             }
 
+            // The same tool with other arguments is another call (a reordered or edited call site).
+            if (argumentsHash is not null && RecordedArguments(row) is { } recorded && recorded.Hash != argumentsHash)
+            {
+                throw new NonDeterminismException(RunId, step, $"{row.Kind} '{row.Name}' with arguments {recorded.Text}", $"{kind} '{name}' with arguments {Shorten(arguments.GetRawText())}");
+            }
+
             return (step, row);
         }
 
         // The journal may hold attempts or an escalation of this step but no outcome: check those match too.
-        if (grain.History.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started
-            && started.Name != name)
+        if (grain.History.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started)
         {
-            throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}'", $"{kind} '{name}'");
+            if (started.Name != name)
+            {
+                throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}'", $"{kind} '{name}'");
+            }
+
+            if (argumentsHash is not null && RunPayloads.ReadError(started.Payload).ArgumentsHash is { } attempted && attempted != argumentsHash)
+            {
+                throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}' with arguments hashing to {attempted[..12]}",
+                    $"{kind} '{name}' with arguments {Shorten(arguments.GetRawText())} (hashing to {argumentsHash[..12]})");
+            }
         }
 
         // The first unrecorded step is a step boundary: a pending cancel takes effect here.
@@ -421,6 +436,27 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     }
 
     private string IdempotencyKey(int step) => $"{RunId}/{step}";
+
+    /// <summary>The arguments a recorded tool outcome was called with (null when not recorded, as for a step an operator skipped).</summary>
+    private static (string Hash, string Text)? RecordedArguments(JournalRow row)
+    {
+        if (row.Kind != JournalKind.Tool || row.Payload is null)
+        {
+            return null;
+        }
+
+        if (!row.Ok)
+        {
+            return RunPayloads.ReadError(row.Payload).ArgumentsHash is { } hash ? (hash, $"hashing to {hash[..12]}") : null;
+        }
+
+        using var document = JsonDocument.Parse(row.Payload);
+        return document.RootElement.TryGetProperty("input", out var input) && input.ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined)
+            ? (RunPayloads.ArgumentsHash(input), Shorten(input.GetRawText()))
+            : null;
+    }
+
+    private static string Shorten(string text) => text.Length <= 200 ? text : text[..200] + "…";
 
     /// <summary>Returns the payload of a successful row, or throws the recorded failure exactly as the first execution saw it.</summary>
     private string Unwrap(JournalRow row)

@@ -534,3 +534,22 @@ public sealed class DownTool(string name, TimeSpan maxCircuitWait) : ITool
             : Task.FromResult(JsonSerializer.SerializeToElement(new { ok = true }));
     }
 }
+
+/// <summary>Two calls of one tool with different arguments, then a sleep; the test swaps their order between executions, as a careless deploy would.</summary>
+[Workflow("test.reorder")]
+public sealed class ReorderWorkflow : IWorkflow<int, string>
+{
+    public static ConcurrentDictionary<string, bool> Swapped { get; } = new();
+
+    public async Task<string> RunAsync(IWorkflowContext context, int sleepMilliseconds)
+    {
+        var actions = Swapped.GetValueOrDefault(context.RunId) ? new[] { "refund", "charge" } : ["charge", "refund"];
+        foreach (var action in actions)
+        {
+            await context.CallToolAsync("test_effect", JsonSerializer.SerializeToElement(new { action }));
+        }
+
+        await context.SleepAsync(TimeSpan.FromMilliseconds(sleepMilliseconds));
+        return "done";
+    }
+}

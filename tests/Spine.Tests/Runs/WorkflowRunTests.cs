@@ -97,6 +97,25 @@ public sealed class WorkflowRunTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Reactivation_ToolCallsReordered_FailsWithNonDeterminismNamingBothCalls()
+    {
+        var run = await fixture.Client.StartAsync("test.reorder", 1500);
+        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.Sleeping, Patience, "the run to sleep");
+
+        // Same tool, same step numbers, the arguments swapped: the journal answered with the other call's output before.
+        ReorderWorkflow.Swapped[run.RunId] = true;
+        await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        Assert.Equal(RunStatus.Failed, done.Status);
+        Assert.Equal("non_determinism", done.Error!.Kind);
+        Assert.Equal(1, done.Error.Step);
+        Assert.Contains("""{"action":"charge"}""", done.Error.Message, StringComparison.Ordinal);
+        Assert.Contains("""{"action":"refund"}""", done.Error.Message, StringComparison.Ordinal);
+        Assert.Equal(2, EffectTool.CallsOf(run.RunId).Count);
+    }
+
+    [Fact]
     public async Task SleepAsync_Sleeping_StatusSleepingThenCompletesAfterWakeTime()
     {
         var started = DateTimeOffset.UtcNow;
