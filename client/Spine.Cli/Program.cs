@@ -1,8 +1,10 @@
 using System.CommandLine;
+using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Spine.Cli;
 using Spine.Client;
 using Spine.Errors;
 using Spine.Runs;
@@ -27,6 +29,11 @@ var service = new Option<string>("--service")
     Recursive = true,
     DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_SERVICE_ID") ?? "spine",
 };
+var connectTimeout = new Option<int?>("--connect-timeout")
+{
+    Description = "Give up connecting to the cluster after this many seconds (default: $SPINE_CONNECT_TIMEOUT or 10).",
+    Recursive = true,
+};
 var runId = new Argument<string>("run-id") { Description = "The run id." };
 
 var root = new RootCommand("Spine operator CLI: start, inspect and control durable workflow runs.");
@@ -34,6 +41,7 @@ root.Options.Add(json);
 root.Options.Add(connection);
 root.Options.Add(cluster);
 root.Options.Add(service);
+root.Options.Add(connectTimeout);
 
 var workflowType = new Argument<string>("workflow-type") { Description = "The registered workflow type, e.g. agent." };
 var input = new Option<string>("--input") { Description = "The input as JSON.", DefaultValueFactory = _ => "{}" };
@@ -51,14 +59,14 @@ start.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     }
 
     return Print(parse, info, RunText(info), info.Status == RunStatus.Failed ? 1 : 0);
-}));
+}, ct));
 
 var status = new Command("status", "Show a run.") { runId };
 status.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.GetAsync(parse.GetValue(runId)!, ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 
 var timeout = new Option<int?>("--timeout") { Description = "Give up after this many seconds." };
 var result = new Command("result", "Wait for a run and print its result.") { runId, timeout };
@@ -67,7 +75,7 @@ result.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     var seconds = parse.GetValue(timeout);
     var info = await client.WaitAsync(parse.GetValue(runId)!, seconds is null ? null : TimeSpan.FromSeconds(seconds.Value), ct);
     return Print(parse, info, info.Status == RunStatus.Completed ? info.ResultJson ?? "" : RunText(info), info.Status == RunStatus.Completed ? 0 : 1);
-}));
+}, ct));
 
 var reason = new Option<string?>("--reason") { Description = "Why the run is cancelled." };
 var cancel = new Command("cancel", "Cancel a run at its next step boundary.") { runId, reason };
@@ -75,7 +83,7 @@ cancel.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.CancelAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
 var typeFilter = new Option<string?>("--type") { Description = "Only runs of this workflow type." };
@@ -85,21 +93,21 @@ list.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var runs = await client.ListAsync(new RunQuery { Status = parse.GetValue(statusFilter), WorkflowType = parse.GetValue(typeFilter), AccountId = parse.GetValue(account), Limit = parse.GetValue(limit) }, ct);
     return Print(parse, runs, string.Join(Environment.NewLine, runs.Select(RunText)));
-}));
+}, ct));
 
 var journal = new Command("journal", "Print a run's journal.") { runId };
 journal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var rows = await client.GetJournalAsync(parse.GetValue(runId)!, ct);
     return Print(parse, rows, string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-15} {r.Name,-20} {r.Outcome,-5} {r.RecordedAt:O} {r.PayloadJson}")));
-}));
+}, ct));
 
 var verify = new Command("verify", "Recompute a run's journal hash chain (tamper check).") { runId };
 verify.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var check = await client.VerifyJournalAsync(parse.GetValue(runId)!, ct);
     return Print(parse, check, check.Intact ? $"{check.RunId}: {check.Rows} rows, hash chain intact" : $"{check.RunId}: BROKEN at row {check.FirstBadSeq}: {check.Problem}", check.Intact ? 0 : 3);
-}));
+}, ct));
 var audit = new Command("audit", "Audit commands.") { verify };
 
 var limitDlq = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
@@ -108,7 +116,7 @@ dlqList.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var runs = await client.ListDeadLettersAsync(parse.GetValue(limitDlq), ct);
     return Print(parse, runs, string.Join(Environment.NewLine, runs.Select(RunText)));
-}));
+}, ct));
 var dlqShow = new Command("show", "Show a dead-lettered run and its journal.") { runId };
 dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
@@ -116,13 +124,13 @@ dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     var rows = await client.GetJournalAsync(info.RunId, ct);
     return Print(parse, new { run = info, journal = rows },
         RunText(info) + Environment.NewLine + string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-20} {r.Step,4} {r.Name,-20} {r.Outcome,-5} attempt={r.Attempt} {r.PayloadJson}")));
-}));
+}, ct));
 var discard = new Command("discard", "Remove a run from the dead-letter queue (its journal stays).") { runId, reason };
 discard.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.DiscardAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 var fromStep = new Option<int?>("--from-step") { Description = "First step to execute again (default: the failing step)." };
 var replayInput = new Option<string?>("--input") { Description = "A changed input as JSON (default: the source's)." };
 var parameter = new Option<string[]>("--param") { Description = "A changed step parameter, name=value (repeatable).", AllowMultipleArgumentsPerToken = false };
@@ -141,7 +149,7 @@ Command ReplayCommand()
         }
 
         return Print(parse, info, RunText(info));
-    }));
+    }, ct));
     return command;
 }
 
@@ -163,13 +171,13 @@ breakerShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var verdict = await client.GetBreakerAsync(parse.GetValue(toolName)!, ct);
     return Print(parse, verdict, $"{verdict.Tool}: {verdict.State} (failure rate {verdict.FailureRate:P0} over {verdict.Calls} calls{(verdict.OpenUntil is { } until ? $", open until {until:O}" : "")})");
-}));
+}, ct));
 var breakerReset = new Command("reset", "Close a tool's circuit breaker.") { toolName };
 breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var verdict = await client.ResetBreakerAsync(parse.GetValue(toolName)!, ct);
     return Print(parse, verdict, $"{verdict.Tool}: {verdict.State}");
-}));
+}, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
 foreach (var command in new[] { start, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
@@ -184,42 +192,99 @@ Task<int> DecideAsync(ParseResult parse, OperatorDecision decision, Cancellation
 {
     var info = await client.ResolveEscalationAsync(parse.GetValue(runId)!, decision, ct);
     return Print(parse, info, RunText(info));
+}, ct);
+
+Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>> action, CancellationToken ct) => RunAsync(parse, async () =>
+{
+    await using var spine = await ConnectAsync(parse, ct);
+    return await action(spine.Client);
 });
 
-async Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>> action)
+// Every command runs inside this: each error becomes one "error (kind): message" line, or one JSON object.
+static async Task<int> RunAsync(ParseResult parse, Func<Task<int>> command)
 {
-    var connectionString = parse.GetValue(connection);
-    if (string.IsNullOrWhiteSpace(connectionString))
+    try
     {
-        return Fail(parse, "configuration", "no connection string: pass --connection or set SPINE_CONNECTION", 2);
+        return await command();
     }
+    catch (Exception e) when (Classify(e) is { } error)
+    {
+        return Fail(parse, error.Kind, error.Message, error.ExitCode);
+    }
+}
 
+// Exit code 2: Spine could not be reached or is misconfigured, and the same command may work later or
+// elsewhere. Exit code 1: the cluster answered and refused or failed the request.
+static (string Kind, string Message, int ExitCode)? Classify(Exception e) => e switch
+{
+    CliException cli => (cli.Kind, cli.Message, cli.ExitCode),
+    ClusterUnavailableException or StorageUnavailableException => (((SpineException)e).Kind, e.Message, 2),
+    SpineException spine => (spine.Kind, spine.Message, 1),
+
+    // A cluster that went away after the client connected.
+    OrleansException or TimeoutException or SocketException => ("cluster_unavailable", e.Message, 2),
+    _ => null,
+};
+
+async Task<CliSession> ConnectAsync(ParseResult parse, CancellationToken ct)
+{
+    var options = ClientOptions(parse);
     var builder = Host.CreateApplicationBuilder();
     builder.Logging.ClearProviders();
     builder.Services.AddSpineClient(o =>
     {
-        o.ConnectionString = connectionString;
-        o.ClusterId = parse.GetValue(cluster)!;
-        o.ServiceId = parse.GetValue(service)!;
+        o.ConnectionString = options.ConnectionString;
+        o.ClusterId = options.ClusterId;
+        o.ServiceId = options.ServiceId;
+        o.ConnectTimeout = options.ConnectTimeout;
     });
-    using var host = builder.Build();
+    var host = builder.Build();
     try
     {
-        await host.StartAsync();
-        return await action(host.Services.GetRequiredService<ISpineClient>());
+        await host.StartAsync(ct);
+        return new CliSession(host, host.Services.GetRequiredService<ISpineClient>());
     }
-    catch (SpineException e)
+    catch
     {
-        return Fail(parse, e.Kind, e.Message, 1);
+        await host.StopAsync(CancellationToken.None);
+        host.Dispose();
+        throw;
     }
-    catch (Exception e) when (e is OrleansException or TimeoutException or System.Net.Sockets.SocketException)
+}
+
+SpineClientOptions ClientOptions(ParseResult parse)
+{
+    var connectionString = parse.GetValue(connection);
+    if (string.IsNullOrWhiteSpace(connectionString))
     {
-        return Fail(parse, "cluster_unreachable", e.Message, 2);
+        throw CliException.Configuration("no connection string: pass --connection or set SPINE_CONNECTION");
     }
-    finally
+
+    var seconds = parse.GetValue(connectTimeout);
+    if (seconds is null && Environment.GetEnvironmentVariable("SPINE_CONNECT_TIMEOUT") is { Length: > 0 } fromEnvironment)
     {
-        await host.StopAsync();
+        seconds = int.TryParse(fromEnvironment, out var parsed)
+            ? parsed
+            : throw CliException.Configuration($"SPINE_CONNECT_TIMEOUT is '{fromEnvironment}': it must be a whole number of seconds");
     }
+
+    var options = new SpineClientOptions
+    {
+        ConnectionString = connectionString,
+        ClusterId = parse.GetValue(cluster)!,
+        ServiceId = parse.GetValue(service)!,
+        ConnectTimeout = TimeSpan.FromSeconds(seconds ?? 10),
+    };
+    try
+    {
+        options.Validate();
+    }
+    catch (InvalidOperationException e)
+    {
+        throw CliException.Configuration(e.Message, e);
+    }
+
+    return options;
 }
 
 static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0)
@@ -254,4 +319,16 @@ internal static class CliJson
     {
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
     };
+}
+
+/// <summary>A started cluster client; disposing it disconnects.</summary>
+internal sealed class CliSession(IHost host, ISpineClient client) : IAsyncDisposable
+{
+    public ISpineClient Client { get; } = client;
+
+    public async ValueTask DisposeAsync()
+    {
+        await host.StopAsync(CancellationToken.None);
+        host.Dispose();
+    }
 }

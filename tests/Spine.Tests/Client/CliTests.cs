@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Npgsql;
+using Spine.Silo.Hosting;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Client;
@@ -72,21 +74,131 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.Equal("Discarded", JsonDocument.Parse(discard).RootElement.GetProperty("status").GetString());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AnyCommand_ClusterWithNoSilo_FailsWithinConnectTimeoutAsClusterUnavailable(bool json)
+    {
+        var run = await RunSpineAsync(["status", "r-doesnotexist", "--connect-timeout", "3", .. (json ? ["--json"] : Array.Empty<string>())],
+            cluster: "absent-" + Guid.NewGuid().ToString("N")[..12]);
+
+        Assert.Equal(2, run.Exit);
+        AssertOneError(run, json, "cluster_unavailable");
+        Assert.True(run.Elapsed < TimeSpan.FromSeconds(30), $"took {run.Elapsed}, with a bound of 3 s");
+    }
+
+    [Fact]
+    public async Task AnyCommand_OnlyADeadSiloInTheMembershipTable_FailsWithinConnectTimeoutAsClusterUnavailable()
+    {
+        // What a SIGKILLed silo leaves behind: a row still marked active (3) whose gateway port nobody listens on.
+        var clusterId = "dead-" + Guid.NewGuid().ToString("N")[..12];
+        await fixture.Postgres.ScalarAsync<int>("""
+            WITH version AS (INSERT INTO orleansmembershipversiontable (deploymentid, version) VALUES (@cluster, 1) RETURNING deploymentid)
+            INSERT INTO orleansmembershiptable (deploymentid, address, port, generation, siloname, hostname, status, proxyport, starttime, iamalivetime)
+            SELECT deploymentid, '127.0.0.1', @port, 1, 'killed', 'localhost', 3, @port, now(), now() FROM version RETURNING status
+            """, ("cluster", clusterId), ("port", SiloProcessOptions.FreePort()));
+        try
+        {
+            var run = await RunSpineAsync(["list", "--json"], cluster: clusterId, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+
+            Assert.Equal(2, run.Exit);
+            AssertOneError(run, json: true, "cluster_unavailable");
+            Assert.True(run.Elapsed < TimeSpan.FromSeconds(30), $"took {run.Elapsed}, with a bound of 3 s");
+        }
+        finally
+        {
+            await fixture.Postgres.ScalarAsync<long>("WITH gone AS (DELETE FROM orleansmembershipversiontable WHERE deploymentid = @cluster RETURNING 1) SELECT count(*) FROM gone", ("cluster", clusterId));
+        }
+    }
+
+    [Theory]
+    [InlineData("closed port", "storage_unavailable")]
+    [InlineData("unknown login", "storage_unavailable")]
+    [InlineData("malformed", "configuration")]
+    public async Task AnyCommand_BadDatabaseSettings_PrintsOneTypedErrorInTextAndJson(string problem, string kind)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(fixture.Postgres.RuntimeConnectionString);
+        var connection = problem switch
+        {
+            "closed port" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Port = SiloProcessOptions.FreePort() }.ConnectionString,
+            "unknown login" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Username = "nobody_" + Guid.NewGuid().ToString("N")[..8] }.ConnectionString,
+            _ => $"Host={builder.Host};Port=not-a-port",
+        };
+
+        var text = await RunSpineAsync(["status", "r-doesnotexist"], connection: connection, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+        var json = await RunSpineAsync(["status", "r-doesnotexist", "--json"], connection: connection, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+
+        Assert.Equal(2, text.Exit);
+        AssertOneError(text, json: false, kind);
+        Assert.Equal(2, json.Exit);
+        AssertOneError(json, json: true, kind);
+    }
+
+    /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
+    private static void AssertOneError(CliRun run, bool json, string kind)
+    {
+        if (json)
+        {
+            var error = JsonDocument.Parse(run.Output).RootElement.GetProperty("error");
+            Assert.Equal(kind, error.GetProperty("kind").GetString());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+            Assert.Equal("", run.Error);
+        }
+        else
+        {
+            Assert.Equal("", run.Output);
+            Assert.StartsWith($"error ({kind}): ", run.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', run.Error);
+        }
+    }
+
     private async Task<(int Exit, string Output)> SpineAsync(params string[] args)
+    {
+        var run = await RunSpineAsync(args);
+        Assert.True(run.Error.Length == 0 || run.Exit != 0, run.Error);
+        return (run.Exit, run.Output);
+    }
+
+    /// <summary>Runs the spine executable against the fixture's cluster unless told otherwise; kills it after 60 s.</summary>
+    private async Task<CliRun> RunSpineAsync(string[] args, string? connection = null, string? cluster = null, string? stdin = null,
+        Dictionary<string, string>? environment = null)
     {
         var cli = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace(
             Path.Combine("tests", "Spine.Tests"), Path.Combine("client", "Spine.Cli"), StringComparison.Ordinal), "spine.dll"));
-        var start = new ProcessStartInfo("dotnet", [cli, .. args, "--connection", fixture.Postgres.RuntimeConnectionString, "--cluster", fixture.Options.ClusterId])
+        var start = new ProcessStartInfo("dotnet", [cli, .. args, "--connection", connection ?? fixture.Postgres.RuntimeConnectionString, "--cluster", cluster ?? fixture.Options.ClusterId])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = stdin is not null,
         };
         start.Environment["SPINE_SERVICE_ID"] = fixture.Options.ServiceId;
+        foreach (var (name, value) in environment ?? [])
+        {
+            start.Environment[name] = value;
+        }
+
+        var started = Stopwatch.GetTimestamp();
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.True((await error).Length == 0 || process.ExitCode != 0, await error);
-        return (process.ExitCode, (await output).Trim());
+        if (stdin is not null)
+        {
+            await process.StandardInput.WriteAsync(stdin);
+            process.StandardInput.Close();
+        }
+
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch (TimeoutException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"spine {string.Join(' ', args)} did not exit within 60 s");
+        }
+
+        return new CliRun(process.ExitCode, (await output).Trim(), (await error).Trim(), Stopwatch.GetElapsedTime(started));
     }
+
+    private sealed record CliRun(int Exit, string Output, string Error, TimeSpan Elapsed);
 }
