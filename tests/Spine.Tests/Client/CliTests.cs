@@ -134,6 +134,20 @@ public sealed class CliTests(SiloProcessFixture fixture)
         AssertOneError(json, json: true, kind);
     }
 
+    [Fact]
+    public async Task AuditVerify_UnknownRun_FailsAsRunNotFound()
+    {
+        var runId = "r-" + Guid.NewGuid().ToString("N");
+
+        var text = await RunSpineAsync(["audit", "verify", runId]);
+        var json = await RunSpineAsync(["audit", "verify", runId, "--json"]);
+
+        Assert.Equal(1, text.Exit);
+        AssertOneError(text, json: false, "run_not_found");
+        Assert.Equal(1, json.Exit);
+        AssertOneError(json, json: true, "run_not_found");
+    }
+
     /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
     private static void AssertOneError(CliRun run, bool json, string kind)
     {
