@@ -44,22 +44,25 @@ root.Options.Add(service);
 root.Options.Add(connectTimeout);
 
 var workflowType = new Argument<string>("workflow-type") { Description = "The registered workflow type, e.g. agent." };
-var input = new Option<string>("--input") { Description = "The input as JSON.", DefaultValueFactory = _ => "{}" };
+var input = new Option<string?>("--input") { Description = "The input as JSON (default: {})." };
+var inputFile = new Option<string?>("--input-file") { Description = "Read the input from this file; - reads standard input." };
 var key = new Option<string?>("--key") { Description = "Idempotency key: starting the same key twice returns the same run." };
 var account = new Option<string?>("--account") { Description = "The account the run belongs to." };
 var version = new Option<int?>("--version") { Description = "Workflow version (default: newest)." };
 var wait = new Option<bool>("--wait") { Description = "Wait for the run to finish." };
-var start = new Command("start", "Start a run.") { workflowType, input, key, account, version, wait };
-start.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+var start = new Command("start", "Start a run.") { workflowType, input, inputFile, key, account, version, wait };
+start.SetAction((parse, ct) => RunAsync(parse, async () =>
 {
-    var info = await client.StartAsync(new StartRunRequest(parse.GetValue(workflowType)!, parse.GetValue(input)!, parse.GetValue(version), parse.GetValue(key), parse.GetValue(account)), ct);
+    var inputJson = await ReadInputAsync(parse.GetValue(input), parse.GetValue(inputFile), ct) ?? "{}";
+    await using var spine = await ConnectAsync(parse, ct);
+    var info = await spine.Client.StartAsync(new StartRunRequest(parse.GetValue(workflowType)!, inputJson, parse.GetValue(version), parse.GetValue(key), parse.GetValue(account)), ct);
     if (parse.GetValue(wait))
     {
-        info = await client.WaitAsync(info.RunId, null, ct);
+        info = await spine.Client.WaitAsync(info.RunId, null, ct);
     }
 
     return Print(parse, info, RunText(info), info.Status == RunStatus.Failed ? 1 : 0);
-}, ct));
+}));
 
 var status = new Command("status", "Show a run.") { runId };
 status.SetAction((parse, ct) => WithClientAsync(parse, async client =>
@@ -133,23 +136,26 @@ discard.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var fromStep = new Option<int?>("--from-step") { Description = "First step to execute again (default: the failing step)." };
 var replayInput = new Option<string?>("--input") { Description = "A changed input as JSON (default: the source's)." };
+var replayInputFile = new Option<string?>("--input-file") { Description = "Read the changed input from this file; - reads standard input." };
 var parameter = new Option<string[]>("--param") { Description = "A changed step parameter, name=value (repeatable).", AllowMultipleArgumentsPerToken = false };
 Command ReplayCommand()
 {
-    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, parameter, key, wait };
-    command.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, replayInputFile, parameter, key, wait };
+    command.SetAction((parse, ct) => RunAsync(parse, async () =>
     {
         var parameters = parse.GetValue(parameter) is { Length: > 0 } pairs
             ? pairs.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "")
             : null;
-        var info = await client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), parse.GetValue(replayInput), parameters, parse.GetValue(key)), ct);
+        var changedInput = await ReadInputAsync(parse.GetValue(replayInput), parse.GetValue(replayInputFile), ct);
+        await using var spine = await ConnectAsync(parse, ct);
+        var info = await spine.Client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), changedInput, parameters, parse.GetValue(key)), ct);
         if (parse.GetValue(wait))
         {
-            info = await client.WaitAsync(info.RunId, null, ct);
+            info = await spine.Client.WaitAsync(info.RunId, null, ct);
         }
 
         return Print(parse, info, RunText(info));
-    }, ct));
+    }));
     return command;
 }
 
@@ -186,7 +192,10 @@ foreach (var command in new[] { start, status, result, cancel, list, journal, dl
 }
 
 root.Subcommands.Add(audit);
-return await root.Parse(args).InvokeAsync();
+
+// No response files: with them any argument starting with @ names a file whose words replace it, so
+// --reason "@alice asked" fails and --input @run.json is split at its spaces. --input-file reads a file whole.
+return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();
 
 Task<int> DecideAsync(ParseResult parse, OperatorDecision decision, CancellationToken ct) => WithClientAsync(parse, async client =>
 {
@@ -285,6 +294,39 @@ SpineClientOptions ClientOptions(ParseResult parse)
     }
 
     return options;
+}
+
+static async Task<string?> ReadInputAsync(string? inline, string? file, CancellationToken ct)
+{
+    if (file is null)
+    {
+        return inline;
+    }
+
+    if (inline is not null)
+    {
+        throw CliException.InvalidArguments("pass the input with --input or with --input-file, not both");
+    }
+
+    using var reader = OpenInput(file);
+    return await reader.ReadToEndAsync(ct);
+}
+
+static TextReader OpenInput(string file)
+{
+    if (file == "-")
+    {
+        return Console.In;
+    }
+
+    try
+    {
+        return new StreamReader(file);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+    {
+        throw CliException.InvalidArguments($"cannot read '{file}': {e.Message}", e);
+    }
 }
 
 static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0)

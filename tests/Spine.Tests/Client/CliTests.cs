@@ -148,6 +148,57 @@ public sealed class CliTests(SiloProcessFixture fixture)
         AssertOneError(json, json: true, "run_not_found");
     }
 
+    [Fact]
+    public async Task Start_InputFileLargerThanOneArgumentMayBe_StartsTheRunWithAllOfIt()
+    {
+        // Linux caps one argument at 128 KiB (MAX_ARG_STRLEN), below the 1 MiB payload ceiling.
+        var padding = new string('x', 200 * 1024);
+        var file = Path.Combine(Path.GetTempPath(), $"spine-input-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(file, JsonSerializer.Serialize(new { steps = 1, stepMilliseconds = 0, padding }));
+        try
+        {
+            var (exit, output) = await SpineAsync("start", "ledger", "--input-file", file, "--wait", "--json");
+
+            Assert.Equal(0, exit);
+            var runId = JsonDocument.Parse(output).RootElement.GetProperty("runId").GetString()!;
+            Assert.Contains(padding, (await fixture.Client.GetJournalAsync(runId))[0].PayloadJson, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task StartAndReplay_InputFileDash_ReadStandardInput()
+    {
+        var padding = new string('y', 200 * 1024);
+
+        var started = await RunSpineAsync(["start", "ledger", "--input-file", "-", "--wait", "--json"],
+            stdin: JsonSerializer.Serialize(new { steps = 1, stepMilliseconds = 0, padding }));
+        var runId = JsonDocument.Parse(started.Output).RootElement.GetProperty("runId").GetString()!;
+        var replayed = await RunSpineAsync(["replay", runId, "--from-step", "1", "--input-file", "-", "--wait", "--json"],
+            stdin: """{"steps":2,"stepMilliseconds":0}""");
+
+        Assert.Equal(0, started.Exit);
+        Assert.Contains(padding, (await fixture.Client.GetJournalAsync(runId))[0].PayloadJson, StringComparison.Ordinal);
+        Assert.Equal(0, replayed.Exit);
+        var replay = JsonDocument.Parse(replayed.Output).RootElement;
+        Assert.Equal("Completed", replay.GetProperty("status").GetString());
+        Assert.Equal(2, JsonDocument.Parse(replay.GetProperty("resultJson").GetString()!).RootElement.GetProperty("steps").GetInt32());
+    }
+
+    [Fact]
+    public async Task Start_ArgumentStartingWithAt_IsTakenLiterallyNotAsAResponseFile()
+    {
+        var key = "@" + Guid.NewGuid().ToString("N");
+
+        var (exit, output) = await SpineAsync("start", "ledger", "--input", """{"steps":1,"stepMilliseconds":0}""", "--key", key, "--json");
+
+        Assert.Equal(0, exit);
+        Assert.Equal(key, JsonDocument.Parse(output).RootElement.GetProperty("idempotencyKey").GetString());
+    }
+
     /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
     private static void AssertOneError(CliRun run, bool json, string kind)
     {
