@@ -64,6 +64,63 @@ start.SetAction((parse, ct) => RunAsync(parse, async () =>
     return Print(parse, info, RunText(info), info.Status == RunStatus.Failed ? 1 : 0);
 }));
 
+var runsFile = new Option<string>("--file")
+{
+    Description = """JSON lines, one run per line: {"input": {...}, "key": "...", "account": "...", "version": n}, only "input" required; - reads standard input.""",
+    Required = true,
+};
+var parallel = new Option<int>("--parallel") { Description = "Runs started (and, with --wait, awaited) at once, 1 to 256.", DefaultValueFactory = _ => 16 };
+var linesAccount = new Option<string?>("--account") { Description = "The account of runs whose line names none." };
+var linesVersion = new Option<int?>("--version") { Description = "Workflow version of runs whose line names none (default: newest)." };
+var waitEach = new Option<bool>("--wait") { Description = "Wait for each run to finish; a line whose run does not complete counts as failed." };
+var startMany = new Command("start-many", "Start one run per line of a JSON-lines file, over one connection.") { workflowType, runsFile, linesAccount, linesVersion, parallel, waitEach };
+startMany.SetAction((parse, ct) => RunAsync(parse, async () =>
+{
+    var degree = parse.GetValue(parallel);
+    if (degree is < 1 or > 256)
+    {
+        throw CliException.InvalidArguments($"--parallel is {degree}: it must be between 1 and 256.");
+    }
+
+    using var lines = OpenInput(parse.GetValue(runsFile)!);
+    await using var spine = await ConnectAsync(parse, ct);
+    var (type, defaultAccount, defaultVersion, awaitRuns) = (parse.GetValue(workflowType)!, parse.GetValue(linesAccount), parse.GetValue(linesVersion), parse.GetValue(waitEach));
+    var (total, failed) = (0, new System.Collections.Concurrent.ConcurrentBag<int>());
+    await Parallel.ForEachAsync(RunLines.ReadAsync(lines, ct), new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = ct }, async (line, token) =>
+    {
+        Interlocked.Increment(ref total);
+        try
+        {
+            var info = await spine.Client.StartAsync(RunLines.Parse(line.Text, type, defaultAccount, defaultVersion), token);
+            if (awaitRuns)
+            {
+                info = await spine.Client.WaitAsync(info.RunId, null, token);
+                if (info.Status != RunStatus.Completed)
+                {
+                    failed.Add(line.Number);
+                }
+            }
+
+            Print(parse, new { line = line.Number, run = info }, $"line {line.Number}: {RunText(info)}");
+        }
+        catch (Exception e) when (Classify(e) is { } error)
+        {
+            failed.Add(line.Number);
+            Fail(parse, error.Kind, error.Message, 1, line.Number);
+        }
+    });
+
+    var failedLines = failed.Order().ToList();
+    if (!parse.GetValue(json))
+    {
+        Console.WriteLine(failedLines.Count == 0
+            ? $"{total} runs {(awaitRuns ? "completed" : "started")}"
+            : $"{total - failedLines.Count} of {total} runs {(awaitRuns ? "completed" : "started")}; failed lines: {string.Join(", ", failedLines.Take(20))}{(failedLines.Count > 20 ? ", ..." : "")}");
+    }
+
+    return failedLines.Count == 0 ? 0 : 1;
+}));
+
 var status = new Command("status", "Show a run.") { runId };
 status.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
@@ -186,7 +243,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }
@@ -335,15 +392,16 @@ static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0)
     return exitCode;
 }
 
-static int Fail(ParseResult parse, string kind, string message, int exitCode)
+static int Fail(ParseResult parse, string kind, string message, int exitCode, int? line = null)
 {
     if (parse.GetValue<bool>("--json"))
     {
-        Console.WriteLine(JsonSerializer.Serialize(new { error = new { kind, message } }, CliJson.Options));
+        var error = new { kind, message };
+        Console.WriteLine(JsonSerializer.Serialize(line is null ? new { error } : (object)new { line, error }, CliJson.Options));
     }
     else
     {
-        Console.Error.WriteLine($"error ({kind}): {message}");
+        Console.Error.WriteLine($"{(line is null ? "" : $"line {line}: ")}error ({kind}): {message}");
     }
 
     return exitCode;

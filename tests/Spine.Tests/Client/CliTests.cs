@@ -199,6 +199,48 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.Equal(key, JsonDocument.Parse(output).RootElement.GetProperty("idempotencyKey").GetString());
     }
 
+    [Fact]
+    public async Task StartMany_FileWithBadLines_StartsEveryGoodLineAndNamesEachBadOne()
+    {
+        var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        string[] lines =
+        [
+            $$"""{"input":{"steps":1,"stepMilliseconds":0},"key":"{{first}}"}""",
+            """{"input":{"steps":1""",
+            "",
+            $$"""{"input":{"steps":2,"stepMilliseconds":0},"key":"{{second}}","account":"cli-many"}""",
+            """{"steps":1}""",
+            """{"input":{"steps":"many"}}""",
+        ];
+        var file = Path.Combine(Path.GetTempPath(), $"spine-runs-{Guid.NewGuid():N}.jsonl");
+        await File.WriteAllLinesAsync(file, lines);
+        try
+        {
+            var json = await RunSpineAsync(["start-many", "ledger", "--file", file, "--account", "cli-default", "--parallel", "2", "--wait", "--json"]);
+            var text = await RunSpineAsync(["start-many", "ledger", "--file", "-", "--account", "cli-default", "--wait"], stdin: string.Join('\n', lines));
+
+            Assert.Equal(1, json.Exit);
+            var results = json.Output.Split('\n').Select(l => JsonDocument.Parse(l).RootElement).ToDictionary(r => r.GetProperty("line").GetInt32());
+            Assert.Equal(new[] { 1, 2, 4, 5, 6 }, results.Keys.Order());
+            Assert.All(new[] { 1, 4 }, n => Assert.Equal("Completed", results[n].GetProperty("run").GetProperty("status").GetString()));
+            Assert.Equal("cli-default", results[1].GetProperty("run").GetProperty("accountId").GetString());
+            Assert.Equal("cli-many", results[4].GetProperty("run").GetProperty("accountId").GetString());
+            Assert.All(new[] { 2, 5, 6 }, n => Assert.Equal("invalid_payload", results[n].GetProperty("error").GetProperty("kind").GetString()));
+
+            // The same file again: keyed lines return the runs already started, and the text form says the same.
+            Assert.Equal(1, text.Exit);
+            Assert.Contains($"line 1: {results[1].GetProperty("run").GetProperty("runId").GetString()} ", text.Output, StringComparison.Ordinal);
+            Assert.Contains($"line 4: {results[4].GetProperty("run").GetProperty("runId").GetString()} ", text.Output, StringComparison.Ordinal);
+            Assert.EndsWith("2 of 5 runs completed; failed lines: 2, 5, 6", text.Output, StringComparison.Ordinal);
+            Assert.Equal(new[] { "line 2: error (invalid_payload)", "line 5: error (invalid_payload)", "line 6: error (invalid_payload)" },
+                text.Error.Split('\n').Select(l => l[..l.IndexOf(':', l.IndexOf(':') + 1)]).Order());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
     /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
     private static void AssertOneError(CliRun run, bool json, string kind)
     {
