@@ -11,11 +11,11 @@ using Spine.Runs;
 
 // spine: the operator CLI over ISpineClient. Every command takes --json for scripts.
 var json = new Option<bool>("--json") { Description = "Print JSON instead of text.", Recursive = true };
+// No DefaultValueFactory here: help prints a default's value, and this one may hold a password.
 var connection = new Option<string?>("--connection")
 {
     Description = "PostgreSQL connection string of the cluster (default: $SPINE_CONNECTION).",
     Recursive = true,
-    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_CONNECTION"),
 };
 var cluster = new Option<string>("--cluster")
 {
@@ -320,7 +320,7 @@ async Task<CliSession> ConnectAsync(ParseResult parse, CancellationToken ct)
 
 SpineClientOptions ClientOptions(ParseResult parse)
 {
-    var connectionString = parse.GetValue(connection);
+    var connectionString = parse.GetValue(connection) ?? Environment.GetEnvironmentVariable("SPINE_CONNECTION");
     if (string.IsNullOrWhiteSpace(connectionString))
     {
         throw CliException.Configuration("no connection string: pass --connection or set SPINE_CONNECTION");

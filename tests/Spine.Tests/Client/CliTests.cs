@@ -241,6 +241,18 @@ public sealed class CliTests(SiloProcessFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task Help_ConnectionStringFromTheEnvironment_IsNotPrinted()
+    {
+        var secret = Guid.NewGuid().ToString("N");
+
+        var run = await RunSpineAsync(["status", "--help"], environment: new() { ["SPINE_CONNECTION"] = $"Host=db;Username=app;Password={secret}" });
+
+        Assert.Equal(0, run.Exit);
+        Assert.Contains("--connection", run.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, run.Output + run.Error, StringComparison.Ordinal);
+    }
+
     /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
     private static void AssertOneError(CliRun run, bool json, string kind)
     {
