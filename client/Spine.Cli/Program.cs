@@ -1,19 +1,21 @@
 using System.CommandLine;
+using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Spine.Cli;
 using Spine.Client;
 using Spine.Errors;
 using Spine.Runs;
 
 // spine: the operator CLI over ISpineClient. Every command takes --json for scripts.
 var json = new Option<bool>("--json") { Description = "Print JSON instead of text.", Recursive = true };
+// No DefaultValueFactory here: help prints a default's value, and this one may hold a password.
 var connection = new Option<string?>("--connection")
 {
     Description = "PostgreSQL connection string of the cluster (default: $SPINE_CONNECTION).",
     Recursive = true,
-    DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_CONNECTION"),
 };
 var cluster = new Option<string>("--cluster")
 {
@@ -27,6 +29,11 @@ var service = new Option<string>("--service")
     Recursive = true,
     DefaultValueFactory = _ => Environment.GetEnvironmentVariable("SPINE_SERVICE_ID") ?? "spine",
 };
+var connectTimeout = new Option<int?>("--connect-timeout")
+{
+    Description = "Give up connecting to the cluster after this many seconds (default: $SPINE_CONNECT_TIMEOUT or 10).",
+    Recursive = true,
+};
 var runId = new Argument<string>("run-id") { Description = "The run id." };
 
 var root = new RootCommand("Spine operator CLI: start, inspect and control durable workflow runs.");
@@ -34,23 +41,84 @@ root.Options.Add(json);
 root.Options.Add(connection);
 root.Options.Add(cluster);
 root.Options.Add(service);
+root.Options.Add(connectTimeout);
 
 var workflowType = new Argument<string>("workflow-type") { Description = "The registered workflow type, e.g. agent." };
-var input = new Option<string>("--input") { Description = "The input as JSON.", DefaultValueFactory = _ => "{}" };
+var input = new Option<string?>("--input") { Description = "The input as JSON (default: {})." };
+var inputFile = new Option<string?>("--input-file") { Description = "Read the input from this file; - reads standard input." };
 var key = new Option<string?>("--key") { Description = "Idempotency key: starting the same key twice returns the same run." };
 var account = new Option<string?>("--account") { Description = "The account the run belongs to." };
 var version = new Option<int?>("--version") { Description = "Workflow version (default: newest)." };
 var wait = new Option<bool>("--wait") { Description = "Wait for the run to finish." };
-var start = new Command("start", "Start a run.") { workflowType, input, key, account, version, wait };
-start.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+var start = new Command("start", "Start a run.") { workflowType, input, inputFile, key, account, version, wait };
+start.SetAction((parse, ct) => RunAsync(parse, async () =>
 {
-    var info = await client.StartAsync(new StartRunRequest(parse.GetValue(workflowType)!, parse.GetValue(input)!, parse.GetValue(version), parse.GetValue(key), parse.GetValue(account)), ct);
+    var inputJson = await ReadInputAsync(parse.GetValue(input), parse.GetValue(inputFile), ct) ?? "{}";
+    await using var spine = await ConnectAsync(parse, ct);
+    var info = await spine.Client.StartAsync(new StartRunRequest(parse.GetValue(workflowType)!, inputJson, parse.GetValue(version), parse.GetValue(key), parse.GetValue(account)), ct);
     if (parse.GetValue(wait))
     {
-        info = await client.WaitAsync(info.RunId, null, ct);
+        info = await spine.Client.WaitAsync(info.RunId, null, ct);
     }
 
     return Print(parse, info, RunText(info), info.Status == RunStatus.Failed ? 1 : 0);
+}));
+
+var runsFile = new Option<string>("--file")
+{
+    Description = """JSON lines, one run per line: {"input": {...}, "key": "...", "account": "...", "version": n}, only "input" required; - reads standard input.""",
+    Required = true,
+};
+var parallel = new Option<int>("--parallel") { Description = "Runs started (and, with --wait, awaited) at once, 1 to 256.", DefaultValueFactory = _ => 16 };
+var linesAccount = new Option<string?>("--account") { Description = "The account of runs whose line names none." };
+var linesVersion = new Option<int?>("--version") { Description = "Workflow version of runs whose line names none (default: newest)." };
+var waitEach = new Option<bool>("--wait") { Description = "Wait for each run to finish; a line whose run does not complete counts as failed." };
+var startMany = new Command("start-many", "Start one run per line of a JSON-lines file, over one connection.") { workflowType, runsFile, linesAccount, linesVersion, parallel, waitEach };
+startMany.SetAction((parse, ct) => RunAsync(parse, async () =>
+{
+    var degree = parse.GetValue(parallel);
+    if (degree is < 1 or > 256)
+    {
+        throw CliException.InvalidArguments($"--parallel is {degree}: it must be between 1 and 256.");
+    }
+
+    using var lines = OpenInput(parse.GetValue(runsFile)!);
+    await using var spine = await ConnectAsync(parse, ct);
+    var (type, defaultAccount, defaultVersion, awaitRuns) = (parse.GetValue(workflowType)!, parse.GetValue(linesAccount), parse.GetValue(linesVersion), parse.GetValue(waitEach));
+    var (total, failed) = (0, new System.Collections.Concurrent.ConcurrentBag<int>());
+    await Parallel.ForEachAsync(RunLines.ReadAsync(lines, ct), new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = ct }, async (line, token) =>
+    {
+        Interlocked.Increment(ref total);
+        try
+        {
+            var info = await spine.Client.StartAsync(RunLines.Parse(line.Text, type, defaultAccount, defaultVersion), token);
+            if (awaitRuns)
+            {
+                info = await spine.Client.WaitAsync(info.RunId, null, token);
+                if (info.Status != RunStatus.Completed)
+                {
+                    failed.Add(line.Number);
+                }
+            }
+
+            Print(parse, new { line = line.Number, run = info }, $"line {line.Number}: {RunText(info)}");
+        }
+        catch (Exception e) when (Classify(e) is { } error)
+        {
+            failed.Add(line.Number);
+            Fail(parse, error.Kind, error.Message, 1, line.Number);
+        }
+    });
+
+    var failedLines = failed.Order().ToList();
+    if (!parse.GetValue(json))
+    {
+        Console.WriteLine(failedLines.Count == 0
+            ? $"{total} runs {(awaitRuns ? "completed" : "started")}"
+            : $"{total - failedLines.Count} of {total} runs {(awaitRuns ? "completed" : "started")}; failed lines: {string.Join(", ", failedLines.Take(20))}{(failedLines.Count > 20 ? ", ..." : "")}");
+    }
+
+    return failedLines.Count == 0 ? 0 : 1;
 }));
 
 var status = new Command("status", "Show a run.") { runId };
@@ -58,7 +126,7 @@ status.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.GetAsync(parse.GetValue(runId)!, ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 
 var timeout = new Option<int?>("--timeout") { Description = "Give up after this many seconds." };
 var result = new Command("result", "Wait for a run and print its result.") { runId, timeout };
@@ -67,7 +135,7 @@ result.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     var seconds = parse.GetValue(timeout);
     var info = await client.WaitAsync(parse.GetValue(runId)!, seconds is null ? null : TimeSpan.FromSeconds(seconds.Value), ct);
     return Print(parse, info, info.Status == RunStatus.Completed ? info.ResultJson ?? "" : RunText(info), info.Status == RunStatus.Completed ? 0 : 1);
-}));
+}, ct));
 
 var reason = new Option<string?>("--reason") { Description = "Why the run is cancelled." };
 var cancel = new Command("cancel", "Cancel a run at its next step boundary.") { runId, reason };
@@ -75,7 +143,7 @@ cancel.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.CancelAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
 var typeFilter = new Option<string?>("--type") { Description = "Only runs of this workflow type." };
@@ -85,21 +153,21 @@ list.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var runs = await client.ListAsync(new RunQuery { Status = parse.GetValue(statusFilter), WorkflowType = parse.GetValue(typeFilter), AccountId = parse.GetValue(account), Limit = parse.GetValue(limit) }, ct);
     return Print(parse, runs, string.Join(Environment.NewLine, runs.Select(RunText)));
-}));
+}, ct));
 
 var journal = new Command("journal", "Print a run's journal.") { runId };
 journal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var rows = await client.GetJournalAsync(parse.GetValue(runId)!, ct);
     return Print(parse, rows, string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-15} {r.Name,-20} {r.Outcome,-5} {r.RecordedAt:O} {r.PayloadJson}")));
-}));
+}, ct));
 
 var verify = new Command("verify", "Recompute a run's journal hash chain (tamper check).") { runId };
 verify.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var check = await client.VerifyJournalAsync(parse.GetValue(runId)!, ct);
     return Print(parse, check, check.Intact ? $"{check.RunId}: {check.Rows} rows, hash chain intact" : $"{check.RunId}: BROKEN at row {check.FirstBadSeq}: {check.Problem}", check.Intact ? 0 : 3);
-}));
+}, ct));
 var audit = new Command("audit", "Audit commands.") { verify };
 
 var limitDlq = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
@@ -108,7 +176,7 @@ dlqList.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var runs = await client.ListDeadLettersAsync(parse.GetValue(limitDlq), ct);
     return Print(parse, runs, string.Join(Environment.NewLine, runs.Select(RunText)));
-}));
+}, ct));
 var dlqShow = new Command("show", "Show a dead-lettered run and its journal.") { runId };
 dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
@@ -116,28 +184,31 @@ dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     var rows = await client.GetJournalAsync(info.RunId, ct);
     return Print(parse, new { run = info, journal = rows },
         RunText(info) + Environment.NewLine + string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-20} {r.Step,4} {r.Name,-20} {r.Outcome,-5} attempt={r.Attempt} {r.PayloadJson}")));
-}));
+}, ct));
 var discard = new Command("discard", "Remove a run from the dead-letter queue (its journal stays).") { runId, reason };
 discard.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.DiscardAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
     return Print(parse, info, RunText(info));
-}));
+}, ct));
 var fromStep = new Option<int?>("--from-step") { Description = "First step to execute again (default: the failing step)." };
 var replayInput = new Option<string?>("--input") { Description = "A changed input as JSON (default: the source's)." };
+var replayInputFile = new Option<string?>("--input-file") { Description = "Read the changed input from this file; - reads standard input." };
 var parameter = new Option<string[]>("--param") { Description = "A changed step parameter, name=value (repeatable).", AllowMultipleArgumentsPerToken = false };
 Command ReplayCommand()
 {
-    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, parameter, key, wait };
-    command.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, replayInputFile, parameter, key, wait };
+    command.SetAction((parse, ct) => RunAsync(parse, async () =>
     {
         var parameters = parse.GetValue(parameter) is { Length: > 0 } pairs
             ? pairs.Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p.Length > 1 ? p[1] : "")
             : null;
-        var info = await client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), parse.GetValue(replayInput), parameters, parse.GetValue(key)), ct);
+        var changedInput = await ReadInputAsync(parse.GetValue(replayInput), parse.GetValue(replayInputFile), ct);
+        await using var spine = await ConnectAsync(parse, ct);
+        var info = await spine.Client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), changedInput, parameters, parse.GetValue(key)), ct);
         if (parse.GetValue(wait))
         {
-            info = await client.WaitAsync(info.RunId, null, ct);
+            info = await spine.Client.WaitAsync(info.RunId, null, ct);
         }
 
         return Print(parse, info, RunText(info));
@@ -163,62 +234,155 @@ breakerShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var verdict = await client.GetBreakerAsync(parse.GetValue(toolName)!, ct);
     return Print(parse, verdict, $"{verdict.Tool}: {verdict.State} (failure rate {verdict.FailureRate:P0} over {verdict.Calls} calls{(verdict.OpenUntil is { } until ? $", open until {until:O}" : "")})");
-}));
+}, ct));
 var breakerReset = new Command("reset", "Close a tool's circuit breaker.") { toolName };
 breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var verdict = await client.ResetBreakerAsync(parse.GetValue(toolName)!, ct);
     return Print(parse, verdict, $"{verdict.Tool}: {verdict.State}");
-}));
+}, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }
 
 root.Subcommands.Add(audit);
-return await root.Parse(args).InvokeAsync();
+
+// No response files: with them any argument starting with @ names a file whose words replace it, so
+// --reason "@alice asked" fails and --input @run.json is split at its spaces. --input-file reads a file whole.
+return await root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null }).InvokeAsync();
 
 Task<int> DecideAsync(ParseResult parse, OperatorDecision decision, CancellationToken ct) => WithClientAsync(parse, async client =>
 {
     var info = await client.ResolveEscalationAsync(parse.GetValue(runId)!, decision, ct);
     return Print(parse, info, RunText(info));
+}, ct);
+
+Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>> action, CancellationToken ct) => RunAsync(parse, async () =>
+{
+    await using var spine = await ConnectAsync(parse, ct);
+    return await action(spine.Client);
 });
 
-async Task<int> WithClientAsync(ParseResult parse, Func<ISpineClient, Task<int>> action)
+// Every command runs inside this: each error becomes one "error (kind): message" line, or one JSON object.
+static async Task<int> RunAsync(ParseResult parse, Func<Task<int>> command)
 {
-    var connectionString = parse.GetValue(connection);
-    if (string.IsNullOrWhiteSpace(connectionString))
+    try
     {
-        return Fail(parse, "configuration", "no connection string: pass --connection or set SPINE_CONNECTION", 2);
+        return await command();
     }
+    catch (Exception e) when (Classify(e) is { } error)
+    {
+        return Fail(parse, error.Kind, error.Message, error.ExitCode);
+    }
+}
 
+// Exit code 2: Spine could not be reached or is misconfigured, and the same command may work later or
+// elsewhere. Exit code 1: the cluster answered and refused or failed the request.
+static (string Kind, string Message, int ExitCode)? Classify(Exception e) => e switch
+{
+    CliException cli => (cli.Kind, cli.Message, cli.ExitCode),
+    ClusterUnavailableException or StorageUnavailableException => (((SpineException)e).Kind, e.Message, 2),
+    SpineException spine => (spine.Kind, spine.Message, 1),
+
+    // A cluster that went away after the client connected.
+    OrleansException or TimeoutException or SocketException => ("cluster_unavailable", e.Message, 2),
+    _ => null,
+};
+
+async Task<CliSession> ConnectAsync(ParseResult parse, CancellationToken ct)
+{
+    var options = ClientOptions(parse);
     var builder = Host.CreateApplicationBuilder();
     builder.Logging.ClearProviders();
     builder.Services.AddSpineClient(o =>
     {
-        o.ConnectionString = connectionString;
-        o.ClusterId = parse.GetValue(cluster)!;
-        o.ServiceId = parse.GetValue(service)!;
+        o.ConnectionString = options.ConnectionString;
+        o.ClusterId = options.ClusterId;
+        o.ServiceId = options.ServiceId;
+        o.ConnectTimeout = options.ConnectTimeout;
     });
-    using var host = builder.Build();
+    var host = builder.Build();
     try
     {
-        await host.StartAsync();
-        return await action(host.Services.GetRequiredService<ISpineClient>());
+        await host.StartAsync(ct);
+        return new CliSession(host, host.Services.GetRequiredService<ISpineClient>());
     }
-    catch (SpineException e)
+    catch
     {
-        return Fail(parse, e.Kind, e.Message, 1);
+        await host.StopAsync(CancellationToken.None);
+        host.Dispose();
+        throw;
     }
-    catch (Exception e) when (e is OrleansException or TimeoutException or System.Net.Sockets.SocketException)
+}
+
+SpineClientOptions ClientOptions(ParseResult parse)
+{
+    var connectionString = parse.GetValue(connection) ?? Environment.GetEnvironmentVariable("SPINE_CONNECTION");
+    if (string.IsNullOrWhiteSpace(connectionString))
     {
-        return Fail(parse, "cluster_unreachable", e.Message, 2);
+        throw CliException.Configuration("no connection string: pass --connection or set SPINE_CONNECTION");
     }
-    finally
+
+    var seconds = parse.GetValue(connectTimeout);
+    if (seconds is null && Environment.GetEnvironmentVariable("SPINE_CONNECT_TIMEOUT") is { Length: > 0 } fromEnvironment)
     {
-        await host.StopAsync();
+        seconds = int.TryParse(fromEnvironment, out var parsed)
+            ? parsed
+            : throw CliException.Configuration($"SPINE_CONNECT_TIMEOUT is '{fromEnvironment}': it must be a whole number of seconds");
+    }
+
+    var options = new SpineClientOptions
+    {
+        ConnectionString = connectionString,
+        ClusterId = parse.GetValue(cluster)!,
+        ServiceId = parse.GetValue(service)!,
+        ConnectTimeout = TimeSpan.FromSeconds(seconds ?? 10),
+    };
+    try
+    {
+        options.Validate();
+    }
+    catch (InvalidOperationException e)
+    {
+        throw CliException.Configuration(e.Message, e);
+    }
+
+    return options;
+}
+
+static async Task<string?> ReadInputAsync(string? inline, string? file, CancellationToken ct)
+{
+    if (file is null)
+    {
+        return inline;
+    }
+
+    if (inline is not null)
+    {
+        throw CliException.InvalidArguments("pass the input with --input or with --input-file, not both");
+    }
+
+    using var reader = OpenInput(file);
+    return await reader.ReadToEndAsync(ct);
+}
+
+static TextReader OpenInput(string file)
+{
+    if (file == "-")
+    {
+        return Console.In;
+    }
+
+    try
+    {
+        return new StreamReader(file);
+    }
+    catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+    {
+        throw CliException.InvalidArguments($"cannot read '{file}': {e.Message}", e);
     }
 }
 
@@ -228,15 +392,16 @@ static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0)
     return exitCode;
 }
 
-static int Fail(ParseResult parse, string kind, string message, int exitCode)
+static int Fail(ParseResult parse, string kind, string message, int exitCode, int? line = null)
 {
     if (parse.GetValue<bool>("--json"))
     {
-        Console.WriteLine(JsonSerializer.Serialize(new { error = new { kind, message } }, CliJson.Options));
+        var error = new { kind, message };
+        Console.WriteLine(JsonSerializer.Serialize(line is null ? new { error } : (object)new { line, error }, CliJson.Options));
     }
     else
     {
-        Console.Error.WriteLine($"error ({kind}): {message}");
+        Console.Error.WriteLine($"{(line is null ? "" : $"line {line}: ")}error ({kind}): {message}");
     }
 
     return exitCode;
@@ -254,4 +419,16 @@ internal static class CliJson
     {
         Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() },
     };
+}
+
+/// <summary>A started cluster client; disposing it disconnects.</summary>
+internal sealed class CliSession(IHost host, ISpineClient client) : IAsyncDisposable
+{
+    public ISpineClient Client { get; } = client;
+
+    public async ValueTask DisposeAsync()
+    {
+        await host.StopAsync(CancellationToken.None);
+        host.Dispose();
+    }
 }

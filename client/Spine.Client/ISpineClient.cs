@@ -36,6 +36,7 @@ public interface ISpineClient
     Task<IReadOnlyList<JournalEntryView>> GetJournalAsync(string runId, CancellationToken cancellationToken = default);
 
     /// <summary>Recomputes the run's journal hash chain in the database.</summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id (it has no journal).</exception>
     Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default);
 
     /// <summary>Decides on a run waiting in <see cref="RunStatus.AwaitingOperator"/>: retry the step, skip it with a result, or fail the run.</summary>

@@ -1,3 +1,5 @@
+using Npgsql;
+
 namespace Spine.Client;
 
 /// <summary>How a client finds the Spine cluster (configuration section <c>SpineClient</c>).</summary>
@@ -19,6 +21,15 @@ public sealed class SpineClientOptions
     public TimeSpan WaitSlice { get; set; } = TimeSpan.FromSeconds(20);
 
     /// <summary>
+    /// How long starting the client keeps trying to reach the cluster: the membership table in PostgreSQL and a
+    /// silo gateway listed there. After it, the host's start fails with <see cref="ClusterUnavailableException"/>
+    /// (no silo answered) or <see cref="Spine.Errors.StorageUnavailableException"/> (the database did not); a refused
+    /// login fails at once. An attempt under way when the time is up finishes first (Npgsql's <c>Timeout</c>, default
+    /// 15 s, bounds a database connection attempt). Between 1 second and 1 hour; default 30 s.
+    /// </summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// How long a start (or a replay) keeps trying while its outcome is unknown: the cluster or PostgreSQL is
     /// unreachable, or an acknowledgement was lost. Each try goes to the same run id, so a start that did land
     /// is returned, never repeated. Default 2 minutes.
@@ -31,6 +42,16 @@ public sealed class SpineClientOptions
         if (string.IsNullOrWhiteSpace(ConnectionString))
         {
             throw new InvalidOperationException("SpineClient:ConnectionString is empty: set it to the PostgreSQL database the silos use for clustering.");
+        }
+
+        try
+        {
+            _ = new NpgsqlConnectionStringBuilder(ConnectionString);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            // Npgsql's message names the offending keyword or position, never a value: safe to show.
+            throw new InvalidOperationException($"SpineClient:ConnectionString is not a valid PostgreSQL connection string: {e.Message}", e);
         }
 
         if (string.IsNullOrWhiteSpace(ClusterId) || string.IsNullOrWhiteSpace(ServiceId))
@@ -46,6 +67,11 @@ public sealed class SpineClientOptions
         if (StartRetryTimeout < TimeSpan.Zero || StartRetryTimeout > TimeSpan.FromHours(1))
         {
             throw new InvalidOperationException($"SpineClient:StartRetryTimeout is {StartRetryTimeout}: it must be between 0 and 1 hour.");
+        }
+
+        if (ConnectTimeout < TimeSpan.FromSeconds(1) || ConnectTimeout > TimeSpan.FromHours(1))
+        {
+            throw new InvalidOperationException($"SpineClient:ConnectTimeout is {ConnectTimeout}: it must be between 1 second and 1 hour.");
         }
     }
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
@@ -10,8 +11,11 @@ public static class SpineClientServiceCollectionExtensions
 {
     /// <summary>
     /// Adds an Orleans client that finds the silos through ADO.NET clustering on PostgreSQL, and
-    /// <see cref="ISpineClient"/> over it. The client connects when the host starts.
+    /// <see cref="ISpineClient"/> over it. The client connects when the host starts; when it cannot within
+    /// <see cref="SpineClientOptions.ConnectTimeout"/>, the host's start throws <see cref="ClusterUnavailableException"/>
+    /// or <see cref="Spine.Errors.StorageUnavailableException"/>.
     /// </summary>
+    /// <exception cref="InvalidOperationException">An option is missing or out of range; the message names it.</exception>
     public static IServiceCollection AddSpineClient(this IServiceCollection services, Action<SpineClientOptions> configure)
     {
         ArgumentNullException.ThrowIfNull(services);
@@ -34,7 +38,9 @@ public static class SpineClientServiceCollectionExtensions
                 o.ConnectionString = options.ConnectionString;
             });
             client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(5));
+            client.UseConnectionRetryFilter<ClusterConnectRetryFilter>();
         });
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ISpineClient>(sp => new SpineClient(sp.GetRequiredService<IClusterClient>(), sp.GetRequiredService<IOptions<SpineClientOptions>>()));
         return services;
     }

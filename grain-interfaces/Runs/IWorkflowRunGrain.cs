@@ -64,6 +64,7 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query);
 
     /// <summary>Recomputes the hash chain of a run's journal.</summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">The run has no journal.</exception>
     [Alias("VerifyJournalAsync")]
     Task<JournalVerification> VerifyJournalAsync(string runId);
 }

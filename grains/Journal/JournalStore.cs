@@ -1,4 +1,5 @@
 using Npgsql;
+using Spine.Errors;
 using Spine.Runs;
 using Spine.Storage;
 
@@ -132,9 +133,16 @@ public sealed class JournalStore(SpineDatabase database)
     }
 
     /// <summary>Recomputes a run's hash chain from the stored rows.</summary>
+    /// <exception cref="RunNotFoundException">The run has no journal rows: every run's first row records its start.</exception>
     public async Task<JournalVerification> VerifyAsync(string runId, CancellationToken cancellationToken = default)
     {
         var rows = await ReadAsync(runId, cancellationToken);
+        if (rows.Count == 0)
+        {
+            // "0 rows, intact" would vouch for a run that never existed, or hide a mistyped id.
+            throw new RunNotFoundException(runId);
+        }
+
         var previous = JournalHash.Genesis;
         for (var i = 0; i < rows.Count; i++)
         {

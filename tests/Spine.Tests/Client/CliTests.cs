@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Npgsql;
+using Spine.Silo.Hosting;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Client;
@@ -72,21 +74,250 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.Equal("Discarded", JsonDocument.Parse(discard).RootElement.GetProperty("status").GetString());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AnyCommand_ClusterWithNoSilo_FailsWithinConnectTimeoutAsClusterUnavailable(bool json)
+    {
+        var run = await RunSpineAsync(["status", "r-doesnotexist", "--connect-timeout", "3", .. (json ? ["--json"] : Array.Empty<string>())],
+            cluster: "absent-" + Guid.NewGuid().ToString("N")[..12]);
+
+        Assert.Equal(2, run.Exit);
+        AssertOneError(run, json, "cluster_unavailable");
+        Assert.True(run.Elapsed < TimeSpan.FromSeconds(30), $"took {run.Elapsed}, with a bound of 3 s");
+    }
+
+    [Fact]
+    public async Task AnyCommand_OnlyADeadSiloInTheMembershipTable_FailsWithinConnectTimeoutAsClusterUnavailable()
+    {
+        // What a SIGKILLed silo leaves behind: a row still marked active (3) whose gateway port nobody listens on.
+        var clusterId = "dead-" + Guid.NewGuid().ToString("N")[..12];
+        await fixture.Postgres.ScalarAsync<int>("""
+            WITH version AS (INSERT INTO orleansmembershipversiontable (deploymentid, version) VALUES (@cluster, 1) RETURNING deploymentid)
+            INSERT INTO orleansmembershiptable (deploymentid, address, port, generation, siloname, hostname, status, proxyport, starttime, iamalivetime)
+            SELECT deploymentid, '127.0.0.1', @port, 1, 'killed', 'localhost', 3, @port, now(), now() FROM version RETURNING status
+            """, ("cluster", clusterId), ("port", SiloProcessOptions.FreePort()));
+        try
+        {
+            var run = await RunSpineAsync(["list", "--json"], cluster: clusterId, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+
+            Assert.Equal(2, run.Exit);
+            AssertOneError(run, json: true, "cluster_unavailable");
+            Assert.True(run.Elapsed < TimeSpan.FromSeconds(30), $"took {run.Elapsed}, with a bound of 3 s");
+        }
+        finally
+        {
+            await fixture.Postgres.ScalarAsync<long>("WITH gone AS (DELETE FROM orleansmembershipversiontable WHERE deploymentid = @cluster RETURNING 1) SELECT count(*) FROM gone", ("cluster", clusterId));
+        }
+    }
+
+    [Theory]
+    [InlineData("closed port", "storage_unavailable")]
+    [InlineData("unknown login", "storage_unavailable")]
+    [InlineData("malformed", "configuration")]
+    public async Task AnyCommand_BadDatabaseSettings_PrintsOneTypedErrorInTextAndJson(string problem, string kind)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(fixture.Postgres.RuntimeConnectionString);
+        var connection = problem switch
+        {
+            "closed port" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Port = SiloProcessOptions.FreePort() }.ConnectionString,
+            "unknown login" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Username = "nobody_" + Guid.NewGuid().ToString("N")[..8] }.ConnectionString,
+            _ => $"Host={builder.Host};Port=not-a-port",
+        };
+
+        var text = await RunSpineAsync(["status", "r-doesnotexist"], connection: connection, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+        var json = await RunSpineAsync(["status", "r-doesnotexist", "--json"], connection: connection, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
+
+        Assert.Equal(2, text.Exit);
+        AssertOneError(text, json: false, kind);
+        Assert.Equal(2, json.Exit);
+        AssertOneError(json, json: true, kind);
+    }
+
+    [Fact]
+    public async Task AuditVerify_UnknownRun_FailsAsRunNotFound()
+    {
+        var runId = "r-" + Guid.NewGuid().ToString("N");
+
+        var text = await RunSpineAsync(["audit", "verify", runId]);
+        var json = await RunSpineAsync(["audit", "verify", runId, "--json"]);
+
+        Assert.Equal(1, text.Exit);
+        AssertOneError(text, json: false, "run_not_found");
+        Assert.Equal(1, json.Exit);
+        AssertOneError(json, json: true, "run_not_found");
+    }
+
+    [Fact]
+    public async Task Start_InputFileLargerThanOneArgumentMayBe_StartsTheRunWithAllOfIt()
+    {
+        // Linux caps one argument at 128 KiB (MAX_ARG_STRLEN), below the 1 MiB payload ceiling.
+        var padding = new string('x', 200 * 1024);
+        var file = Path.Combine(Path.GetTempPath(), $"spine-input-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(file, JsonSerializer.Serialize(new { steps = 1, stepMilliseconds = 0, padding }));
+        try
+        {
+            var (exit, output) = await SpineAsync("start", "ledger", "--input-file", file, "--wait", "--json");
+
+            Assert.Equal(0, exit);
+            var runId = JsonDocument.Parse(output).RootElement.GetProperty("runId").GetString()!;
+            Assert.Contains(padding, (await fixture.Client.GetJournalAsync(runId))[0].PayloadJson, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task StartAndReplay_InputFileDash_ReadStandardInput()
+    {
+        var padding = new string('y', 200 * 1024);
+
+        var started = await RunSpineAsync(["start", "ledger", "--input-file", "-", "--wait", "--json"],
+            stdin: JsonSerializer.Serialize(new { steps = 1, stepMilliseconds = 0, padding }));
+        var runId = JsonDocument.Parse(started.Output).RootElement.GetProperty("runId").GetString()!;
+        var replayed = await RunSpineAsync(["replay", runId, "--from-step", "1", "--input-file", "-", "--wait", "--json"],
+            stdin: """{"steps":2,"stepMilliseconds":0}""");
+
+        Assert.Equal(0, started.Exit);
+        Assert.Contains(padding, (await fixture.Client.GetJournalAsync(runId))[0].PayloadJson, StringComparison.Ordinal);
+        Assert.Equal(0, replayed.Exit);
+        var replay = JsonDocument.Parse(replayed.Output).RootElement;
+        Assert.Equal("Completed", replay.GetProperty("status").GetString());
+        Assert.Equal(2, JsonDocument.Parse(replay.GetProperty("resultJson").GetString()!).RootElement.GetProperty("steps").GetInt32());
+    }
+
+    [Fact]
+    public async Task Start_ArgumentStartingWithAt_IsTakenLiterallyNotAsAResponseFile()
+    {
+        var key = "@" + Guid.NewGuid().ToString("N");
+
+        var (exit, output) = await SpineAsync("start", "ledger", "--input", """{"steps":1,"stepMilliseconds":0}""", "--key", key, "--json");
+
+        Assert.Equal(0, exit);
+        Assert.Equal(key, JsonDocument.Parse(output).RootElement.GetProperty("idempotencyKey").GetString());
+    }
+
+    [Fact]
+    public async Task StartMany_FileWithBadLines_StartsEveryGoodLineAndNamesEachBadOne()
+    {
+        var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        string[] lines =
+        [
+            $$"""{"input":{"steps":1,"stepMilliseconds":0},"key":"{{first}}"}""",
+            """{"input":{"steps":1""",
+            "",
+            $$"""{"input":{"steps":2,"stepMilliseconds":0},"key":"{{second}}","account":"cli-many"}""",
+            """{"steps":1}""",
+            """{"input":{"steps":"many"}}""",
+        ];
+        var file = Path.Combine(Path.GetTempPath(), $"spine-runs-{Guid.NewGuid():N}.jsonl");
+        await File.WriteAllLinesAsync(file, lines);
+        try
+        {
+            var json = await RunSpineAsync(["start-many", "ledger", "--file", file, "--account", "cli-default", "--parallel", "2", "--wait", "--json"]);
+            var text = await RunSpineAsync(["start-many", "ledger", "--file", "-", "--account", "cli-default", "--wait"], stdin: string.Join('\n', lines));
+
+            Assert.Equal(1, json.Exit);
+            var results = json.Output.Split('\n').Select(l => JsonDocument.Parse(l).RootElement).ToDictionary(r => r.GetProperty("line").GetInt32());
+            Assert.Equal(new[] { 1, 2, 4, 5, 6 }, results.Keys.Order());
+            Assert.All(new[] { 1, 4 }, n => Assert.Equal("Completed", results[n].GetProperty("run").GetProperty("status").GetString()));
+            Assert.Equal("cli-default", results[1].GetProperty("run").GetProperty("accountId").GetString());
+            Assert.Equal("cli-many", results[4].GetProperty("run").GetProperty("accountId").GetString());
+            Assert.All(new[] { 2, 5, 6 }, n => Assert.Equal("invalid_payload", results[n].GetProperty("error").GetProperty("kind").GetString()));
+
+            // The same file again: keyed lines return the runs already started, and the text form says the same.
+            Assert.Equal(1, text.Exit);
+            Assert.Contains($"line 1: {results[1].GetProperty("run").GetProperty("runId").GetString()} ", text.Output, StringComparison.Ordinal);
+            Assert.Contains($"line 4: {results[4].GetProperty("run").GetProperty("runId").GetString()} ", text.Output, StringComparison.Ordinal);
+            Assert.EndsWith("2 of 5 runs completed; failed lines: 2, 5, 6", text.Output, StringComparison.Ordinal);
+            Assert.Equal(new[] { "line 2: error (invalid_payload)", "line 5: error (invalid_payload)", "line 6: error (invalid_payload)" },
+                text.Error.Split('\n').Select(l => l[..l.IndexOf(':', l.IndexOf(':') + 1)]).Order());
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public async Task Help_ConnectionStringFromTheEnvironment_IsNotPrinted()
+    {
+        var secret = Guid.NewGuid().ToString("N");
+
+        var run = await RunSpineAsync(["status", "--help"], environment: new() { ["SPINE_CONNECTION"] = $"Host=db;Username=app;Password={secret}" });
+
+        Assert.Equal(0, run.Exit);
+        Assert.Contains("--connection", run.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, run.Output + run.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
+    private static void AssertOneError(CliRun run, bool json, string kind)
+    {
+        if (json)
+        {
+            var error = JsonDocument.Parse(run.Output).RootElement.GetProperty("error");
+            Assert.Equal(kind, error.GetProperty("kind").GetString());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+            Assert.Equal("", run.Error);
+        }
+        else
+        {
+            Assert.Equal("", run.Output);
+            Assert.StartsWith($"error ({kind}): ", run.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', run.Error);
+        }
+    }
+
     private async Task<(int Exit, string Output)> SpineAsync(params string[] args)
+    {
+        var run = await RunSpineAsync(args);
+        Assert.True(run.Error.Length == 0 || run.Exit != 0, run.Error);
+        return (run.Exit, run.Output);
+    }
+
+    /// <summary>Runs the spine executable against the fixture's cluster unless told otherwise; kills it after 60 s.</summary>
+    private async Task<CliRun> RunSpineAsync(string[] args, string? connection = null, string? cluster = null, string? stdin = null,
+        Dictionary<string, string>? environment = null)
     {
         var cli = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace(
             Path.Combine("tests", "Spine.Tests"), Path.Combine("client", "Spine.Cli"), StringComparison.Ordinal), "spine.dll"));
-        var start = new ProcessStartInfo("dotnet", [cli, .. args, "--connection", fixture.Postgres.RuntimeConnectionString, "--cluster", fixture.Options.ClusterId])
+        var start = new ProcessStartInfo("dotnet", [cli, .. args, "--connection", connection ?? fixture.Postgres.RuntimeConnectionString, "--cluster", cluster ?? fixture.Options.ClusterId])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = stdin is not null,
         };
         start.Environment["SPINE_SERVICE_ID"] = fixture.Options.ServiceId;
+        foreach (var (name, value) in environment ?? [])
+        {
+            start.Environment[name] = value;
+        }
+
+        var started = Stopwatch.GetTimestamp();
         using var process = Process.Start(start)!;
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.True((await error).Length == 0 || process.ExitCode != 0, await error);
-        return (process.ExitCode, (await output).Trim());
+        if (stdin is not null)
+        {
+            await process.StandardInput.WriteAsync(stdin);
+            process.StandardInput.Close();
+        }
+
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        }
+        catch (TimeoutException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"spine {string.Join(' ', args)} did not exit within 60 s");
+        }
+
+        return new CliRun(process.ExitCode, (await output).Trim(), (await error).Trim(), Stopwatch.GetElapsedTime(started));
     }
+
+    private sealed record CliRun(int Exit, string Output, string Error, TimeSpan Elapsed);
 }
