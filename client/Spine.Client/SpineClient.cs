@@ -30,7 +30,7 @@ public sealed class SpineClient : ISpineClient
 
         // The run id is chosen once, here: every try below asks for the same run.
         var run = Run(RunIds.For(request));
-        return UntilKnownAsync(() => run.StartAsync(request), cancellationToken);
+        return UntilKnownAsync(run.GetPrimaryKeyString(), () => run.StartAsync(request), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -103,7 +103,7 @@ public sealed class SpineClient : ISpineClient
         ArgumentNullException.ThrowIfNull(request);
         var runId = request.IdempotencyKey is { Length: > 0 } key ? RunIds.FromIdempotencyKey("replay:" + request.SourceRunId, key) : RunIds.New();
         var run = Run(runId);
-        return UntilKnownAsync(() => run.StartReplayAsync(request), cancellationToken);
+        return UntilKnownAsync(runId, () => run.StartReplayAsync(request), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -118,9 +118,10 @@ public sealed class SpineClient : ISpineClient
     /// Asks a run grain to start until the answer is known. A failure that leaves the outcome unknown (the
     /// cluster or PostgreSQL unreachable, a call timed out, a silo died) is tried again against the same run
     /// id, where a start that landed is found and returned; so the caller either gets the run or an error
-    /// after which nothing it did not see was started, unless <see cref="SpineClientOptions.StartRetryTimeout"/> ran out first.
+    /// after which nothing it did not see was started; when <see cref="SpineClientOptions.StartRetryTimeout"/>
+    /// runs out first, a <see cref="StartOutcomeUnknownException"/> names the run id to look up or start again.
     /// </summary>
-    private async Task<RunInfo> UntilKnownAsync(Func<Task<RunInfo>> start, CancellationToken cancellationToken)
+    private async Task<RunInfo> UntilKnownAsync(string runId, Func<Task<RunInfo>> start, CancellationToken cancellationToken)
     {
         var deadline = DateTimeOffset.UtcNow + _startRetryTimeout;
         var delay = TimeSpan.FromMilliseconds(100);
@@ -130,8 +131,13 @@ public sealed class SpineClient : ISpineClient
             {
                 return await start().WaitAsync(cancellationToken);
             }
-            catch (Exception e) when (IsOutcomeUnknown(e) && DateTimeOffset.UtcNow + delay < deadline && !cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (IsOutcomeUnknown(e) && !cancellationToken.IsCancellationRequested)
             {
+                if (DateTimeOffset.UtcNow + delay >= deadline)
+                {
+                    throw new StartOutcomeUnknownException(runId, _startRetryTimeout, e);
+                }
+
                 await Task.Delay(delay, cancellationToken);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
             }

@@ -32,6 +32,9 @@ public enum JournalKind : short
     /// <summary>A step declared its compensating tool call before its first attempt.</summary>
     CompensationRegistered = 8,
 
+    /// <summary>A <c>ctx.SleepAsync</c> durable timer ended (its place in the journal orders it among parallel calls on replay).</summary>
+    TimerFired = 9,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
 
@@ -122,4 +125,5 @@ public sealed record RunRow(
     DateTimeOffset UpdatedAt,
     int? ErrorStep = null,
     string? ErrorStepName = null,
-    string? OriginRunId = null);
+    string? OriginRunId = null,
+    int JournalSeq = 0);

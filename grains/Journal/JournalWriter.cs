@@ -23,15 +23,24 @@ public sealed partial class JournalWriter : IAsyncDisposable
 
     private const string UpsertRunSql = """
         INSERT INTO spine_runs (run_id, workflow_type, workflow_version, account_id, idempotency_key, status,
-                                result, error_kind, error_message, created_at, updated_at, error_step, error_step_name, origin_run_id)
+                                result, error_kind, error_message, created_at, updated_at, error_step, error_step_name, origin_run_id, journal_seq)
         SELECT * FROM unnest(@run_id, @workflow_type, @workflow_version, @account_id, @idempotency_key, @status,
-                             @result, @error_kind, @error_message, @created_at, @updated_at, @error_step, @error_step_name, @origin_run_id)
+                             @result, @error_kind, @error_message, @created_at, @updated_at, @error_step, @error_step_name, @origin_run_id, @journal_seq)
         ON CONFLICT (run_id) DO UPDATE
         SET status = EXCLUDED.status, result = EXCLUDED.result, error_kind = EXCLUDED.error_kind,
-            error_message = EXCLUDED.error_message, updated_at = EXCLUDED.updated_at,
-            error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name
-        WHERE EXCLUDED.updated_at >= spine_runs.updated_at
-          AND (spine_runs.status NOT IN (3, 4, 5, 8, 9) OR (spine_runs.status = 8 AND EXCLUDED.status = 9))
+            error_message = EXCLUDED.error_message, updated_at = GREATEST(EXCLUDED.updated_at, spine_runs.updated_at),
+            error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name,
+            journal_seq = GREATEST(EXCLUDED.journal_seq, spine_runs.journal_seq)
+        WHERE CASE
+            -- A finished status is final; the one change after it is discarding a dead-lettered run.
+            WHEN spine_runs.status IN (3, 4, 5, 9) THEN false
+            WHEN spine_runs.status = 8 THEN EXCLUDED.status = 9
+            -- A finished status always wins over an unfinished one: the journal that finished is the longest.
+            WHEN EXCLUDED.status IN (3, 4, 5, 8, 9) THEN true
+            -- Otherwise the journal orders writes: fewer rows is stale; at the same length, the later write.
+            ELSE EXCLUDED.journal_seq > spine_runs.journal_seq
+                 OR (EXCLUDED.journal_seq = spine_runs.journal_seq AND EXCLUDED.updated_at >= spine_runs.updated_at)
+        END
         """;
 
     private readonly SpineDatabase _database;
@@ -74,7 +83,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
         var pending = new PendingWrite(rows, run);
         if (!_queue.Writer.TryWrite(pending))
         {
-            return Task.FromException(new StorageUnavailableException("journal append", "the journal writer is shut down"));
+            return Task.FromException(new StorageUnavailableException("journal append", "the journal writer is shut down", transient: false));
         }
 
         return pending.Completion.Task;
@@ -209,6 +218,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
             command.Parameters.Add(Array("error_step", NpgsqlDbType.Integer, runs.Select(r => r.ErrorStep).ToArray()));
             command.Parameters.Add(Array("error_step_name", NpgsqlDbType.Text, runs.Select(r => r.ErrorStepName).ToArray()));
             command.Parameters.Add(Array("origin_run_id", NpgsqlDbType.Text, runs.Select(r => r.OriginRunId).ToArray()));
+            command.Parameters.Add(Array("journal_seq", NpgsqlDbType.Integer, runs.Select(r => r.JournalSeq).ToArray()));
             batch.BatchCommands.Add(command);
         }
 

@@ -5,7 +5,10 @@ using Spine.Workflows;
 
 namespace Spine.Runs;
 
-/// <summary>What a run's first journal row records.</summary>
+/// <summary>
+/// What a run's first journal row records. <see cref="JournalFormat"/> 2 journals record when each sleep
+/// ended (<see cref="Journal.JournalKind.TimerFired"/>); rows written before it carry no value and read as 1.
+/// </summary>
 internal sealed record StartedPayload(
     string WorkflowType,
     int WorkflowVersion,
@@ -13,7 +16,8 @@ internal sealed record StartedPayload(
     string? IdempotencyKey,
     JsonElement Input,
     IReadOnlyDictionary<string, string>? Parameters = null,
-    RunOrigin? Origin = null);
+    RunOrigin? Origin = null,
+    int JournalFormat = 1);
 
 /// <summary>A recorded failure: of an attempt, a step, a compensation or a run.</summary>
 internal sealed record ErrorPayload(

@@ -19,6 +19,9 @@ internal sealed class RunState
 
     public RunOrigin? Origin { get; init; }
 
+    /// <summary>The journal format the run was started with (see <see cref="StartedPayload.JournalFormat"/>).</summary>
+    public int JournalFormat { get; init; } = 1;
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -52,6 +55,7 @@ internal sealed class RunState
         InputJson = started.Input.GetRawText(),
         Parameters = started.Parameters,
         Origin = started.Origin,
+        JournalFormat = started.JournalFormat,
         CreatedAt = at,
         UpdatedAt = at,
         Status = RunStatus.Running,
@@ -77,6 +81,9 @@ internal sealed class RunState
                 }
 
                 state.Escalations.Clear();
+                break;
+            case JournalKind.Escalated when state!.CancelRequested:
+                // Written by an attempt that ended after the cancel: the run is on its way to its end.
                 break;
             case JournalKind.Escalated:
                 var escalated = RunPayloads.ReadError(row.Payload);

@@ -21,6 +21,7 @@ namespace Spine.Runs;
 internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistration registration, RunState state) : IWorkflowContext
 {
     private readonly Dictionary<string, string> _pinnedTools = new(StringComparer.Ordinal);
+    private readonly ReplayOrder _replay = new(grain.History, state.JournalFormat >= 2);
     private int _step;
 
     public string RunId => grain.RunId;
@@ -44,6 +45,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var (step, recorded) = Next(JournalKind.Step, name);
         if (recorded is not null)
         {
+            await _replay.TurnAsync(step);
             return Deserialize<T>(Unwrap(recorded), step, name);
         }
 
@@ -72,6 +74,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var (step, recorded) = Next(JournalKind.Tool, tool, arguments, argumentsHash);
         if (recorded is not null)
         {
+            await _replay.TurnAsync(step);
             return ReadToolOutput(tool, Unwrap(recorded));
         }
 
@@ -89,6 +92,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var (step, recorded) = Next(JournalKind.Model, name);
         if (recorded is not null)
         {
+            await _replay.TurnAsync(step);
             return JsonSerializer.Deserialize<ChatResponse>(Unwrap(recorded), SpineJson.ModelOptions)!;
         }
 
@@ -116,9 +120,15 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         {
             using var document = JsonDocument.Parse(recorded.Payload!);
             wakeAt = document.RootElement.GetProperty("wakeAt").GetDateTimeOffset();
-            if (wakeAt <= grain.Time.GetUtcNow())
+            if (_replay.Holds(step))
             {
-                return;
+                // The journal says where this sleep ended among the other calls (or, in a format 1 journal,
+                // where it began, which is where it ended for a sequential workflow).
+                await _replay.TurnAsync(step);
+                if (state.JournalFormat >= 2 || wakeAt <= grain.Time.GetUtcNow())
+                {
+                    return;
+                }
             }
         }
         else
@@ -135,6 +145,13 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             }
 
             await grain.WaitUntilAsync(wakeAt, sleeping: true);
+            if (state.JournalFormat >= 2)
+            {
+                // The sleep ends live, after everything the journal already holds; its end is journaled so that
+                // a replay orders it among parallel calls exactly as it happened.
+                await _replay.DrainedAsync();
+                await grain.AppendAsync(JournalKind.TimerFired, step, "sleep", true, null);
+            }
         }
         finally
         {
@@ -168,7 +185,19 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         try
         {
             await grain.RefreshStatusAsync();
-            var outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
+            (JournalRow Row, bool Live) outcome;
+            try
+            {
+                outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
+            }
+            catch (StepFailedException)
+            {
+                // A live outcome reaches the workflow only after every outcome the journal already held.
+                await _replay.DrainedAsync();
+                throw;
+            }
+
+            await _replay.DrainedAsync();
             grain.ExitCall();
             entered = false;
             await grain.RefreshStatusAsync();
@@ -383,11 +412,13 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         var (step, recorded) = Next(kind, name);
         if (recorded is not null)
         {
+            await _replay.TurnAsync(step);
             return parse(JsonSerializer.Deserialize<string>(recorded.Payload!)!);
         }
 
         var value = produce();
         await grain.AppendAsync(kind, step, name, true, RunPayloads.Write(format(value)));
+        await _replay.DrainedAsync();
         return value;
     }
 

@@ -155,7 +155,8 @@ public sealed partial class WorkflowRunGrain
         var reused = source.History.Outcomes.Where(r => r.Step < fromStep).OrderBy(r => r.Step).ToList();
         var start = new StartRunRequest(sourceState.WorkflowType, request.InputJson ?? sourceState.InputJson, sourceState.WorkflowVersion,
             request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters);
-        return await BeginAsync(start, new RunOrigin(request.SourceRunId, fromStep), reused);
+        // The reused rows keep their meaning: the replay is written in its source's journal format.
+        return await BeginAsync(start, new RunOrigin(request.SourceRunId, fromStep), reused, sourceState.JournalFormat);
     }
 
     /// <summary>Hands an exhausted step to an operator: journals the escalation and waits for the decision.</summary>
@@ -163,12 +164,35 @@ public sealed partial class WorkflowRunGrain
     {
         var state = _state!;
 
-        // Armed before the first await: a decision or a cancel arriving while the escalation commits is not lost.
+        // A cancel that came during the step's last attempt found no waiter to wake: it takes effect here,
+        // before an escalation nobody could decide on any more.
+        ThrowIfCancelRequested();
+
+        // Armed before the first await: a cancel arriving while the escalation commits is not lost. The
+        // escalation itself becomes visible (and decidable) only once its row is durable.
         var decision = _operators[step] = new TaskCompletionSource<OperatorAction>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var status = LiveStatus(state.Escalations.Count + 1);
+        try
+        {
+            await AppendAsync(JournalKind.Escalated, step, name, false, RunPayloads.Write(error), state.ToRunRow(RunId) with { Status = status, UpdatedAt = now }, attempt);
+        }
+        catch
+        {
+            _operators.Remove(step);
+            throw;
+        }
+
+        if (state.CancelRequested)
+        {
+            // The cancel interleaved with the append: it already woke every waiter but this one.
+            _operators.Remove(step);
+            throw new RunCancelledException(RunId, state.CancelReason);
+        }
+
         state.Escalations[step] = new PendingEscalation(new Escalation(step, name, error.ToRunError()), stepKind);
         state.Status = LiveStatus(state.Escalations.Count);
-        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await AppendAsync(JournalKind.Escalated, step, name, false, RunPayloads.Write(error), state.ToRunRow(RunId), attempt);
+        state.UpdatedAt = now;
         return await WaitForDecisionAsync(step, decision);
     }
 

@@ -98,7 +98,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         if (_state!.Status.IsTerminal())
         {
-            // The final journal row and the final index row commit together: nothing to rewrite.
+            // The final rows commit with the final index row; restating it repairs an index that a refused or
+            // lost write left behind (a finished status always wins over an unfinished one).
+            await WriteAsync([], _state.ToRunRow(RunId));
             _terminal.TrySetResult();
             ScheduleIdleDeactivation();
             return;
@@ -260,7 +262,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// Appends rows and/or the index row in one commit: all of them are durable, or none. Every write of
     /// the run goes through here, one at a time, so two writes of one run never share (or reorder in) a batch.
     /// </summary>
-    internal async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run)
+    internal async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run, CancellationToken deadline = default)
     {
         await _appendLock.WaitAsync();
         try
@@ -278,10 +280,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                 seq++;
             }
 
+            // The index row says how long the journal is with these rows: that, not a clock, orders index writes.
+            run = run is null ? null : run with { JournalSeq = seq };
             try
             {
                 // An outage is ridden out here, in place: the run continues as soon as PostgreSQL answers again.
-                await _storage.ExecuteAsync(_ => _writer.AppendAsync(rows, run), _shutdown.Token);
+                using var stop = deadline.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token, deadline) : null;
+                await _storage.ExecuteAsync(_ => _writer.AppendAsync(rows, run), stop?.Token ?? _shutdown.Token);
             }
             catch (JournalConflictException) when (rows.Count > 0)
             {
@@ -293,10 +298,15 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                     throw;
                 }
             }
+            catch (StorageUnavailableException e) when (!e.IsTransient)
+            {
+                // Refused for good: the transaction did not commit, so this activation's view is still the journal.
+                throw;
+            }
             catch (Exception e) when (e is StorageUnavailableException or OperationCanceledException)
             {
-                // Refused for good, or this activation is ending: the journal stays the truth, and the next
-                // activation reads it afresh.
+                // The outcome is unknown (this activation is ending during an outage): the journal stays the
+                // truth, and the next activation reads it afresh.
                 DeactivateOnIdle();
                 throw;
             }
@@ -417,9 +427,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                         var left = earliest - Time.GetUtcNow();
                         return await this.RegisterOrUpdateReminder(ResumeReminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, Options.ResumeReminderPeriod);
                     }
-                    catch (Exception e) when (e is not OperationCanceledException)
+                    catch (Exception e) when (e is not (OperationCanceledException or ArgumentException))
                     {
-                        // The reminder table is PostgreSQL too: an outage is waited out like any other write.
+                        // The reminder table is PostgreSQL too: an outage is waited out like any other write (an
+                        // ArgumentException, a period below Orleans' minimum, is configuration and not retried).
                         throw new StorageUnavailableException("wait reminder registration", e.Message, e);
                     }
                 },
@@ -472,7 +483,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         await WriteAsync([], state.ToRunRow(RunId));
     }
 
-    private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused)
+    /// <summary>How long a start keeps trying to commit before it answers that its outcome is unknown (below Orleans' 30 s call timeout).</summary>
+    internal static readonly TimeSpan StartConfirmTimeout = TimeSpan.FromSeconds(20);
+
+    /// <summary>The journal format new runs are written in (see <see cref="StartedPayload.JournalFormat"/>).</summary>
+    internal const int CurrentJournalFormat = 2;
+
+    private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused, int journalFormat = CurrentJournalFormat)
     {
         if (_state is not null)
         {
@@ -493,21 +510,23 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         // No reminder here: the index row committed with the start says the run is executing, and the
         // recovery sweep (RunRecoveryGrain) resumes every such run whose silo died.
-        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin);
+        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat);
         var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
         rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
         try
         {
-            // The start and the rows a replay reuses commit together: a replay is never half-copied.
-            await WriteAsync(rows, state.ToRunRow(RunId));
+            // The start and the rows a replay reuses commit together: a replay is never half-copied. It is tried
+            // for a bounded time, inside the caller's call timeout, so that the caller hears back either way.
+            using var deadline = new CancellationTokenSource(StartConfirmTimeout, Time);
+            await WriteAsync(rows, state.ToRunRow(RunId), deadline.Token);
         }
         catch (OperationCanceledException e)
         {
-            // The activation ended while PostgreSQL was unreachable: whether the start landed is unknown here.
-            // Starting the same run id again is safe: the next activation reads the journal and either
-            // returns the run or starts it.
-            throw new StorageUnavailableException("run start", $"the silo stopped before the start of run {RunId} could be confirmed; start the same run id again", e);
+            // PostgreSQL stayed unreachable (or the silo is stopping): whether the start landed is unknown here,
+            // and this activation has stepped aside. Starting the same run id again is safe: the next
+            // activation reads the journal and either returns the run or starts it.
+            throw new StorageUnavailableException("run start", $"the start of run {RunId} could not be confirmed within {StartConfirmTimeout.TotalSeconds:0} s; start the same run id again", e);
         }
         catch (JournalConflictException)
         {
@@ -598,10 +617,37 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
         catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
         {
+            if (e is StorageUnavailableException { IsTransient: false } refused && await TryDeadLetterRefusedAsync(refused))
+            {
+                return;
+            }
+
             // Nothing after the last durable row happened as far as the run is concerned: step aside,
             // and let the recovery sweep (or a wait reminder) resume the run from its journal.
             LogSuspended(_logger, e, RunId);
             DeactivateOnIdle();
+        }
+    }
+
+    /// <summary>
+    /// PostgreSQL refused one of the run's writes for good (not an outage: the same write would be refused
+    /// again, and resuming would repeat the step's effect on every sweep). The run is dead-lettered without
+    /// compensating, since the refused row may be the outcome of a step whose effect happened: an operator
+    /// fixes the cause and replays it. Returns false when even that write is refused.
+    /// </summary>
+    private async Task<bool> TryDeadLetterRefusedAsync(StorageUnavailableException refused)
+    {
+        LogRefused(_logger, refused, RunId);
+        try
+        {
+            var message = $"Run {RunId}: PostgreSQL refused a journal write for good ({refused.Detail}); the run was dead-lettered without compensating, " +
+                "since the refused row may be the outcome of a step whose effect happened. Fix the cause, then replay the run.";
+            await FinishAsync(RunStatus.DeadLettered, null, new RunError("journal_refused", RunPayloads.Clean(message)));
+            return true;
+        }
+        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException or OperationCanceledException)
+        {
+            return false;
         }
     }
 
@@ -754,6 +800,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId} suspended; the recovery sweep or its wait reminder will resume it from the journal")]
     private static partial void LogSuspended(ILogger logger, Exception exception, string runId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId}: PostgreSQL refused a journal write for good; dead-lettering the run")]
+    private static partial void LogRefused(ILogger logger, Exception exception, string runId);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} cannot resume on this silo")]
     private static partial void LogCannotResume(ILogger logger, Exception exception, string runId);

@@ -63,7 +63,7 @@ public sealed class SiloCrashTests(SiloProcessFixture fixture)
         Assert.Equal(RunStatus.Completed, done.Status);
         Assert.True(done.UpdatedAt - sleeping.UpdatedAt >= TimeSpan.FromSeconds(3.5), $"woke after {done.UpdatedAt - sleeping.UpdatedAt}");
         var journal = await fixture.Client.GetJournalAsync(run.RunId);
-        Assert.Equal(["RunStarted", "Step", "Timer", "Step", "RunCompleted"], journal.Select(r => r.Kind));
+        Assert.Equal(["RunStarted", "Step", "Timer", "TimerFired", "Step", "RunCompleted"], journal.Select(r => r.Kind));
         Assert.Equal(2L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
     }
 

@@ -478,6 +478,11 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
                 })));
                 var last = await context.RunAsync("after", s => Task.FromResult(s.Step));
                 return $"{string.Join(",", steps)};{last}";
+            case "chains" or "sleepy-chains":
+                // Two branches of two calls each; b's calls finish before a's first one, so b's second call
+                // took step 3 and a's second step 4. In "sleepy-chains" a's first call is a durable sleep.
+                var chains = await Task.WhenAll(ChainAsync(context, "a", mode == "sleepy-chains"), ChainAsync(context, "b", false));
+                return string.Join("|", chains);
             case "sleeps":
                 // The longer sleep begins while the shorter one waits.
                 var shorter = context.SleepAsync(TimeSpan.FromSeconds(20));
@@ -497,6 +502,44 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
             default:
                 throw new ArgumentException(mode);
         }
+    }
+
+    private static async Task<string> ChainAsync(IWorkflowContext context, string branch, bool sleepFirst)
+    {
+        int first;
+        if (sleepFirst)
+        {
+            await context.SleepAsync(TimeSpan.FromMilliseconds(400));
+            first = 0;
+        }
+        else
+        {
+            first = await context.RunAsync($"{branch}1", async s =>
+            {
+                await Task.Delay(branch == "a" ? 400 : 0);
+                return s.Step;
+            });
+        }
+
+        var second = await context.RunAsync($"{branch}2", async s =>
+        {
+            if (branch == "a")
+            {
+                try
+                {
+                    await Gates.GetOrAdd(s.RunId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(s.CancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    Effects.Count(s.RunId, s.Name + "-stopped");
+                    throw;
+                }
+            }
+
+            Effects.Count(s.RunId, s.Name);
+            return s.Step;
+        });
+        return $"{branch}:{first},{second}";
     }
 }
 

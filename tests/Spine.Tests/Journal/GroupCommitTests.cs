@@ -68,13 +68,14 @@ public sealed class GroupCommitTests(ClusterFixture fixture)
             Assert.DoesNotContain(await fixture.Client.GetJournalAsync(run.RunId), e => e.Kind == "AttemptFailed");
         }
 
-        // The refused outcome is not the step's failure: the run is neither failed nor charged an attempt, and
-        // its next step never ran. Cancelling it ends it at the first step without an outcome.
-        var stuck = await fixture.Client.GetAsync(poisoned);
-        Assert.Equal(RunStatus.Running, stuck.Status);
+        // The refused outcome is not the step's failure: no attempt is charged and the step is not retried.
+        // Resuming would repeat its effect on every sweep, so the run is dead-lettered, uncompensated.
+        var refused = await fixture.Client.WaitAsync(poisoned, TimeSpan.FromSeconds(30));
+        Assert.Equal(RunStatus.DeadLettered, refused.Status);
+        Assert.Equal("journal_refused", refused.Error!.Kind);
         Assert.DoesNotContain(await fixture.Client.GetJournalAsync(poisoned), e => e.Kind is "AttemptFailed" or "Step");
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.Equal(1, Effects.Of(poisoned, "named"));
         Assert.Equal(0, Effects.Of(poisoned, "second"));
-        await fixture.Client.CancelAsync(poisoned, "test over");
-        Assert.Equal(RunStatus.Cancelled, (await fixture.Client.WaitAsync(poisoned, TimeSpan.FromSeconds(30))).Status);
     }
 }

@@ -55,6 +55,26 @@ public sealed class RunIndexTests(ClusterFixture fixture) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task SiloClockAhead_LaterWritesOfALongerJournal_StillApply()
+    {
+        var id = RunIds.New();
+
+        // A silo whose clock runs 10 s ahead wrote last; the silo that took over stamps earlier times.
+        await _writer.UpdateRunAsync(Row(id, RunStatus.Sleeping, T0.AddSeconds(10)) with { JournalSeq = 4 });
+        await _writer.UpdateRunAsync(Row(id, RunStatus.Running, T0.AddSeconds(1)) with { JournalSeq = 5 });
+        Assert.Equal(((short)RunStatus.Running, null), await StatusAsync(id));
+
+        await _writer.UpdateRunAsync(Row(id, RunStatus.Completed, T0.AddSeconds(2)) with { JournalSeq = 7, Result = "1" });
+        Assert.Equal(((short)RunStatus.Completed, "1"), await StatusAsync(id));
+
+        // A stale write of a shorter journal is ignored, whatever its clock said.
+        var other = RunIds.New();
+        await _writer.UpdateRunAsync(Row(other, RunStatus.Running, T0) with { JournalSeq = 6 });
+        await _writer.UpdateRunAsync(Row(other, RunStatus.Sleeping, T0.AddSeconds(30)) with { JournalSeq = 5 });
+        Assert.Equal(((short)RunStatus.Running, null), await StatusAsync(other));
+    }
+
+    [Fact]
     public async Task DeadLetteredRun_Discarded_IsTheOneChangeAfterAFinish()
     {
         var id = RunIds.New();

@@ -72,7 +72,7 @@ public sealed class ReadmeSampleTests(ClusterFixture fixture)
         Assert.False(string.IsNullOrEmpty(result.Note));
         Assert.Equal("rf-o-17-25", FakePayments.Refunds[$"{run.RunId}/2"]);
         var kinds = (await fixture.Client.GetJournalAsync(run.RunId)).Select(r => r.Kind);
-        Assert.Equal(["RunStarted", "Tool", "Step", "Timer", "Model", "RunCompleted"], kinds);
+        Assert.Equal(["RunStarted", "Tool", "Step", "Timer", "TimerFired", "Model", "RunCompleted"], kinds);
     }
 
     [Fact]

@@ -33,6 +33,28 @@ public sealed class ParallelStepTests(ClusterFixture fixture)
         Assert.Equal(1, Effects.Of(run.RunId, "c"));
     }
 
+    [Theory]
+    [InlineData("chains", "\"a:1,4|b:2,3\"")]
+    [InlineData("sleepy-chains", "\"a:0,4|b:2,3\"")]
+    public async Task ParallelBranchesOfTwoCalls_Reexecuted_NumberTheirCallsAsTheFirstExecutionDid(string mode, string expected)
+    {
+        var run = await fixture.Client.StartAsync("test.parallel", mode);
+        await Eventually.GetAsync(async () => (await fixture.Client.GetJournalAsync(run.RunId)).Count(r => r.Kind is "Step" or "TimerFired"), n => n == 3, Patience, "b's calls and a's first");
+        await Task.Delay(200);
+
+        // a2 is in flight: end the activation under it; the next one re-executes both branches from the journal.
+        await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
+        await Eventually.GetAsync(() => Task.FromResult(Effects.Of(run.RunId, "a2-stopped")), n => n == 1, Patience, "the old activation to stop a2");
+        ParallelWorkflow.Gates.GetOrAdd(run.RunId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+        await fixture.Client.GetAsync(run.RunId);
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Equal(expected, done.ResultJson);
+        Assert.Equal(1, Effects.Of(run.RunId, "b2"));
+        Assert.Equal(1, Effects.Of(run.RunId, "a2"));
+    }
+
     [Fact]
     public async Task ParallelSleeps_OneReminderDueAtTheEarliest_CancelWakesBoth()
     {

@@ -59,7 +59,7 @@ public sealed class WorkflowRunTests(ClusterFixture fixture)
         }
 
         var journal = await fixture.Client.GetJournalAsync(run.RunId);
-        Assert.Equal(["RunStarted", "Step", "Step", "Timer", "Step", "Step", "RunCompleted"], journal.Select(r => r.Kind));
+        Assert.Equal(["RunStarted", "Step", "Step", "Timer", "TimerFired", "Step", "Step", "RunCompleted"], journal.Select(r => r.Kind));
     }
 
     [Fact]
