@@ -60,6 +60,15 @@ public sealed partial class StorageRetry
     {
         ArgumentNullException.ThrowIfNull(operation);
 
+        // The first try goes straight to the operation: the pipeline costs nothing while PostgreSQL answers.
+        try
+        {
+            return await operation(cancellationToken);
+        }
+        catch (StorageUnavailableException e) when (e.IsTransient && !cancellationToken.IsCancellationRequested)
+        {
+        }
+
         // Tries after the first resume on the caller's scheduler: inside a grain, the operation runs in the
         // grain's turn like any of its code (it may read the grain's state or register a reminder).
         var context = ResilienceContextPool.Shared.Get(continueOnCapturedContext: true, cancellationToken);
