@@ -16,6 +16,11 @@ namespace Spine.Runs;
 /// unrecorded step. After a silo dies, the recovery sweep brings executing runs back, and the reminder
 /// every wait registers brings waiting runs back when their wait is due.
 /// </summary>
+/// <remarks>
+/// Placed at random: the recovery sweep activates a dead silo's runs from one silo, and the default placement
+/// prefers the caller's silo, which landed every orphaned run on the sweep's silo.
+/// </remarks>
+[Orleans.Placement.RandomPlacement]
 public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemindable
 {
     internal const string ResumeReminderName = "spine.resume";
