@@ -229,6 +229,20 @@ public sealed class LocalPostgresServer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Crash-restarts the server: <c>pg_ctl restart -m immediate</c> drops every connection without a
+    /// checkpoint, as a crash would; the server recovers from its WAL and listens on the same port again.
+    /// Completes once it accepts connections. For fault tests and the <c>pg-restart</c> benchmark.
+    /// </summary>
+    /// <param name="ct">Cancels the wait.</param>
+    /// <returns>A task that completes when the server accepts connections again.</returns>
+    public async Task CrashRestartAsync(CancellationToken ct = default)
+    {
+        var logFile = Path.Combine(Path.GetDirectoryName(_clusterDirectory)!, LogFileName);
+        await _runner.RunAsync("pg_ctl", ["-D", _clusterDirectory, "-l", logFile, "-m", "immediate", "-w", "-t", "60", "restart"], "pg_ctl restart", ct);
+        await WaitForConnectionAsync(ct);
+    }
+
     /// <summary>Same as <see cref="StopAsync"/>.</summary>
     /// <returns>A task that completes when the server is stopped.</returns>
     public async ValueTask DisposeAsync() => await StopAsync();
