@@ -9,7 +9,7 @@ namespace Spine.Agents;
 /// <summary>The input of <see cref="AgentWorkflow"/>.</summary>
 /// <param name="Prompt">The user's request.</param>
 /// <param name="SystemPrompt">Instructions for the model.</param>
-/// <param name="Tools">The tools the model may call (newest versions); null for every registered tool.</param>
+/// <param name="Tools">The tools the model may call (newest versions). An agent gets only the tools it names: none when null, never every registered tool.</param>
 /// <param name="MaxTurns">The most model turns before the run gives up. Default 8.</param>
 /// <param name="ChatClient">A keyed chat client to use; null for the silo's default.</param>
 public sealed record AgentInput(string Prompt, string? SystemPrompt = null, IReadOnlyList<string>? Tools = null, int MaxTurns = 8, string? ChatClient = null);
@@ -42,9 +42,7 @@ public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, Ag
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
-        var available = input.Tools is null
-            ? tools.Newest.ToList()
-            : input.Tools.Select(name => tools.Resolve(name, null)).ToList();
+        var available = (input.Tools ?? []).Select(name => tools.Resolve(name, null)).ToList();
         var options = new ChatOptions { Tools = available.Select(t => (AITool)t.ToDeclaration()).ToList() };
 
         var history = new List<ChatMessage>();

@@ -11,14 +11,15 @@ public static class SchemaMigrator
 {
     private const long AdvisoryLockKey = 0x5350494E45; // "SPINE": serialises silos that migrate at once.
 
-    /// <summary>The schema files, in the order they apply.</summary>
-    public static IReadOnlyList<(string Name, string Sql)> Scripts()
+    /// <summary>The schema files, in the order they apply; with <paramref name="includeDemo"/>, the demo's tables after them.</summary>
+    public static IReadOnlyList<(string Name, string Sql)> Scripts(bool includeDemo = false)
     {
         var assembly = typeof(SchemaMigrator).Assembly;
-        return assembly.GetManifestResourceNames()
-            .Where(n => n.StartsWith("Spine.Schema.", StringComparison.Ordinal) && n.EndsWith(".sql", StringComparison.Ordinal))
-            .Order(StringComparer.Ordinal)
-            .Select(n => (n["Spine.Schema.".Length..], Read(assembly, n)))
+        var prefixes = includeDemo ? new[] { "Spine.Schema.", "Spine.DemoSchema." } : ["Spine.Schema."];
+        return prefixes.SelectMany(prefix => assembly.GetManifestResourceNames()
+                .Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && n.EndsWith(".sql", StringComparison.Ordinal))
+                .Order(StringComparer.Ordinal)
+                .Select(n => (n[prefix.Length..], Read(assembly, n))))
             .ToList();
     }
 
@@ -26,7 +27,11 @@ public static class SchemaMigrator
     /// Applies the schema with an owner connection, then, when <paramref name="runtimeLogin"/> is given,
     /// makes sure that login role exists and holds <c>spine_runtime</c>.
     /// </summary>
-    public static async Task ApplyAsync(string ownerConnectionString, string? runtimeLogin = null, CancellationToken cancellationToken = default)
+    /// <param name="ownerConnectionString">A connection as the owner of the schema.</param>
+    /// <param name="runtimeLogin">A login role to create (if missing) and grant <c>spine_runtime</c>.</param>
+    /// <param name="includeDemo">Also create the demo's tables (<c>infra/postgres/demo</c>), for a silo with the demo on.</param>
+    /// <param name="cancellationToken">Cancels the migration (it then rolls back).</param>
+    public static async Task ApplyAsync(string ownerConnectionString, string? runtimeLogin = null, bool includeDemo = false, CancellationToken cancellationToken = default)
     {
         await using var connection = new NpgsqlConnection(ownerConnectionString);
         await connection.OpenAsync(cancellationToken);
@@ -36,7 +41,7 @@ public static class SchemaMigrator
             await lockCommand.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        foreach (var (name, sql) in Scripts())
+        foreach (var (name, sql) in Scripts(includeDemo))
         {
             await using var command = new NpgsqlCommand(sql, connection, transaction);
             try

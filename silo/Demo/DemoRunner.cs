@@ -30,13 +30,14 @@ public static class DemoRunner
         var dataDirectory = Path.Combine(SpineSiloHost.ProjectRoot(), ".pgdata");
         Say($"starting PostgreSQL (data in {dataDirectory})");
         await using var postgres = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = 55432 });
-        await SchemaMigrator.ApplyAsync(postgres.ConnectionString, SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(postgres.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
         var runtime = new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
-        Say($"PostgreSQL ready on 127.0.0.1:{postgres.Port}; schema applied ({string.Join(", ", SchemaMigrator.Scripts().Select(s => s.Name))})");
+        Say($"PostgreSQL ready on 127.0.0.1:{postgres.Port}; schema applied ({string.Join(", ", SchemaMigrator.Scripts(includeDemo: true).Select(s => s.Name))})");
 
         var clusterId = $"demo-{DateTime.UtcNow:yyyyMMddHHmmss}";
         var options = new SiloProcessOptions
         {
+            Demo = true,
             ConnectionString = runtime,
             ClusterId = clusterId,
             SiloPort = SiloProcessOptions.FreePort(),
@@ -73,7 +74,7 @@ public static class DemoRunner
         ];
         for (var i = 0; i < AgentRuns; i++)
         {
-            var run = await client.StartAsync("agent", new AgentInput(prompts[i]), idempotencyKey: $"{clusterId}-agent-{i}", accountId: "demo");
+            var run = await client.StartAsync("agent", new AgentInput(prompts[i], Tools: ["calculator", "text_stats", "notes_append"]), idempotencyKey: $"{clusterId}-agent-{i}", accountId: "demo");
             runIds.Add(run.RunId);
         }
 

@@ -54,6 +54,7 @@ public sealed partial class SiloProcess : IAsyncDisposable
             ["Logging__LogLevel__Orleans"] = "Warning",
             ["Logging__LogLevel__Spine"] = "Information",
             ["DOTNET_gcServer"] = "0",
+            ["Silo__Demo"] = options.Demo ? "true" : "false",
         };
         foreach (var (key, value) in options.Environment)
         {
@@ -207,6 +208,9 @@ public sealed class SiloProcessOptions
 
     /// <summary>The resume reminder period (how soon a run of a dead silo resumes). Default 2 s.</summary>
     public TimeSpan ResumeReminderPeriod { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Whether the silo registers the demo workflows and tools (<c>Silo:Demo</c>). Default false.</summary>
+    public bool Demo { get; init; }
 
     /// <summary>Extra environment variables.</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();

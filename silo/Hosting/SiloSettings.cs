@@ -28,6 +28,13 @@ public sealed class SiloSettings
     public bool Dashboard { get; set; } = true;
 
     /// <summary>
+    /// Registers the demo workflows, tools and scripted model (<c>Silo:Demo</c>, environment <c>Silo__Demo</c>) and,
+    /// on the embedded PostgreSQL, creates their tables. Default false: a production silo runs only what its
+    /// host registers. The <c>demo</c> command turns it on for the silos it starts.
+    /// </summary>
+    public bool Demo { get; set; }
+
+    /// <summary>
     /// Where the embedded PostgreSQL keeps its data when <c>Spine:ConnectionString</c> is empty.
     /// Default: <c>.pgdata</c> at the repository root (or the working folder).
     /// </summary>

@@ -10,7 +10,7 @@ using Spine.Storage;
 
 namespace Spine.Silo.Hosting;
 
-/// <summary>Builds the silo web host: Orleans on PostgreSQL, the Dashboard, the demo workflows.</summary>
+/// <summary>Builds the silo web host: Orleans on PostgreSQL, the Dashboard, and the demo workflows when <c>Silo:Demo</c> is on.</summary>
 public static class SpineSiloHost
 {
     /// <summary>The login role the silo uses on the embedded PostgreSQL (member of <c>spine_runtime</c>).</summary>
@@ -35,7 +35,7 @@ public static class SpineSiloHost
         {
             var dataDirectory = settings.LocalDataDirectory ?? Path.Combine(ProjectRoot(), ".pgdata");
             local = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = settings.LocalPostgresPort }, logger);
-            await SchemaMigrator.ApplyAsync(local.ConnectionString, RuntimeLogin);
+            await SchemaMigrator.ApplyAsync(local.ConnectionString, RuntimeLogin, settings.Demo);
             connectionString = new Npgsql.NpgsqlConnectionStringBuilder(local.ConnectionString) { Username = RuntimeLogin }.ConnectionString;
             logger.LogInformation(
                 "No Spine:ConnectionString configured: using the embedded PostgreSQL on 127.0.0.1:{Port} with data in {DataDirectory} (schema applied, connecting as {Login})",
@@ -64,7 +64,10 @@ public static class SpineSiloHost
                 silo.AddDashboard();
             }
         });
-        builder.Services.AddSpineDemo(builder.Configuration);
+        if (settings.Demo)
+        {
+            builder.Services.AddSpineDemo(builder.Configuration);
+        }
         AddTelemetry(builder);
 
         var app = builder.Build();

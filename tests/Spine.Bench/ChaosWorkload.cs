@@ -41,10 +41,11 @@ public static class ChaosWorkload
         }
 
         await using var _ = server;
-        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin, includeDemo: true);
         var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
         var options = new SiloProcessOptions
         {
+            Demo = true,
             ConnectionString = runtime,
             ClusterId = "chaos-" + Guid.NewGuid().ToString("N")[..8],
             ServiceId = "chaos-" + Guid.NewGuid().ToString("N")[..8],

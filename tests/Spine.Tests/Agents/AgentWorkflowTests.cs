@@ -10,7 +10,7 @@ public sealed class AgentWorkflowTests(ClusterFixture fixture)
     [Fact]
     public async Task Agent_ScriptedModel_EachTurnAndToolCallIsOneJournaledStep()
     {
-        var run = await fixture.Client.StartAsync("agent", new AgentInput("What is (1200 + 34) * 3?"));
+        var run = await fixture.Client.StartAsync("agent", new AgentInput("What is (1200 + 34) * 3?", Tools: ["calculator", "text_stats", "notes_append"]));
 
         var output = await fixture.Client.GetResultAsync<AgentOutput>(run.RunId);
 
@@ -28,7 +28,7 @@ public sealed class AgentWorkflowTests(ClusterFixture fixture)
     [Fact]
     public async Task Agent_ModelCallsUnknownToolAndBreaksSchema_ErrorsGoBackToModelAndRunCompletes()
     {
-        var run = await fixture.Client.StartAsync("agent", new AgentInput("anything", ChatClient: "misbehaving"));
+        var run = await fixture.Client.StartAsync("agent", new AgentInput("anything", Tools: ["calculator"], ChatClient: "misbehaving"));
 
         var output = await fixture.Client.GetResultAsync<AgentOutput>(run.RunId);
 
@@ -76,5 +76,17 @@ public sealed class AgentWorkflowTests(ClusterFixture fixture)
         Assert.Equal(keys[0], keys[1]);
         var journal = await fixture.Client.GetJournalAsync(run.RunId);
         Assert.Equal(["RunStarted", "Model", "Tool", "Model", "RunCompleted"], journal.Select(r => r.Kind));
+    }
+
+    [Fact]
+    public async Task Agent_NamingNoTools_IsOfferedNone()
+    {
+        var run = await fixture.Client.StartAsync("agent", new AgentInput("What is 6 * 7?"));
+
+        var output = await fixture.Client.GetResultAsync<AgentOutput>(run.RunId);
+
+        // Every demo tool is registered on the test silos, yet the model was offered none of them.
+        Assert.Equal(1, output.Turns);
+        Assert.Empty(output.ToolCalls);
     }
 }

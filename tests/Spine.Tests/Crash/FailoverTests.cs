@@ -27,6 +27,7 @@ public sealed class FailoverTests : IAsyncLifetime
         {
             _silos.Add(SiloProcess.Start(new SiloProcessOptions
             {
+                Demo = true,
                 ConnectionString = _postgres.RuntimeConnectionString,
                 ClusterId = cluster,
                 ServiceId = cluster,

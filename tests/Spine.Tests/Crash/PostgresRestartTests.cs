@@ -34,11 +34,12 @@ public sealed class PostgresRestartTests : IAsyncLifetime
             DataDirectory = Path.Combine(Path.GetTempPath(), "spine-pg-restart-" + Guid.NewGuid().ToString("N")[..8]),
             DeleteOnStop = true,
         });
-        await SchemaMigrator.ApplyAsync(_server.ConnectionString, SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(_server.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
         _runtime = new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
         var cluster = "pg-restart-" + Guid.NewGuid().ToString("N")[..8];
         _silo = SiloProcess.Start(new SiloProcessOptions
         {
+            Demo = true,
             ConnectionString = _runtime,
             ClusterId = cluster,
             ServiceId = cluster,

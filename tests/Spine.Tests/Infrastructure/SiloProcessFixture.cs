@@ -30,6 +30,7 @@ public sealed class SiloProcessFixture : IAsyncLifetime
         Postgres = await TestPostgres.GetAsync();
         Options = new SiloProcessOptions
         {
+            Demo = true,
             ConnectionString = Postgres.RuntimeConnectionString,
             ClusterId = "test-" + Guid.NewGuid().ToString("N")[..12],
             ServiceId = "test-" + Guid.NewGuid().ToString("N")[..12],

@@ -64,7 +64,7 @@ public sealed class TestPostgres
             AppDomain.CurrentDomain.ProcessExit += (_, _) => _local.StopAsync().GetAwaiter().GetResult();
         }
 
-        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin, includeDemo: true);
         return new TestPostgres(owner);
     }
 }

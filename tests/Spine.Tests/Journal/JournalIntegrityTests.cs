@@ -102,8 +102,8 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
     {
         var before = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery");
 
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin);
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin);
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
 
         Assert.Equal(before, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery"));
         Assert.Equal(20L, before);

@@ -1,4 +1,5 @@
--- Tables of the demo tools and workflows that ship with the silo (silo/Demo). Each side effect is
+-- Tables of the demo tools and workflows (silo/Demo), created only when the demo is on (the `demo` command or
+-- Silo:Demo=true): they are not part of the product schema. Each side effect is
 -- keyed by the idempotency key Spine hands the tool, so a re-executed step never applies twice.
 
 CREATE TABLE IF NOT EXISTS spine_demo_notes
