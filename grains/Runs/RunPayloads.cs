@@ -30,7 +30,8 @@ internal sealed record ErrorPayload(
     int? Step = null,
     string? StepName = null,
     string? StepKind = null,
-    string? ArgumentsHash = null);
+    string? ArgumentsHash = null,
+    bool OutcomeUnknown = false);
 
 /// <summary>An operator's decision as journaled.</summary>
 internal sealed record DecisionPayload(OperatorAction Action, string? Reason, string? Operator);

@@ -218,8 +218,10 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
         {
             // Declared before the first attempt, so the declaration is durable before any effect can happen.
+            // The compensating tool's version is pinned now: a later deploy does not change what undoes this step.
+            var version = compensation.Version ?? grain.Tools.TryResolve(compensation.Tool)?.Definition.Version;
             await grain.AppendAsync(JournalKind.CompensationRegistered, step, name, true,
-                RunPayloads.Write(new CompensationPayload(compensation.Tool, compensation.Version, compensation.Arguments)));
+                RunPayloads.Write(new CompensationPayload(compensation.Tool, version, compensation.Arguments)));
         }
 
         var escalate = options?.EscalateToOperator ?? registration.EscalateToOperator;
@@ -265,7 +267,8 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
             }
 
             var errorClass = ErrorClassifier.Classify(failure, classify);
-            var error = RunPayloads.ErrorOf(failure, errorClass) with { ArgumentsHash = argumentsHash };
+            // A call that timed out may have had its effect: recorded, so a failing run still compensates the step.
+            var error = RunPayloads.ErrorOf(failure, errorClass) with { ArgumentsHash = argumentsHash, OutcomeUnknown = failure is TimeoutException };
             var now = grain.Time.GetUtcNow();
             if (failure is CircuitOpenException open)
             {

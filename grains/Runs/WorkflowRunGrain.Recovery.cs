@@ -227,15 +227,22 @@ public sealed partial class WorkflowRunGrain
         }
     }
 
-    /// <summary>Registered compensations of steps that succeeded and are not compensated yet, newest first.</summary>
+    /// <summary>
+    /// Registered compensations of steps that may have had their effect and are not compensated yet, newest
+    /// first: steps that succeeded, and failed steps with an attempt whose outcome is unknown (a timeout).
+    /// </summary>
     /// <remarks>A step an operator skipped did nothing to undo, so it is not compensated.</remarks>
     private IEnumerable<JournalRow> PendingCompensations() =>
         _history.Events(JournalKind.CompensationRegistered)
-            .Where(r => _history.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Ok)
+            .Where(r => _history.TryGetOutcome(r.Step!.Value, out var outcome) && (outcome.Ok || MayHaveHadEffect(r.Step!.Value, outcome)))
             .Where(r => !_history.EventsOf(r.Step!.Value).Any(e =>
                 (e.Kind == JournalKind.Compensated && e.Ok)
                 || (e.Kind == JournalKind.OperatorDecided && RunPayloads.Read<DecisionPayload>(e.Payload).Action == OperatorAction.Skip)))
             .OrderByDescending(r => r.Step);
+
+    private bool MayHaveHadEffect(int step, JournalRow failedOutcome) =>
+        RunPayloads.ReadError(failedOutcome.Payload).OutcomeUnknown
+        || _history.EventsOf(step).Any(e => e.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(e.Payload).OutcomeUnknown);
 
     /// <summary>Runs the pending compensations in reverse step order; returns the error when one exhausts its retries.</summary>
     private async Task<ErrorPayload?> CompensateAsync()
@@ -258,14 +265,25 @@ public sealed partial class WorkflowRunGrain
                 await WaitUntilAsync(due, sleeping: false);
             }
 
+            var firstFailureAt = failures.Count > 0 ? failures[0].RecordedAt : (DateTimeOffset?)null;
+            DateTimeOffset? openSince = null;
             while (true)
             {
                 RegisteredTool? tool = null;
                 System.Text.Json.JsonElement output;
+                var permit = Spine.Breakers.BreakerPermit.Allowed;
                 try
                 {
                     tool = Tools.Resolve(call.Tool, call.Version);
                     tool.ValidateInput(call.Arguments);
+
+                    // A compensation goes through the tool's breaker like any call: a tool that is down is waited out.
+                    (permit, var openUntil) = await Breakers.AcquireAsync(call.Tool, tool.Definition.Breaker ?? Options.Breaker);
+                    if (permit == Spine.Breakers.BreakerPermit.Rejected)
+                    {
+                        throw new CircuitOpenException(call.Tool, openUntil);
+                    }
+
                     var context = new ToolContext(RunId, step, $"{RunId}/{step}/compensate", _shutdown.Token, attempt);
                     output = await tool.Tool.InvokeAsync(call.Arguments, context);
                     tool.ValidateOutput(output);
@@ -273,9 +291,31 @@ public sealed partial class WorkflowRunGrain
                 catch (Exception e) when (!_shutdown.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException))
                 {
                     var errorClass = ErrorClassifier.Classify(e, tool?.Definition.ClassifyError);
+                    if (e is not CircuitOpenException)
+                    {
+                        await ReportCompensationAsync(call.Tool, permit, errorClass != ErrorClass.Transient);
+                    }
+
                     var policy = tool?.Definition.Retry ?? Options.Retry.Compensation;
                     var error = RunPayloads.ErrorOf(e, errorClass) with { Step = step, StepName = call.Tool };
-                    if (errorClass == ErrorClass.Transient && attempt < policy.MaxAttempts)
+                    var now = Time.GetUtcNow();
+                    if (e is CircuitOpenException open && open.RetryAfter - (openSince ?? now) <= policy.MaxCircuitWait)
+                    {
+                        // Waited out with no attempt used and one row per wait, as for any step.
+                        if (openSince is null)
+                        {
+                            openSince = now;
+                            await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { RetryAt = open.RetryAfter }), attempt: attempt);
+                            attempt++;
+                        }
+
+                        await WaitUntilAsync(open.RetryAfter, sleeping: false);
+                        continue;
+                    }
+
+                    firstFailureAt ??= now;
+                    var withinDeadline = policy.TotalDeadline is not { } deadline || now + policy.DelayAfter(attempt, 0.5) - firstFailureAt <= deadline;
+                    if (errorClass == ErrorClass.Transient && attempt < policy.MaxAttempts && withinDeadline)
                     {
                         var retryAt = Time.GetUtcNow() + policy.DelayAfter(attempt, Jitter());
                         await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attempt);
@@ -291,11 +331,32 @@ public sealed partial class WorkflowRunGrain
                 // Outside the attempt, as for any step: a failure to journal it is not the compensation's failure.
                 await AppendAsync(JournalKind.Compensated, step, call.Tool, true,
                     RunPayloads.Write(new { version = tool.Definition.Version, input = call.Arguments, output }), attempt: attempt);
+                await ReportCompensationAsync(call.Tool, permit, true);
                 break;
             }
         }
 
         return null;
+    }
+
+    /// <summary>Tells the tool's breaker how a compensation call went; the breaker is advisory, so a failure to tell it changes nothing.</summary>
+    private async Task ReportCompensationAsync(string tool, Spine.Breakers.BreakerPermit permit, bool success)
+    {
+        try
+        {
+            if (permit == Spine.Breakers.BreakerPermit.Probe)
+            {
+                await Breakers.ReportProbeAsync(tool, success);
+            }
+            else if (permit == Spine.Breakers.BreakerPermit.Allowed)
+            {
+                Breakers.Record(tool, success);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            LogBreakerReportFailed(_logger, e, RunId, tool);
+        }
     }
 
     private ErrorPayload CompensationFailed(int step, string stepName, string tool, int attempts, string message, string? exceptionType, string? errorClass) =>

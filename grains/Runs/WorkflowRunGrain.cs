@@ -809,6 +809,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId}: PostgreSQL refused a journal write for good; dead-lettering the run")]
     private static partial void LogRefused(ILogger logger, Exception exception, string runId);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: reporting a compensation's outcome to the breaker of tool {Tool} failed")]
+    private static partial void LogBreakerReportFailed(ILogger logger, Exception exception, string runId, string tool);
+
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} cannot resume on this silo")]
     private static partial void LogCannotResume(ILogger logger, Exception exception, string runId);
 

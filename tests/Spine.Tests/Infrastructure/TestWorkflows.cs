@@ -596,3 +596,39 @@ public sealed class ReorderWorkflow : IWorkflow<int, string>
         return "done";
     }
 }
+
+/// <summary>A tool that takes longer than its 200 ms timeout: whether its effect happened is unknown to the run.</summary>
+public sealed class SlowTool : ITool
+{
+    public ToolDefinition Definition { get; } = new()
+    {
+        Name = "test_slow",
+        Version = "1.0.0",
+        Description = "Answers too late.",
+        InputSchema = """{"type":"object"}""",
+        OutputSchema = """{"type":"object"}""",
+        Timeout = TimeSpan.FromMilliseconds(200),
+        Retry = new RetryPolicy { MaxAttempts = 2, InitialDelay = TimeSpan.FromMilliseconds(50), Jitter = 0 },
+        Breaker = new BreakerPolicy { Enabled = false },
+    };
+
+    public async Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    {
+        await Task.Delay(TimeSpan.FromSeconds(5), context.CancellationToken);
+        return JsonSerializer.SerializeToElement(new { });
+    }
+}
+
+/// <summary>A step that times out, registered with a compensation (the run then fails).</summary>
+[Workflow("test.timeout-saga")]
+public sealed class TimeoutSagaWorkflow : IWorkflow<int, string>
+{
+    public async Task<string> RunAsync(IWorkflowContext context, int ignored)
+    {
+        await context.CallToolAsync("test_effect", JsonSerializer.SerializeToElement(new { action = "book" }),
+            options: new StepOptions { Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "unbook" })) });
+        await context.CallToolAsync("test_slow", JsonSerializer.SerializeToElement(new { }),
+            options: new StepOptions { Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "undo-slow" })) });
+        return "done";
+    }
+}

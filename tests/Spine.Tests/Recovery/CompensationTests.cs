@@ -86,4 +86,17 @@ public sealed class CompensationTests(ClusterFixture fixture)
         Assert.Single(actions, a => a == "refund");
         Assert.Equal(2, actions.Count(a => a == "release"));
     }
+
+    [Fact]
+    public async Task StepTimedOut_RunFails_TheTimedOutStepIsCompensatedToo()
+    {
+        var run = await fixture.Client.StartAsync("test.timeout-saga", 0);
+        var done = await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+        // The slow call may have had its effect before its answer was given up on: it is undone, newest first.
+        Assert.Equal(RunStatus.DeadLettered, done.Status);
+        Assert.Equal(["book", "undo-slow", "unbook"], EffectTool.CallsOf(run.RunId).Select(c => c.Action));
+        var compensation = (await fixture.Client.GetJournalAsync(run.RunId)).Where(r => r.Kind == "CompensationRegistered").ToList();
+        Assert.All(compensation, r => Assert.Contains("\"version\":\"1.0.0\"", r.PayloadJson, StringComparison.Ordinal));
+    }
 }
