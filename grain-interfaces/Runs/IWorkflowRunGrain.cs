@@ -84,7 +84,8 @@ public sealed record JournalVerification(
     [property: Id(4)] string? Problem = null);
 
 /// <summary>
-/// The cluster's recovery sweep (one grain, key 0): on each tick of its reminder it touches every run the
+/// One partition of the cluster's recovery sweep (keys 0 to 15, a partition each, by a hash of the run id):
+/// on each tick of its reminder, and when a silo is declared dead, it touches every run of its partition the
 /// index shows as executing, so a run whose silo died resumes on a live one. Runs that wait hold their own reminder.
 /// </summary>
 [Alias("spine.IRunRecoveryGrain")]

@@ -99,21 +99,23 @@ public sealed class JournalStore(SpineDatabase database)
     }
 
     /// <summary>
-    /// One page of the runs the index shows as executing (pending, running, compensating): the ones a dead
-    /// silo may have dropped. Pages are keyed by (updated_at, run_id); pass the last row of a page to get the next.
+    /// One page of the runs of sweep partition <paramref name="partition"/> that the index shows as executing
+    /// (pending, running, compensating): the ones a dead silo may have dropped. Pages are keyed by
+    /// (updated_at, run_id), served by an index of executing runs; pass the last row of a page to get the next.
     /// </summary>
-    public async Task<IReadOnlyList<(string RunId, DateTime UpdatedAt)>> ListExecutingAsync((string RunId, DateTime UpdatedAt)? after, int limit, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<(string RunId, DateTime UpdatedAt)>> ListExecutingAsync(int partition, (string RunId, DateTime UpdatedAt)? after, int limit, CancellationToken cancellationToken = default)
     {
         const string sql = """
             SELECT run_id, updated_at FROM spine_runs
-            WHERE status IN (0, 1, 7)
+            WHERE status IN (0, 1, 7) AND sweep_partition = @partition
               AND (@after_id IS NULL OR (updated_at, run_id) > (@after_at, @after_id))
-            ORDER BY updated_at, run_id
+            ORDER BY sweep_partition, updated_at, run_id
             LIMIT @limit
             """;
         try
         {
             await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter<short>("partition", NpgsqlTypes.NpgsqlDbType.Smallint) { TypedValue = (short)partition });
             command.Parameters.Add(new NpgsqlParameter<string?>("after_id", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = after?.RunId });
             command.Parameters.Add(new NpgsqlParameter<DateTime>("after_at", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = after?.UpdatedAt ?? DateTime.UnixEpoch });
             command.Parameters.AddWithValue("limit", limit);

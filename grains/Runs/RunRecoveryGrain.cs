@@ -7,11 +7,17 @@ namespace Spine.Runs;
 
 /// <summary>
 /// Resumes executing runs whose silo died. A run needs no reminder of its own while it executes: the
-/// index row that its start committed says it is executing, and this sweep, driven by a single
-/// cluster-wide reminder, activates it again. Touching a run that is alive is a cheap no-op.
+/// index row that its start committed says it is executing, and this sweep activates it again. The sweep
+/// is partitioned by a hash of the run id (<see cref="Partitions"/> grains, keyed 0..15, each with its
+/// own reminder and placed at random), and every silo sweeps all partitions at once when membership
+/// declares a silo dead. Touching a run that is alive is a cheap no-op.
 /// </summary>
+[Orleans.Placement.RandomPlacement]
 public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineOptions> options, ILogger<RunRecoveryGrain> logger) : Grain, IRunRecoveryGrain, IRemindable
 {
+    /// <summary>How many sweep partitions there are (fixed by the schema: <c>spine_runs.sweep_partition</c>).</summary>
+    public const int Partitions = 16;
+
     private const string SweepReminderName = "spine.sweep";
     private const int Parallelism = 64;
     private const int PageSize = 1000;
@@ -46,7 +52,7 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
             while (true)
             {
                 // Paged, so that no number of executing runs hides any of them from the sweep.
-                var page = await store.ListExecutingAsync(after, PageSize);
+                var page = await store.ListExecutingAsync((int)this.GetPrimaryKeyLong(), after, PageSize);
                 foreach (var chunk in page.Chunk(Parallelism))
                 {
                     await Task.WhenAll(chunk.Select(async run =>
@@ -86,9 +92,14 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
     private static partial void LogTouchFailed(ILogger logger, Exception exception, string runId);
 }
 
-/// <summary>Starts the recovery sweep when a silo becomes active.</summary>
-internal sealed partial class RunRecoveryStarter(IGrainFactory grains, ILogger<RunRecoveryStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
+/// <summary>
+/// Starts the recovery sweep's partitions when a silo becomes active, and sweeps every partition at once
+/// when membership declares a silo dead, so its runs resume in seconds rather than a sweep period later.
+/// </summary>
+internal sealed partial class RunRecoveryStarter(IGrainFactory grains, IClusterMembershipService membership, ILogger<RunRecoveryStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
 {
+    private readonly CancellationTokenSource _stopping = new();
+
     public void Participate(ISiloLifecycle observer) =>
         observer.Subscribe(
             nameof(RunRecoveryStarter),
@@ -96,20 +107,19 @@ internal sealed partial class RunRecoveryStarter(IGrainFactory grains, ILogger<R
             started =>
             {
                 _ = Task.Run(() => StartWithRetriesAsync(_stopping.Token), CancellationToken.None);
+                _ = Task.Run(() => WatchMembershipAsync(_stopping.Token), CancellationToken.None);
                 return Task.CompletedTask;
             },
             stopping => _stopping.CancelAsync());
 
-    private readonly CancellationTokenSource _stopping = new();
-
-    // Until the sweep's reminder exists nothing resumes the runs of a silo that dies, so keep trying.
+    // Until the sweep's reminders exist nothing resumes the runs of a silo that dies, so keep trying.
     private async Task StartWithRetriesAsync(CancellationToken stopping)
     {
         for (var delay = TimeSpan.FromSeconds(1); !stopping.IsCancellationRequested; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromMinutes(1).Ticks)))
         {
             try
             {
-                await grains.GetGrain<IRunRecoveryGrain>(0).StartAsync();
+                await Task.WhenAll(Enumerable.Range(0, RunRecoveryGrain.Partitions).Select(p => grains.GetGrain<IRunRecoveryGrain>(p).StartAsync()));
                 return;
             }
             catch (Exception e) when (!stopping.IsCancellationRequested)
@@ -128,6 +138,45 @@ internal sealed partial class RunRecoveryStarter(IGrainFactory grains, ILogger<R
         }
     }
 
+    private async Task WatchMembershipAsync(CancellationToken stopping)
+    {
+        var dead = membership.CurrentSnapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead).Select(m => m.SiloAddress).ToHashSet();
+        try
+        {
+            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(stopping))
+            {
+                var newlyDead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead && dead.Add(m.SiloAddress)).Select(m => m.SiloAddress).ToList();
+                if (newlyDead.Count == 0)
+                {
+                    continue;
+                }
+
+                LogSiloDied(logger, string.Join(", ", newlyDead));
+                await Task.WhenAll(Enumerable.Range(0, RunRecoveryGrain.Partitions).Select(async p =>
+                {
+                    try
+                    {
+                        await grains.GetGrain<IRunRecoveryGrain>(p).SweepAsync();
+                    }
+                    catch (Exception e) when (!stopping.IsCancellationRequested)
+                    {
+                        // The partition's reminder sweeps it a period later.
+                        LogSweepFailed(logger, e, p);
+                    }
+                }));
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+    }
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Starting the run recovery sweep failed; trying again")]
     private static partial void LogStartFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Silo {Silos} declared dead: sweeping every recovery partition now")]
+    private static partial void LogSiloDied(ILogger logger, string silos);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Sweeping recovery partition {Partition} after a silo died failed")]
+    private static partial void LogSweepFailed(ILogger logger, Exception exception, int partition);
 }

@@ -553,6 +553,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
+        // An executing run is never collected as idle: a step may run far longer than Orleans' collection age
+        // with no call reaching the grain, and collecting it would cancel the step and run it again.
+        DelayDeactivation(TimeSpan.MaxValue);
         _execution = ExecuteAsync();
     }
 
@@ -722,6 +725,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
+        DelayDeactivation(TimeSpan.Zero);
         ScheduleIdleDeactivation();
         if (_reminder is not null)
         {

@@ -61,6 +61,13 @@ public static class SpineSiloBuilderExtensions
             o.ConnectionString = connectionString;
         });
 
+        // The sweep period bounds how late a dead silo's runs resume; it must come well inside the idle
+        // collection age, so that nothing the sweep keeps track of is collected between two sweeps.
+        silo.Services.AddOptions<GrainCollectionOptions>()
+            .Validate(o => options.ResumeReminderPeriod < o.CollectionAge,
+                $"Spine:ResumeReminderPeriod ({options.ResumeReminderPeriod}) must be shorter than Orleans' GrainCollectionOptions.CollectionAge.")
+            .ValidateOnStart();
+
         // Every unfinished run holds a reminder of this period; Orleans refuses periods below its minimum.
         silo.Configure<ReminderOptions>(o =>
         {

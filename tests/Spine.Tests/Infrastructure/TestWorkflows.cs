@@ -632,3 +632,16 @@ public sealed class TimeoutSagaWorkflow : IWorkflow<int, string>
         return "done";
     }
 }
+
+/// <summary>One step that takes the given number of milliseconds.</summary>
+[Workflow("test.long-step")]
+public sealed class LongStepWorkflow : IWorkflow<int, int>
+{
+    public Task<int> RunAsync(IWorkflowContext context, int milliseconds) =>
+        context.RunAsync("long", async s =>
+        {
+            Effects.Count(s.RunId, "long-started");
+            await Task.Delay(milliseconds, s.CancellationToken);
+            return milliseconds;
+        });
+}

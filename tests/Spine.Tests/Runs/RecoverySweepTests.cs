@@ -16,7 +16,8 @@ public sealed class RecoverySweepTests(ClusterFixture fixture)
         await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
 
         // The sweep's own reminder may get there first; either way nothing but the sweep touches the run.
-        await fixture.Cluster.Client.GetGrain<IRunRecoveryGrain>(0).SweepAsync();
+        var partition = await fixture.Postgres.ScalarAsync<short>("SELECT sweep_partition FROM spine_runs WHERE run_id = @id", ("id", run.RunId));
+        await fixture.Cluster.Client.GetGrain<IRunRecoveryGrain>(partition).SweepAsync();
         var status = await Eventually.GetAsync(
             () => fixture.Postgres.ScalarAsync<short>("SELECT status FROM spine_runs WHERE run_id = @id", ("id", run.RunId)),
             s => s == (short)RunStatus.Completed, TimeSpan.FromSeconds(30), "the run to complete");
