@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Npgsql;
 using Spine.Client;
 using Spine.Runs;
@@ -37,42 +36,15 @@ public sealed class PostgresRestartTests : IAsyncLifetime
         await SchemaMigrator.ApplyAsync(_server.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
         _runtime = new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
         var cluster = "pg-restart-" + Guid.NewGuid().ToString("N")[..8];
-        _silo = SiloProcess.Start(new SiloProcessOptions
-        {
-            Demo = true,
-            ConnectionString = _runtime,
-            ClusterId = cluster,
-            ServiceId = cluster,
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            LogFile = _logFile,
-
-            // The sweep comes once a minute: a run that waited for it would miss the test's bound by far.
-            ResumeReminderPeriod = TimeSpan.FromMinutes(1),
-            Environment = new Dictionary<string, string> { ["Silo__Dashboard"] = "false" },
-        });
+        // The sweep comes once a minute: a run that waited for it would miss the test's bound by far.
+        _silo = SiloProcess.Start(TestProcesses.Silo(_runtime, cluster, logFile: _logFile, resumeReminderPeriod: TimeSpan.FromMinutes(1)));
         await _silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = _runtime;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        _clientHost = builder.Build();
-        await _clientHost.StartAsync();
+        _clientHost = await TestProcesses.StartClientAsync(_runtime, cluster);
     }
 
     public async Task DisposeAsync()
     {
-        if (_clientHost is not null)
-        {
-            await _clientHost.StopAsync();
-            _clientHost.Dispose();
-        }
+        await TestProcesses.StopClientAsync(_clientHost);
 
         await _silo.StopAsync(TimeSpan.FromSeconds(20));
         await _silo.DisposeAsync();

@@ -1,6 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Spine.Agents;
 using Spine.Client;
 using Spine.Errors;
@@ -22,35 +21,14 @@ public sealed class ProductionHostTests : IAsyncLifetime
     {
         var postgres = await TestPostgres.GetAsync();
         var cluster = "prod-" + Guid.NewGuid().ToString("N")[..12];
-        _silo = SiloProcess.Start(new SiloProcessOptions
-        {
-            ConnectionString = postgres.RuntimeConnectionString,
-            ClusterId = cluster,
-            ServiceId = cluster,
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-        });
+        _silo = SiloProcess.Start(TestProcesses.Silo(postgres.RuntimeConnectionString, cluster, demo: false));
         await _silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = postgres.RuntimeConnectionString;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-        });
-        _clientHost = builder.Build();
-        await _clientHost.StartAsync();
+        _clientHost = await TestProcesses.StartClientAsync(postgres.RuntimeConnectionString, cluster);
     }
 
     public async Task DisposeAsync()
     {
-        if (_clientHost is not null)
-        {
-            await _clientHost.StopAsync();
-            _clientHost.Dispose();
-        }
+        await TestProcesses.StopClientAsync(_clientHost);
 
         await _silo.StopAsync(TimeSpan.FromSeconds(20));
         await _silo.DisposeAsync();
