@@ -5,6 +5,7 @@ using Spine.Bench;
 //     [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]
 // dotnet run -c Release --project tests/Spine.Bench -- chaos [--runs N] [--kills N] [--seed N]
 // dotnet run -c Release --project tests/Spine.Bench -- failover [--runs N]
+// dotnet run -c Release --project tests/Spine.Bench -- pg-restart [--runs N]
 // stdout: one name=value line per figure; everything else goes to stderr.
 if (args.Length > 0 && args[0] == "chaos")
 {
@@ -16,10 +17,15 @@ if (args.Length > 0 && args[0] == "failover")
     return await FailoverWorkload.RunAsync(IntOption("--runs", 300));
 }
 
+if (args.Length > 0 && args[0] == "pg-restart")
+{
+    return await PgRestartWorkload.RunAsync(IntOption("--runs", 200));
+}
+
 string[] workloads = ["w10", "w10-seq", "w1000"];
 if (args.Length == 0 || (args[0] != "all" && !workloads.Contains(args[0])))
 {
-    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|all|chaos|failover> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
+    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|all|chaos|failover|pg-restart> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
     return 2;
 }
 
