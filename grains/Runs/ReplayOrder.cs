@@ -12,13 +12,16 @@ namespace Spine.Runs;
 /// would take step 3 on replay. Each recorded outcome is released only once every outcome the journal holds
 /// before it has been released and its continuation has run; results of calls that run live during a
 /// replay are held until every recorded outcome is out, since they came after all of them. A sequential
-/// workflow always asks for the next outcome in journal order and is answered synchronously, as before.
+/// workflow always asks for the next outcome in journal order and gets it after one scheduler hop.
+/// A branch must not await anything but context calls between two of them: the journal records the order in
+/// which calls completed, not how long a branch took between them.
 /// </remarks>
 internal sealed class ReplayOrder
 {
     private readonly List<int> _order;
     private readonly Dictionary<int, TaskCompletionSource> _parked = [];
     private TaskCompletionSource? _drained;
+    private Exception? _poison;
     private int _next;
     private bool _pumping;
 
@@ -45,14 +48,16 @@ internal sealed class ReplayOrder
     /// <summary>Whether <paramref name="step"/>'s recorded end is among those to hand back (a sleep not yet ended is not).</summary>
     public bool Holds(int step) => _order.IndexOf(step, _next) >= 0;
 
-    /// <summary>Completes when it is <paramref name="step"/>'s turn: at once (synchronously) when it is next in journal order.</summary>
+    /// <summary>
+    /// Completes when it is <paramref name="step"/>'s turn. Never synchronously, even when the step is next in
+    /// journal order: the calls the workflow issues in the same turn (a parallel branch not yet started) must
+    /// get their numbers first, as they did in the first execution.
+    /// </summary>
     public Task TurnAsync(int step)
     {
-        if (!Drained && _order[_next] == step)
+        if (_poison is not null)
         {
-            _next++;
-            Kick();
-            return Task.CompletedTask;
+            return Task.FromException(_poison);
         }
 
         if (!Holds(step))
@@ -62,15 +67,39 @@ internal sealed class ReplayOrder
 
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _parked[step] = gate;
+        Kick();
         return gate.Task;
     }
 
     /// <summary>Completes once every recorded outcome has been handed back (at once when none is left).</summary>
     public Task DrainedAsync() =>
-        Drained ? Task.CompletedTask : (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        _poison is not null ? Task.FromException(_poison)
+        : Drained ? Task.CompletedTask
+        : (_drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    /// <summary>
+    /// The replay cannot go on (a call no longer matches the journal): every parked call and every later one
+    /// fails with <paramref name="error"/>, so that parallel branches end instead of waiting for ever.
+    /// </summary>
+    public void Poison(Exception error)
+    {
+        _poison ??= error;
+        foreach (var gate in _parked.Values)
+        {
+            gate.TrySetException(error);
+        }
+
+        _parked.Clear();
+        _drained?.TrySetException(error);
+    }
 
     private void Kick()
     {
+        if (_poison is not null)
+        {
+            return;
+        }
+
         if (Drained)
         {
             _drained?.TrySetResult();
@@ -92,7 +121,7 @@ internal sealed class ReplayOrder
             {
                 // The continuation of the outcome handed back last runs first (it may issue the next call).
                 await Task.Yield();
-                if (Drained || !_parked.Remove(_order[_next], out var gate))
+                if (_poison is not null || Drained || !_parked.Remove(_order[_next], out var gate))
                 {
                     break;
                 }

@@ -93,10 +93,11 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
 }
 
 /// <summary>
-/// Starts the recovery sweep's partitions when a silo becomes active, and sweeps every partition at once
-/// when membership declares a silo dead, so its runs resume in seconds rather than a sweep period later.
+/// Starts the recovery sweep's partitions when a silo becomes active, and, on the live silo with the lowest
+/// address, sweeps every partition at once when membership declares a silo dead, so its runs resume in
+/// seconds rather than a sweep period later.
 /// </summary>
-internal sealed partial class RunRecoveryStarter(IGrainFactory grains, IClusterMembershipService membership, ILogger<RunRecoveryStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
+internal sealed partial class RunRecoveryStarter(IGrainFactory grains, IClusterMembershipService membership, ILocalSiloDetails local, ILogger<RunRecoveryStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
 {
     private readonly CancellationTokenSource _stopping = new();
 
@@ -146,7 +147,9 @@ internal sealed partial class RunRecoveryStarter(IGrainFactory grains, IClusterM
             await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(stopping))
             {
                 var newlyDead = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Dead && dead.Add(m.SiloAddress)).Select(m => m.SiloAddress).ToList();
-                if (newlyDead.Count == 0)
+                // One silo sweeps (the live one with the lowest address); the partitions' reminders are the backstop.
+                var sweeper = snapshot.Members.Values.Where(m => m.Status == SiloStatus.Active).Select(m => m.SiloAddress).Min();
+                if (newlyDead.Count == 0 || !local.SiloAddress.Equals(sweeper))
                 {
                     continue;
                 }

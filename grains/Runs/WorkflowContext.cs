@@ -427,6 +427,20 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name, JsonElement arguments = default, string? argumentsHash = null)
     {
+        try
+        {
+            return NextCore(kind, name, arguments, argumentsHash);
+        }
+        catch (NonDeterminismException e)
+        {
+            // Parallel branches parked for their turn end with the run's error instead of waiting for ever.
+            _replay.Poison(e);
+            throw;
+        }
+    }
+
+    private (int Step, JournalRow? Recorded) NextCore(JournalKind kind, string name, JsonElement arguments, string? argumentsHash)
+    {
         // An activation that is shutting down starts no new step: the next activation will.
         grain.ShutdownToken.ThrowIfCancellationRequested();
 

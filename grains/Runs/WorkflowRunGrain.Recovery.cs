@@ -152,7 +152,13 @@ public sealed partial class WorkflowRunGrain
             throw new ArgumentOutOfRangeException(nameof(request), fromStep, "FromStep must be at least 1.");
         }
 
-        var reused = source.History.Outcomes.Where(r => r.Step < fromStep).OrderBy(r => r.Step).ToList();
+        // The reused outcomes keep their journal order (a replay hands them back in it), with the ends of
+        // the sleeps among them (format 2).
+        var reused = source.History.Rows
+            .Where(r => r.Step < fromStep && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired))
+            .Where(r => !r.IsStepOutcome || (source.History.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Seq == r.Seq))
+            .OrderBy(r => r.Seq)
+            .ToList();
         var start = new StartRunRequest(sourceState.WorkflowType, request.InputJson ?? sourceState.InputJson, sourceState.WorkflowVersion,
             request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters);
         // The reused rows keep their meaning: the replay is written in its source's journal format.
@@ -193,6 +199,7 @@ public sealed partial class WorkflowRunGrain
         state.Escalations[step] = new PendingEscalation(new Escalation(step, name, error.ToRunError()), stepKind);
         state.Status = LiveStatus(state.Escalations.Count);
         state.UpdatedAt = now;
+        KeepAliveWhile(state.Status);
         return await WaitForDecisionAsync(step, decision);
     }
 
@@ -242,7 +249,7 @@ public sealed partial class WorkflowRunGrain
 
     private bool MayHaveHadEffect(int step, JournalRow failedOutcome) =>
         RunPayloads.ReadError(failedOutcome.Payload).OutcomeUnknown
-        || _history.EventsOf(step).Any(e => e.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(e.Payload).OutcomeUnknown);
+        || _history.EventsOf(step).Any(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated && RunPayloads.ReadError(e.Payload).OutcomeUnknown);
 
     /// <summary>Runs the pending compensations in reverse step order; returns the error when one exhausts its retries.</summary>
     private async Task<ErrorPayload?> CompensateAsync()

@@ -464,6 +464,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         : _sleeping > 0 ? RunStatus.Sleeping
         : RunStatus.Running;
 
+    /// <summary>
+    /// An executing run is never collected as idle (a long step must not be cancelled and run again); one that
+    /// only sleeps or waits for an operator may be, since its reminder or the decision brings it back.
+    /// </summary>
+    private void KeepAliveWhile(RunStatus live) =>
+        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator ? TimeSpan.Zero : TimeSpan.MaxValue);
+
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
     {
@@ -474,6 +481,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
 
         var live = LiveStatus(state.Escalations.Count);
+        KeepAliveWhile(live);
         if (live != state.Status)
         {
             await SetStatusAsync(live);
@@ -625,7 +633,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
         catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
         {
-            if (e is StorageUnavailableException { IsTransient: false } refused && await TryDeadLetterRefusedAsync(refused))
+            if (e is StorageUnavailableException { IsTransient: false } refused && RefusesThisData(refused) && await TryDeadLetterRefusedAsync(refused))
             {
                 return;
             }
@@ -636,6 +644,19 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             DeactivateOnIdle();
         }
     }
+
+    /// <summary>
+    /// Whether the refusal is about the data written (SQLSTATE classes 22 and 23, or a value the driver could
+    /// not encode), so that writing it again can never succeed. Anything else (a missing grant, a dropped
+    /// table) is an operator's to fix, and the run waits for the sweep meanwhile.
+    /// </summary>
+    private static bool RefusesThisData(StorageUnavailableException refused) => refused.Cause switch
+    {
+        Npgsql.PostgresException pg => pg.SqlState.StartsWith("22", StringComparison.Ordinal) || pg.SqlState.StartsWith("23", StringComparison.Ordinal),
+        Npgsql.NpgsqlException => false,
+        null => false,
+        _ => true,
+    };
 
     /// <summary>
     /// PostgreSQL refused one of the run's writes for good (not an outage: the same write would be refused

@@ -64,7 +64,8 @@ public sealed class SpineDatabase : IAsyncDisposable
         PostgresException pg => pg.IsTransient
             || pg.SqlState.StartsWith("08", StringComparison.Ordinal)
             || pg.SqlState.StartsWith("53", StringComparison.Ordinal)
-            || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow,
+            || pg.SqlState is PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow
+                or PostgresErrorCodes.QueryCanceled,
         NpgsqlException n => n.IsTransient || n.InnerException is System.Net.Sockets.SocketException or IOException or TimeoutException,
         System.Net.Sockets.SocketException or IOException or TimeoutException => true,
         _ => false,

@@ -478,10 +478,14 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
                 })));
                 var last = await context.RunAsync("after", s => Task.FromResult(s.Step));
                 return $"{string.Join(",", steps)};{last}";
-            case "chains" or "sleepy-chains":
-                // Two branches of two calls each; b's calls finish before a's first one, so b's second call
-                // took step 3 and a's second step 4. In "sleepy-chains" a's first call is a durable sleep.
-                var chains = await Task.WhenAll(ChainAsync(context, "a", mode == "sleepy-chains"), ChainAsync(context, "b", false));
+            case "chains" or "sleepy-chains" or "chains-a-first":
+                // Two branches of two calls each. In "chains" b's calls finish before a's first one, so b's
+                // second call took step 3 and a's second step 4; in "sleepy-chains" a's first call is a durable
+                // sleep; in "chains-a-first" a's first call finishes first, so a's second call took step 3.
+                var aFirst = mode == "chains-a-first";
+                var chains = await Task.WhenAll(
+                    ChainAsync(context, "a", mode == "sleepy-chains", aFirst ? 0 : 400),
+                    ChainAsync(context, "b", false, aFirst ? 400 : 0));
                 return string.Join("|", chains);
             case "sleeps":
                 // The longer sleep begins while the shorter one waits.
@@ -504,7 +508,7 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
         }
     }
 
-    private static async Task<string> ChainAsync(IWorkflowContext context, string branch, bool sleepFirst)
+    private static async Task<string> ChainAsync(IWorkflowContext context, string branch, bool sleepFirst, int firstMilliseconds)
     {
         int first;
         if (sleepFirst)
@@ -516,7 +520,7 @@ public sealed class ParallelWorkflow : IWorkflow<string, string>
         {
             first = await context.RunAsync($"{branch}1", async s =>
             {
-                await Task.Delay(branch == "a" ? 400 : 0);
+                await Task.Delay(firstMilliseconds);
                 return s.Step;
             });
         }

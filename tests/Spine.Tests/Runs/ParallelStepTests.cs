@@ -36,6 +36,7 @@ public sealed class ParallelStepTests(ClusterFixture fixture)
     [Theory]
     [InlineData("chains", "\"a:1,4|b:2,3\"")]
     [InlineData("sleepy-chains", "\"a:0,4|b:2,3\"")]
+    [InlineData("chains-a-first", "\"a:1,3|b:2,4\"")]
     public async Task ParallelBranchesOfTwoCalls_Reexecuted_NumberTheirCallsAsTheFirstExecutionDid(string mode, string expected)
     {
         var run = await fixture.Client.StartAsync("test.parallel", mode);
