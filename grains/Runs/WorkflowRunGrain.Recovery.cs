@@ -272,8 +272,12 @@ public sealed partial class WorkflowRunGrain
                 await WaitUntilAsync(due, sleeping: false);
             }
 
-            var firstFailureAt = failures.Count > 0 ? failures[0].RecordedAt : (DateTimeOffset?)null;
-            DateTimeOffset? openSince = null;
+            // Rebuilt from the journal, so a reactivation keeps the same budget: circuit-open rows mark waits
+            // (when the first began), the others are attempts used.
+            var circuit = failures.Where(f => RunPayloads.ReadError(f.Payload).Class == ErrorClass.CircuitOpen.Name()).ToList();
+            var circuitRows = circuit.Count;
+            DateTimeOffset? openSince = circuit.Count > 0 ? circuit[0].RecordedAt : null;
+            var firstFailureAt = failures.Except(circuit).Select(f => (DateTimeOffset?)f.RecordedAt).FirstOrDefault();
             while (true)
             {
                 RegisteredTool? tool = null;
@@ -312,6 +316,7 @@ public sealed partial class WorkflowRunGrain
                         if (openSince is null)
                         {
                             openSince = now;
+                            circuitRows++;
                             await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { RetryAt = open.RetryAfter }), attempt: attempt);
                             attempt++;
                         }
@@ -322,7 +327,7 @@ public sealed partial class WorkflowRunGrain
 
                     firstFailureAt ??= now;
                     var withinDeadline = policy.TotalDeadline is not { } deadline || now + policy.DelayAfter(attempt, 0.5) - firstFailureAt <= deadline;
-                    if (errorClass == ErrorClass.Transient && attempt < policy.MaxAttempts && withinDeadline)
+                    if (errorClass == ErrorClass.Transient && attempt - circuitRows < policy.MaxAttempts && withinDeadline)
                     {
                         var retryAt = Time.GetUtcNow() + policy.DelayAfter(attempt, Jitter());
                         await AppendAsync(JournalKind.Compensated, step, call.Tool, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attempt);
