@@ -1,14 +1,5 @@
 using System.Diagnostics;
-using System.Globalization;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Npgsql;
-using Spine.Client;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
 
 namespace Spine.Bench;
 
@@ -23,91 +14,45 @@ public static class PgRestartWorkload
     {
         var clock = Stopwatch.StartNew();
         void Say(string text) => Console.Error.WriteLine($"[pg-restart {clock.Elapsed.TotalSeconds,6:F1}s] {text}");
-        await using var server = await LocalPostgresServer.StartAsync(new LocalPostgresOptions
-        {
-            DataDirectory = Path.Combine(Path.GetTempPath(), "spine-pg-restart-" + Guid.NewGuid().ToString("N")[..8]),
-            DeleteOnStop = true,
-        });
-        await SchemaMigrator.ApplyAsync(server.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var runtime = new NpgsqlConnectionStringBuilder(server.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
-        var cluster = "pg-restart-" + Guid.NewGuid().ToString("N")[..8];
-        var silo = SiloProcess.Start(new SiloProcessOptions
-        {
-            Demo = true,
-            ConnectionString = runtime,
-            ClusterId = cluster,
-            ServiceId = cluster,
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            ResumeReminderPeriod = TimeSpan.FromMinutes(1),
-            Environment = new Dictionary<string, string> { ["Silo__Dashboard"] = "false" },
-        });
-        await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = runtime;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-        });
-        using var host = builder.Build();
-        await host.StartAsync();
-        var client = host.Services.GetRequiredService<ISpineClient>();
-        await using var data = NpgsqlDataSource.Create(server.ConnectionString);
+        await using var cluster = await ProcessCluster.StartAsync("pg-restart", silos: 1, TimeSpan.FromMinutes(1));
+        var silo = cluster.Silos[0];
 
         var batch = Guid.NewGuid().ToString("N")[..8];
         var ids = (await Task.WhenAll(Enumerable.Range(0, runs).Select(i =>
-            client.StartAsync("ledger", new LedgerInput(10, StepMilliseconds: 300), idempotencyKey: $"{batch}-{i}")))).Select(r => r.RunId).ToArray();
-        while (await CountAsync(data, "SELECT count(DISTINCT run_id) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids) < runs)
+            cluster.Client.StartAsync("ledger", new LedgerInput(10, StepMilliseconds: 300), idempotencyKey: $"{batch}-{i}")))).Select(r => r.RunId).ToArray();
+        while (await cluster.CountAsync("SELECT count(DISTINCT run_id) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids) < runs)
         {
             await Task.Delay(200);
         }
 
         Say("every run is mid-step: crash-restarting PostgreSQL");
-        await server.CrashRestartAsync();
+        await cluster.Server.CrashRestartAsync();
         await Task.Delay(TimeSpan.FromSeconds(1));
-        await server.CrashRestartAsync();
+        await cluster.Server.CrashRestartAsync();
         var back = Stopwatch.StartNew();
         Say("PostgreSQL back after the second crash-restart");
 
         // The benchmark's own pooled connections died with the server too.
-        data.Clear();
-
-        var deadline = TimeSpan.FromMinutes(5);
-        while (back.Elapsed < deadline && await CountAsync(data, "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ids) < runs)
+        cluster.Data.Clear();
+        while (back.Elapsed < TimeSpan.FromMinutes(5) && await cluster.CountAsync("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ids) < runs)
         {
             await Task.Delay(200);
         }
 
         var finishedAfter = back.Elapsed.TotalSeconds;
-        var completed = await CountAsync(data, "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status = 3", ids);
-        var finished = await CountAsync(data, "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ids);
-        var effects = await CountAsync(data, "SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids);
-        var distinct = await CountAsync(data, "SELECT count(DISTINCT (run_id, step)) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids);
+        var completed = await cluster.CountAsync("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status = 3", ids);
+        var finished = await cluster.CountAsync("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ids);
+        var effects = await cluster.CountAsync("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids);
+        var distinct = await cluster.CountAsync("SELECT count(DISTINCT (run_id, step)) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ids);
         var siloUp = silo.IsRunning;
-        await host.StopAsync();
-        await silo.StopAsync(TimeSpan.FromSeconds(20));
-        await silo.DisposeAsync();
 
-        Print("runs", runs);
-        Print("runs_completed", completed);
-        Print("runs_failed", finished - completed);
-        Print("runs_lost", runs - finished);
-        Print("duplicate_effects", effects - distinct);
-        Print("silo_stayed_up", siloUp);
-        Print("all_finished_s_after_restart", Math.Round(finishedAfter, 1));
+        ProcessCluster.Print("runs", runs);
+        ProcessCluster.Print("runs_completed", completed);
+        ProcessCluster.Print("runs_failed", finished - completed);
+        ProcessCluster.Print("runs_lost", runs - finished);
+        ProcessCluster.Print("duplicate_effects", effects - distinct);
+        ProcessCluster.Print("silo_stayed_up", siloUp);
+        ProcessCluster.Print("all_finished_s_after_restart", Math.Round(finishedAfter, 1));
         return completed == runs && effects == distinct && siloUp ? 0 : 1;
     }
-
-    private static async Task<long> CountAsync(NpgsqlDataSource data, string sql, string[] ids)
-    {
-        await using var command = data.CreateCommand(sql);
-        command.Parameters.AddWithValue("ids", ids);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
-
-    private static void Print(string name, object value) =>
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}={value}"));
 }
