@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Schema;
 using Microsoft.Extensions.AI;
+using NuGet.Versioning;
 using Spine.Errors;
 
 namespace Spine.Tools;
@@ -88,9 +89,9 @@ public sealed class ToolRegistry
         foreach (var tool in tools)
         {
             var registered = new RegisteredTool(tool);
-            if (!System.Version.TryParse(StripPreRelease(tool.Definition.Version), out _))
+            if (!SemanticVersion.TryParse(tool.Definition.Version, out _))
             {
-                throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version.");
+                throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version (major.minor.patch, optionally -prerelease).");
             }
 
             if (!_byName.TryGetValue(tool.Definition.Name, out var versions))
@@ -104,11 +105,16 @@ public sealed class ToolRegistry
             }
 
             versions.Add(registered);
-            versions.Sort((a, b) => System.Version.Parse(StripPreRelease(a.Definition.Version)).CompareTo(System.Version.Parse(StripPreRelease(b.Definition.Version))));
+
+            // SemVer order: 2.0.0-beta comes before 2.0.0, and 1.10.0 after 1.9.0.
+            versions.Sort((a, b) => SemanticVersion.Parse(a.Definition.Version).CompareTo(SemanticVersion.Parse(b.Definition.Version)));
         }
     }
 
-    /// <summary>The tool with this name and exact version, or the newest when <paramref name="version"/> is null.</summary>
+    /// <summary>
+    /// The tool with this name and exact version, or the newest when <paramref name="version"/> is null: the
+    /// newest stable version, or the newest pre-release when the tool has no stable one.
+    /// </summary>
     /// <exception cref="UnknownToolException">Not registered.</exception>
     public RegisteredTool Resolve(string name, string? version)
     {
@@ -119,7 +125,7 @@ public sealed class ToolRegistry
 
         if (version is null)
         {
-            return versions[^1];
+            return NewestOf(versions);
         }
 
         return versions.FirstOrDefault(v => v.Definition.Version == version) ?? throw new UnknownToolException(name, version);
@@ -127,14 +133,11 @@ public sealed class ToolRegistry
 
     /// <summary>The newest version of a tool, or null when none is registered.</summary>
     public RegisteredTool? TryResolve(string name) =>
-        _byName.TryGetValue(name, out var versions) && versions.Count > 0 ? versions[^1] : null;
+        _byName.TryGetValue(name, out var versions) && versions.Count > 0 ? NewestOf(versions) : null;
 
-    /// <summary>The newest version of every tool.</summary>
-    public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(v => v[^1]);
+    /// <summary>The newest version of every tool (stable before pre-release, as <see cref="Resolve"/>).</summary>
+    public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(NewestOf);
 
-    private static string StripPreRelease(string version)
-    {
-        var cut = version.IndexOfAny(['-', '+']);
-        return cut < 0 ? version : version[..cut];
-    }
+    private static RegisteredTool NewestOf(List<RegisteredTool> versions) =>
+        versions.LastOrDefault(v => !SemanticVersion.Parse(v.Definition.Version).IsPrerelease) ?? versions[^1];
 }
