@@ -96,16 +96,4 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
         await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
         return (process.ExitCode, await output + await error);
     }
-
-    [Fact]
-    public async Task SchemaMigrator_AppliedAgain_IsIdempotent()
-    {
-        var before = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery");
-
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
-
-        Assert.Equal(before, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery"));
-        Assert.Equal(20L, before);
-    }
 }
