@@ -126,9 +126,7 @@ public sealed class BreakerCircuitTests
     [Fact]
     public void ReportProbe_Success_Closes()
     {
-        Open();
-        _time.Advance(Policy.CoolDown);
-        _circuit.TryAcquireProbe(Policy);
+        HoldProbe();
 
         var changed = _circuit.ReportProbe(success: true, Policy);
 
@@ -142,9 +140,7 @@ public sealed class BreakerCircuitTests
     [Fact]
     public void ReportProbe_Failure_ReopensForAnotherCoolDown()
     {
-        Open();
-        _time.Advance(Policy.CoolDown);
-        _circuit.TryAcquireProbe(Policy);
+        HoldProbe();
 
         var changed = _circuit.ReportProbe(success: false, Policy);
 
@@ -175,6 +171,13 @@ public sealed class BreakerCircuitTests
 
         Assert.True(_circuit.Reset());
         Assert.Equal(BreakerState.Closed, _circuit.State);
+    }
+
+    private void HoldProbe()
+    {
+        Open();
+        _time.Advance(Policy.CoolDown);
+        Assert.True(_circuit.TryAcquireProbe(Policy));
     }
 
     private void Open() => Assert.True(_circuit.Report(successes: 0, failures: Policy.MinimumCalls, Policy));

@@ -63,7 +63,7 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task MigrateCommand_EmptyDatabaseThenAgain_AppliesSchemaIdempotently()
+    public async Task MigrateCommand_EmptyDatabaseThenAgain_AppliesSchemaOnce()
     {
         var database = "migrate_" + Guid.NewGuid().ToString("N")[..10];
         await fixture.Postgres.ScalarAsync<object>($"CREATE DATABASE {database}");
