@@ -30,7 +30,7 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
         }
         catch (TimeoutRejectedException) when (!attempt.Cancellation.IsCancellationRequested)
         {
-            throw new TimeoutException($"Tool '{attempt.Call.Tool!.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
+            throw new TimeoutException($"Tool '{attempt.Tool.Definition.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
         }
     }
 }
