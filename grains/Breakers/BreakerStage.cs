@@ -40,15 +40,15 @@ internal sealed partial class BreakerStage(CircuitBreakerCache breakers, ILogger
         catch (Exception e) when (!run.Stopping.IsCancellationRequested)
         {
             var healthy = ErrorClassifier.Classify(e, tool.Definition.ClassifyError) != ErrorClass.Transient;
-            await ReportAsync(name, permit, healthy);
+            await ReportAsync(name, permit, healthy, run);
             throw;
         }
 
-        await ReportAsync(name, permit, true);
+        await ReportAsync(name, permit, true, run);
         return payload;
     }
 
-    private async Task ReportAsync(string tool, BreakerPermit permit, bool success)
+    private async Task ReportAsync(string tool, BreakerPermit permit, bool success, IStepRun run)
     {
         try
         {
@@ -61,7 +61,7 @@ internal sealed partial class BreakerStage(CircuitBreakerCache breakers, ILogger
                 breakers.Record(tool, success);
             }
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (!run.Stopping.IsCancellationRequested)
         {
             LogReportFailed(logger, e, tool);
         }

@@ -18,6 +18,9 @@ internal sealed class CompensationStage(ToolRegistry tools) : IStepStage
     {
         if (call.Compensation is { } compensation && !run.EventsOf(call.Step).Any(e => e.Kind == JournalKind.CompensationRegistered))
         {
+            // Checked now, before any effect: a compensation that could never be journaled or sent must not
+            // be discovered only when the run needs it.
+            RunPayloads.CheckSize(compensation.Arguments.GetRawText(), $"compensation arguments of step {call.Step} '{call.Name}'", run.Options.MaxPayloadBytes);
             var version = compensation.Version ?? tools.TryResolve(compensation.Tool)?.Definition.Version;
             await run.AppendAsync(JournalKind.CompensationRegistered, call.Step, call.Name, true,
                 RunPayloads.Write(new CompensationPayload(compensation.Tool, version, compensation.Arguments)));

@@ -4,6 +4,7 @@ using Spine.Errors;
 using Spine.Journal;
 using Spine.Pipeline;
 using Spine.Recovery;
+using Spine.Replay;
 using Spine.Runs;
 using Spine.Tools;
 
@@ -90,7 +91,8 @@ internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline
             Step = step,
             Name = compensation.Tool,
             Retry = RetryPolicy.None,
-            Tool = new ToolCall(compensation.Tool, compensation.Arguments, compensation.Version),
+            Tool = new ToolCall(compensation.Tool, compensation.Arguments, () => compensation.Version),
+            Replay = ReplayOrder.None,
             Execute = async a =>
             {
                 var output = await a.Tool!.Tool.InvokeAsync(compensation.Arguments, new ToolContext(run.RunId, step, $"{run.RunId}/{step}/compensate", a.Cancellation, a.Number));

@@ -20,7 +20,7 @@ internal sealed class JournalStage : IStepStage
             return outcome;
         }
 
-        var row = await run.AppendAsync(call.Kind, call.Step, call.Name, outcome.Ok, outcome.JournalPayload, outcome.Attempt);
+        var row = await run.AppendAsync(call.Kind, call.Step, call.Name, outcome.Ok, outcome.JournalPayload, call.Instant ? null : outcome.Attempt);
         return outcome with { Row = row };
     }
 }

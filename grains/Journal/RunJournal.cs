@@ -37,10 +37,10 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
 
     /// <summary>
     /// Commits <paramref name="rows"/> with the index row of the run in <paramref name="status"/> (and, for a
-    /// finished run, its <paramref name="end"/>), and only then makes the state say so: readers never see a
-    /// status whose rows are not durable.
+    /// finished run, its <paramref name="end"/>), and only then makes the state say so, together with what
+    /// <paramref name="apply"/> changes: readers never see a status whose rows are not durable.
     /// </summary>
-    public async Task TransitionAsync(IReadOnlyList<PendingRow> rows, RunStatus status, RunEnd? end = null)
+    public async Task TransitionAsync(IReadOnlyList<PendingRow> rows, RunStatus status, RunEnd? end = null, Action<RunState>? apply = null)
     {
         var state = State ?? throw new InvalidOperationException($"Run {runId} has no journal to change.");
         var now = JournalHash.ToStoredPrecision(time.GetUtcNow());
@@ -65,6 +65,8 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             state.Result = end.Result;
             state.Error = end.Error;
         }
+
+        apply?.Invoke(state);
     }
 
     /// <summary>Commits the first rows of a new run with its index row; the state exists from then on.</summary>

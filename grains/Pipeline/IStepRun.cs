@@ -1,6 +1,5 @@
 using Spine.Hosting;
 using Spine.Journal;
-using Spine.Replay;
 using Spine.Runs;
 
 namespace Spine.Pipeline;
@@ -19,9 +18,6 @@ internal interface IStepRun
 
     /// <summary>Cancelled when the activation ends: nothing after that is the step's outcome.</summary>
     CancellationToken Stopping { get; }
-
-    /// <summary>Hands recorded outcomes back in journal order (one per execution of the workflow).</summary>
-    ReplayOrder Replay { get; }
 
     /// <summary>The journaled events of a step that are not its outcome (attempts, escalations, decisions...), in journal order.</summary>
     IReadOnlyList<JournalRow> EventsOf(int step);

@@ -33,15 +33,17 @@ internal interface IAttemptStage
 
 /// <summary>
 /// The order of the built-in stages. Stages of the control plane take the free places between them: a
-/// call is refused or held before it is journaled as started, and before any attempt.
+/// call is refused or held before any attempt. A stage that refuses a call journals the refusal as the
+/// step's outcome and returns it (<see cref="StepOutcome.FromJournal"/>): every outcome that reaches the
+/// workflow has its journal row.
 /// </summary>
 internal static class StepStageOrder
 {
-    /// <summary>Answers recorded calls from the journal, in journal order.</summary>
-    public const int Replay = 100;
+    /// <summary>Counts a live call towards the run's status (until its outcome reached the workflow).</summary>
+    public const int LiveCalls = 100;
 
-    /// <summary>Counts the live call towards the run's status.</summary>
-    public const int LiveCalls = 200;
+    /// <summary>Answers recorded calls from the journal, in journal order.</summary>
+    public const int Replay = 200;
 
     /// <summary>Policy, budget, approval and rate limits go here (300 to 599).</summary>
     public const int ControlPlane = 300;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Spine.Errors;
 using Spine.Journal;
 using Spine.Recovery;
+using Spine.Replay;
 using Spine.Runs;
 using Spine.Tools;
 using Spine.Workflows;
@@ -24,6 +25,15 @@ internal sealed record StepCall
 
     /// <summary>The journal's outcome of this step, when it has one: the call is answered from it.</summary>
     public JournalRow? Recorded { get; init; }
+
+    /// <summary>The order in which this execution of the workflow gets recorded outcomes back.</summary>
+    public required ReplayOrder Replay { get; init; }
+
+    /// <summary>
+    /// A call that completes at once and cannot fail (the time, a random value): it has no attempt number and
+    /// does not count towards the run's status.
+    /// </summary>
+    public bool Instant { get; init; }
 
     /// <summary>How failed attempts are retried (<see cref="RetryPolicy.None"/>: one attempt, whose failure is the outcome).</summary>
     public required RetryPolicy Retry { get; init; }
@@ -50,8 +60,11 @@ internal sealed record StepCall
     public required Func<StepAttempt, Task<string>> Execute { get; init; }
 }
 
-/// <summary>The tool a call invokes: its name, arguments, and the version to resolve (null: the newest).</summary>
-internal sealed record ToolCall(string Name, JsonElement Arguments, string? Version);
+/// <summary>
+/// The tool a call invokes: its name, arguments, and the version to resolve, read at each attempt (null: the
+/// newest), since the run may pin a version while the call waits for a retry.
+/// </summary>
+internal sealed record ToolCall(string Name, JsonElement Arguments, Func<string?> Version);
 
 /// <summary>One attempt of a call, as attempt stages pass it on.</summary>
 internal sealed record StepAttempt(StepCall Call, int Number, CancellationToken Cancellation)

@@ -44,6 +44,9 @@ internal sealed class ReplayOrder
             .ToList();
     }
 
+    /// <summary>An order with nothing recorded (calls made outside a workflow's execution, such as compensations).</summary>
+    public static ReplayOrder None => new(new RunHistory(), timersFire: true);
+
     /// <summary>True once every recorded outcome has been handed back.</summary>
     public bool Drained => _next >= _order.Count;
 

@@ -15,12 +15,12 @@ internal sealed class ReplayStage : IStepStage
     {
         if (call.Recorded is { } row)
         {
-            await run.Replay.TurnAsync(call.Step);
+            await call.Replay.TurnAsync(call.Step);
             return StepOutcome.FromJournal(row);
         }
 
         var outcome = await next(call, run);
-        await run.Replay.DrainedAsync();
+        await call.Replay.DrainedAsync();
         return outcome;
     }
 }

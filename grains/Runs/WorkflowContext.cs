@@ -7,6 +7,7 @@ using Spine.Errors;
 using Spine.Journal;
 using Spine.Pipeline;
 using Spine.Recovery;
+using Spine.Replay;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -19,7 +20,7 @@ namespace Spine.Runs;
 /// (<see cref="StepPipeline"/>): replayed, or run live with retries, its outcome durable before the
 /// workflow sees it.
 /// </summary>
-internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, WorkflowRegistration registration, RunState state, ToolRegistry tools, IServiceProvider services)
+internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, ReplayOrder replay, WorkflowRegistration registration, RunState state, ToolRegistry tools, IServiceProvider services)
     : IWorkflowContext
 {
     private readonly Dictionary<string, string> _pinnedTools = new(StringComparer.Ordinal);
@@ -61,7 +62,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         }, run);
 
         // A replayed or skipped step's result comes from the journal, not from the action.
-        var payload = Unwrap(outcome.Row!);
+        var payload = Unwrap(Row(outcome));
         return outcome.Executed ? result : Deserialize<T>(payload, step, name);
     }
 
@@ -75,7 +76,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         var outcome = await pipeline.RunAsync(Call(JournalKind.Tool, step, tool, recorded, options, policy, options?.ClassifyError ?? newest?.Definition.ClassifyError) with
         {
             ArgumentsHash = argumentsHash,
-            Tool = new ToolCall(tool, arguments, version ?? _pinnedTools.GetValueOrDefault(tool)),
+            Tool = new ToolCall(tool, arguments, () => version ?? _pinnedTools.GetValueOrDefault(tool)),
             Execute = async attempt =>
             {
                 var registered = attempt.Tool!;
@@ -85,7 +86,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
                 return RunPayloads.Write(new ToolPayload(registered.Definition.Version, arguments, output));
             },
         }, run);
-        return ReadToolOutput(tool, Unwrap(outcome.Row!));
+        return ReadToolOutput(tool, Unwrap(Row(outcome)));
     }
 
     public async Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null)
@@ -108,7 +109,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
                 return payload;
             },
         }, run);
-        return JsonSerializer.Deserialize<ChatResponse>(Unwrap(outcome.Row!), SpineJson.ModelOptions)!;
+        return JsonSerializer.Deserialize<ChatResponse>(Unwrap(Row(outcome)), SpineJson.ModelOptions)!;
     }
 
     public async Task SleepAsync(TimeSpan duration)
@@ -120,11 +121,11 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         {
             using var document = JsonDocument.Parse(recorded.Payload!);
             wakeAt = document.RootElement.GetProperty("wakeAt").GetDateTimeOffset();
-            if (run.Replay.Holds(step))
+            if (replay.Holds(step))
             {
                 // The journal says where this sleep ended among the other calls (or, in a format 1 journal,
                 // where it began, which is where it ended for a sequential workflow).
-                await run.Replay.TurnAsync(step);
+                await replay.TurnAsync(step);
                 if (state.JournalFormat >= 2 || wakeAt <= run.Time.GetUtcNow())
                 {
                     return;
@@ -150,7 +151,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
             {
                 // The sleep ends live, after everything the journal already holds; its end is journaled so that
                 // a replay orders it among parallel calls exactly as it happened.
-                await run.Replay.DrainedAsync();
+                await replay.DrainedAsync();
                 await run.AppendAsync(JournalKind.TimerFired, step, "sleep", true, null);
             }
         }
@@ -177,12 +178,17 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         Step = step,
         Name = RunPayloads.Clean(name),
         Recorded = recorded,
+        Replay = replay,
         Retry = retry,
         Classify = classify,
         EscalateToOperator = options?.EscalateToOperator ?? registration.EscalateToOperator,
         Compensation = options?.Compensation,
         Execute = _ => throw new InvalidOperationException($"Step {step} '{name}' has nothing to execute."),
     };
+
+    /// <summary>The journal row of an outcome: every outcome that reaches the workflow is journaled first.</summary>
+    private JournalRow Row(StepOutcome outcome) =>
+        outcome.Row ?? throw new InvalidOperationException($"Run {RunId}: a step pipeline stage returned an outcome it did not journal.");
 
     private JsonElement ReadToolOutput(string tool, string payload)
     {
@@ -200,10 +206,10 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         var (step, recorded) = Next(kind, name);
         var outcome = await pipeline.RunAsync(Call(kind, step, name, recorded, null, RetryPolicy.None, null) with
         {
-            EscalateToOperator = false,
+            Instant = true,
             Execute = _ => Task.FromResult(RunPayloads.Write(format(produce()))),
         }, run);
-        return parse(JsonSerializer.Deserialize<string>(Unwrap(outcome.Row!))!);
+        return parse(JsonSerializer.Deserialize<string>(Unwrap(Row(outcome)))!);
     }
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name, JsonElement arguments = default, string? argumentsHash = null)
@@ -215,7 +221,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Workf
         catch (NonDeterminismException e)
         {
             // Parallel branches parked for their turn end with the run's error instead of waiting for ever.
-            run.Replay.Poison(e);
+            replay.Poison(e);
             throw;
         }
     }

@@ -176,8 +176,11 @@ public sealed partial class WorkflowRunGrain
 
         if (state.CancelRequested)
         {
-            // The cancel interleaved with the append: it already woke every waiter but this one.
+            // The cancel interleaved with the append: it already woke every waiter but this one, and it saw
+            // the run executing, so it left the index alone. The escalation's commit said AwaitingOperator,
+            // where the recovery sweep does not look: the run is executing (towards its end), and says so.
             _decisions.Disarm(step);
+            await _journal.TransitionAsync([], RunStatus.Running);
             throw new RunCancelledException(RunId, state.CancelReason);
         }
 

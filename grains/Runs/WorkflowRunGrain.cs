@@ -46,7 +46,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly RunJournal _journal;
     private readonly DurableWaits _waits;
     private readonly OperatorDecisions _decisions;
-    private ReplayOrder _replay;
     private Task? _execution;
     private int _liveCalls;
 
@@ -76,7 +75,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _journal = new RunJournal(RunId, writer, store, storage, time, _shutdown.Token, DeactivateOnIdle);
         _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
         _decisions = new OperatorDecisions(_shutdown.Token);
-        _replay = new ReplayOrder(_journal.History, timersFire: true);
     }
 
     internal string RunId => this.GetPrimaryKeyString();
@@ -241,8 +239,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     TimeProvider IStepRun.Time => Time;
 
     CancellationToken IStepRun.Stopping => _shutdown.Token;
-
-    ReplayOrder IStepRun.Replay => _replay;
 
     IReadOnlyList<JournalRow> IStepRun.EventsOf(int step) => History.EventsOf(step);
 
@@ -450,8 +446,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             }
 
             // Each execution replays the journal from its start, in journal order.
-            _replay = new ReplayOrder(History, state.JournalFormat >= 2);
-            var context = new WorkflowContext(this, _pipeline, registration, state, _tools, Services);
+            var replay = new ReplayOrder(History, state.JournalFormat >= 2);
+            var context = new WorkflowContext(this, _pipeline, replay, registration, state, _tools, Services);
             string output;
             try
             {
@@ -548,8 +544,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             if (state.Compensation is null)
             {
                 var plan = new CompensationPlan(status, error, deadLetter);
-                await _journal.TransitionAsync([new(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), null)], RunStatus.Compensating);
-                state.Compensation = plan;
+                await _journal.TransitionAsync([new(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), null)], RunStatus.Compensating,
+                    apply: s => s.Compensation = plan);
             }
 
             var failure = await compensator.CompensateAsync();

@@ -1,18 +1,21 @@
-using System.Collections.Concurrent;
-using Polly;
-using Polly.Timeout;
 using Spine.Pipeline;
 
 namespace Spine.Timeouts;
 
 /// <summary>
-/// Attempt stage: bounds an attempt of a tool with a timeout by that timeout (Polly's timeout strategy; the
-/// tool sees it as its cancellation token). An attempt that times out fails with a
-/// <see cref="TimeoutException"/>: transient, and with an unknown outcome, since the tool may have acted.
+/// Attempt stage: bounds an attempt of a tool with a timeout by that timeout, on the silo's
+/// <see cref="TimeProvider"/> (the tool sees it as its cancellation token). An attempt that times out
+/// fails with a <see cref="TimeoutException"/>: transient, and with an unknown outcome, since the tool
+/// may have acted.
 /// </summary>
+/// <remarks>
+/// Each attempt has a token source of its own, disposed when the attempt ends, and only that source's
+/// firing counts as this stage's timeout: a tool's own timeouts (of its HTTP client, say) stay its own.
+/// </remarks>
 internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
 {
-    private readonly ConcurrentDictionary<TimeSpan, ResiliencePipeline> _pipelines = new();
+    /// <summary>The longest timeout a token source accepts; a tool's timeout is checked against it at registration.</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
     public int Order => StepStageOrder.Timeout;
 
@@ -23,12 +26,13 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
             return await next(attempt, run);
         }
 
-        var pipeline = _pipelines.GetOrAdd(limit, l => new ResiliencePipelineBuilder { TimeProvider = time }.AddTimeout(l).Build());
+        using var deadline = new CancellationTokenSource(limit, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(attempt.Cancellation, deadline.Token);
         try
         {
-            return await pipeline.ExecuteAsync(async token => await next(attempt with { Cancellation = token }, run), attempt.Cancellation);
+            return await next(attempt with { Cancellation = linked.Token }, run);
         }
-        catch (TimeoutRejectedException) when (!attempt.Cancellation.IsCancellationRequested)
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !attempt.Cancellation.IsCancellationRequested)
         {
             throw new TimeoutException($"Tool '{attempt.Tool.Definition.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
         }

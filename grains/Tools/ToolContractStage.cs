@@ -21,7 +21,7 @@ internal sealed class ToolContractStage(ToolRegistry tools) : IAttemptStage
             return next(attempt, run);
         }
 
-        var registered = tools.Resolve(call.Name, call.Version);
+        var registered = tools.Resolve(call.Name, call.Version());
         if (call.Arguments.ValueKind == JsonValueKind.Undefined)
         {
             throw new InvalidPayloadException($"arguments of tool '{call.Name}'", "no JSON value was given");

@@ -3,7 +3,6 @@ using Spine.Errors;
 using Spine.Hosting;
 using Spine.Journal;
 using Spine.Pipeline;
-using Spine.Replay;
 using Spine.Runs;
 
 namespace Spine.Tests.Pipeline;
@@ -15,11 +14,6 @@ namespace Spine.Tests.Pipeline;
 internal sealed class FakeStepRun : IStepRun
 {
     private readonly CancellationTokenSource _stopping = new();
-
-    public FakeStepRun()
-    {
-        Replay = new ReplayOrder(History, timersFire: true);
-    }
 
     public RunHistory History { get; } = new();
 
@@ -44,8 +38,6 @@ internal sealed class FakeStepRun : IStepRun
     public TimeProvider Time => Clock;
 
     public CancellationToken Stopping => _stopping.Token;
-
-    public ReplayOrder Replay { get; }
 
     public IEnumerable<JournalRow> Rows(JournalKind kind) => History.Rows.Where(r => r.Kind == kind);
 

@@ -182,6 +182,43 @@ public sealed class StepPipelineTests
     }
 
     [Fact]
+    public async Task ToolAttempt_WithATimeoutOfDays_RunsToItsEnd()
+    {
+        // A long timeout is a bound, not an error: the attempt runs as long as the tool needs below it.
+        var tool = new RegisteredTool(new SlowTool(TimeSpan.FromDays(2)));
+        var call = Call(_ => Task.FromResult("\"done\""), RetryPolicy.None);
+
+        var payload = await new StepPipeline([], [new TimeoutStage(_run.Clock)]).AttemptAsync(new StepAttempt(call, 1, CancellationToken.None) { Tool = tool }, _run);
+
+        Assert.Equal("\"done\"", payload);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(60 * 24 * 60)]
+    public void Tool_WithATimeoutOutOfRange_IsRefusedAtRegistration(int minutes)
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => new ToolRegistry([new SlowTool(TimeSpan.FromMinutes(minutes))]));
+        Assert.Contains("Tool 'slow' 1.0.0: Timeout is", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task InstantCall_IsJournaledWithoutAnAttemptAndLeavesTheStatusAlone()
+    {
+        var live = new LiveCountingStage();
+        var pipeline = new StepPipeline([new LiveCallStage(), new ReplayStage(), live, new JournalStage(), new RetryStage()], []);
+
+        var outcome = await pipeline.RunAsync(Call(_ => Task.FromResult("\"2026-01-01\""), RetryPolicy.None) with { Kind = JournalKind.Time, Instant = true }, _run);
+        Assert.Null(outcome.Row!.Attempt);
+        Assert.Equal(0, live.SeenLive);
+
+        await pipeline.RunAsync(Call(_ => Task.FromResult("1"), RetryPolicy.None) with { Step = 2 }, _run);
+        Assert.Equal(1, live.SeenLive);
+        Assert.Equal(0, _run.LiveCalls);
+    }
+
+    [Fact]
     public void Stages_SharingAPlace_AreRefused()
     {
         var error = Assert.Throws<InvalidOperationException>(() => new StepPipeline([new JournalStage(), new JournalStage()], []));
@@ -204,8 +241,23 @@ public sealed class StepPipelineTests
         Step = 1,
         Name = "charge",
         Retry = retry,
+        Replay = ReplayOrder.None,
         Execute = execute,
     };
+
+    /// <summary>Records whether each call passing it was counted as live.</summary>
+    private sealed class LiveCountingStage : IStepStage
+    {
+        public int SeenLive { get; private set; }
+
+        public int Order => StepStageOrder.ControlPlane;
+
+        public Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+        {
+            SeenLive += ((FakeStepRun)run).LiveCalls;
+            return next(call, run);
+        }
+    }
 
     private sealed class SlowTool(TimeSpan timeout) : ITool
     {
