@@ -7,9 +7,8 @@ using Npgsql;
 using Spine.Client;
 using Spine.Runs;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
+using Spine.Local.Postgres;
+using Spine.Local.Silos;
 
 namespace Spine.Bench;
 
@@ -41,18 +40,9 @@ public static class ChaosWorkload
         }
 
         await using var _ = server;
-        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
-        var options = new SiloProcessOptions
+        var runtime = await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: true);
+        var options = SiloProcessOptions.OnFreePorts(runtime, "chaos-" + Guid.NewGuid().ToString("N")[..8]) with
         {
-            Demo = true,
-            ConnectionString = runtime,
-            ClusterId = "chaos-" + Guid.NewGuid().ToString("N")[..8],
-            ServiceId = "chaos-" + Guid.NewGuid().ToString("N")[..8],
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            ResumeReminderPeriod = TimeSpan.FromSeconds(2),
             LogFile = Path.Combine(Path.GetTempPath(), $"spine-chaos-{seed}.log"),
         };
 

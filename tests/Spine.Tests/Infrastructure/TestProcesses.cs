@@ -2,7 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Spine.Client;
-using Spine.Silo.Hosting;
+using Spine.Local.Silos;
 
 namespace Spine.Tests.Infrastructure;
 
@@ -10,19 +10,13 @@ namespace Spine.Tests.Infrastructure;
 public static class TestProcesses
 {
     /// <summary>Options for a silo process on fresh loopback ports, with the dashboard off.</summary>
-    public static SiloProcessOptions Silo(string connectionString, string cluster, bool demo = true, string? logFile = null, TimeSpan? resumeReminderPeriod = null) => new()
-    {
-        Demo = demo,
-        ConnectionString = connectionString,
-        ClusterId = cluster,
-        ServiceId = cluster,
-        SiloPort = SiloProcessOptions.FreePort(),
-        GatewayPort = SiloProcessOptions.FreePort(),
-        DashboardPort = SiloProcessOptions.FreePort(),
-        LogFile = logFile,
-        ResumeReminderPeriod = resumeReminderPeriod ?? TimeSpan.FromSeconds(2),
-        Environment = new Dictionary<string, string> { ["Silo__Dashboard"] = "false" },
-    };
+    public static SiloProcessOptions Silo(string connectionString, string cluster, bool demo = true, string? logFile = null, TimeSpan? resumeReminderPeriod = null) =>
+        SiloProcessOptions.OnFreePorts(connectionString, cluster) with
+        {
+            Demo = demo,
+            LogFile = logFile,
+            ResumeReminderPeriod = resumeReminderPeriod ?? TimeSpan.FromSeconds(2),
+        };
 
     /// <summary>Starts a client host that finds the cluster through its membership table, as another service would.</summary>
     public static async Task<IHost> StartClientAsync(string connectionString, string cluster)

@@ -84,7 +84,7 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
 
     private static async Task<(int Exit, string Output)> MigrateAsync(string connectionString)
     {
-        var silo = Path.Combine(AppContext.BaseDirectory, "Spine.Silo.dll");
+        var silo = Local.Silos.SiloExecutable.Locate();
         using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(
             "dotnet", [silo, "migrate", "--connection", connectionString, "--runtime-login", "spine_silo"])
         {
@@ -102,8 +102,8 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
     {
         var before = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery");
 
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
-        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Silo.Hosting.SpineSiloHost.RuntimeLogin, includeDemo: true);
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Local.Postgres.SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
+        await SchemaMigrator.ApplyAsync(fixture.Postgres.OwnerConnectionString, Local.Postgres.SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
         Assert.Equal(before, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM orleansquery"));
         Assert.Equal(20L, before);

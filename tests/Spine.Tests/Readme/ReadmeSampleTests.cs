@@ -78,8 +78,8 @@ public sealed class ReadmeSampleTests(ClusterFixture fixture)
     [Fact]
     public void ReadmeSamples_AreTheReadmeCode()
     {
-        var readme = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "README.md"));
-        var self = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "tests", "Spine.Tests", "Readme", "ReadmeSampleTests.cs"));
+        var readme = File.ReadAllText(Path.Combine(Local.RepositoryRoot.Find(), "README.md"));
+        var self = File.ReadAllText(Path.Combine(Local.RepositoryRoot.Find(), "tests", "Spine.Tests", "Readme", "ReadmeSampleTests.cs"));
 
         Assert.Contains(Between(self, "// README: workflow sample\n", "// README: end of workflow sample"), readme, StringComparison.Ordinal);
         Assert.Contains(Between(self, "// README: tool sample\n", "// README: end of tool sample"), readme, StringComparison.Ordinal);
