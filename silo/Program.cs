@@ -75,10 +75,10 @@ static async Task<int> RunSiloAsync(string[] configuration, CancellationToken ca
         await app.RunAsync(cancellationToken);
         return 0;
     }
-    catch (OptionsValidationException e)
+    catch (Exception e) when (ValidationFailures(e) is { Count: > 0 } failures)
     {
         // A setting out of range: say which, without a stack trace, and exit as for bad usage.
-        foreach (var failure in e.Failures)
+        foreach (var failure in failures)
         {
             await Console.Error.WriteLineAsync($"spine-silo: invalid configuration: {failure}");
         }
@@ -86,3 +86,12 @@ static async Task<int> RunSiloAsync(string[] configuration, CancellationToken ca
         return UsageError;
     }
 }
+
+// Start-up validation reports one options type as an OptionsValidationException, several as an AggregateException.
+static List<string> ValidationFailures(Exception e) => e switch
+{
+    OptionsValidationException invalid => [.. invalid.Failures],
+    AggregateException all when all.InnerExceptions.All(i => i is OptionsValidationException) =>
+        [.. all.InnerExceptions.SelectMany(i => ((OptionsValidationException)i).Failures)],
+    _ => [],
+};
