@@ -72,6 +72,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
             {
                 DataDirectory = dataDirectory,
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 // The silo's pools plus pgbench's 64 clients, with room to spare.
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });

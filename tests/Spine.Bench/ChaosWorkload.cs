@@ -34,6 +34,7 @@ public static class ChaosWorkload
             {
                 DataDirectory = Path.Combine(Path.GetTempPath(), "spine-chaos-" + Guid.NewGuid().ToString("N")[..8]),
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });
             owner = server.ConnectionString;

@@ -48,6 +48,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
         {
             DataDirectory = Path.Combine(Path.GetTempPath(), $"spine-{name}-" + Guid.NewGuid().ToString("N")[..8]),
             DeleteOnStop = true,
+            StopWithThisProcess = true,
             ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
         });
         var runtime = await SpineDatabaseSetup.ApplySchemaAsync(server.ConnectionString, includeDemo: true);

@@ -20,6 +20,13 @@ public sealed class LocalPostgresOptions
     /// </summary>
     public bool DeleteOnStop { get; init; }
 
+    /// <summary>
+    /// When true, a server this call starts is stopped (and, with <see cref="DeleteOnStop"/>, its folder deleted)
+    /// once this process is gone, even when it is killed before <see cref="LocalPostgresServer.StopAsync"/> runs:
+    /// a test run that crashes or is killed leaves no server behind. Default false.
+    /// </summary>
+    public bool StopWithThisProcess { get; init; }
+
     /// <summary>Database that <see cref="LocalPostgresServer.ConnectionString"/> points at; created if missing.</summary>
     public string Database { get; init; } = "spine";
 

@@ -123,6 +123,10 @@ public sealed class LocalPostgresServer : IAsyncDisposable
                 startAttempted = true;
                 port = await control.StartAsync(options.Port, socketDirectory, options.ServerSettings, ct);
                 startedByUs = true;
+                if (options.StopWithThisProcess)
+                {
+                    control.StopWhenProcessExits(Environment.ProcessId, options.DeleteOnStop);
+                }
             }
 
             var server = new LocalPostgresServer(options, log, runner, folder, control, ownedSocketDirectory, port, startedByUs);

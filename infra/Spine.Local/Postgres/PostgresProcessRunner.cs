@@ -30,6 +30,13 @@ internal sealed class PostgresProcessRunner
     public static async Task<PostgresProcessRunner> CreateAsync(string binDirectory, CancellationToken ct) =>
         new(binDirectory, await IsRootAsync(ct) ? await FindRunUserAsync(ct) : null);
 
+    /// <summary>The command line that runs <paramref name="tool"/> from <see cref="BinDirectory"/> as the right user.</summary>
+    public IReadOnlyList<string> CommandLine(string tool, IReadOnlyList<string> arguments)
+    {
+        var executable = Path.Combine(BinDirectory, tool);
+        return _runUserPath is not null ? [_runUserPath, "-u", SystemUser, "--", executable, .. arguments] : [executable, .. arguments];
+    }
+
     /// <summary>Runs <paramref name="tool"/> from <see cref="BinDirectory"/>; throws when it fails unless told not to.</summary>
     public async Task<ProcessResult> RunAsync(
         string tool,
@@ -38,19 +45,9 @@ internal sealed class PostgresProcessRunner
         CancellationToken ct,
         bool throwOnFailure = true)
     {
-        var executable = Path.Combine(BinDirectory, tool);
-        string fileName;
-        List<string> allArguments;
-        if (_runUserPath is not null)
-        {
-            fileName = _runUserPath;
-            allArguments = ["-u", SystemUser, "--", executable, .. arguments];
-        }
-        else
-        {
-            fileName = executable;
-            allArguments = [.. arguments];
-        }
+        var commandLine = CommandLine(tool, arguments);
+        var fileName = commandLine[0];
+        var allArguments = commandLine.Skip(1).ToList();
 
         // "/" rather than our own working directory, which the postgres user may not be allowed to enter.
         var result = await RunRawAsync(fileName, allArguments, workingDirectory: "/", ct);

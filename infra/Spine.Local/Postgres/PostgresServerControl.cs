@@ -82,13 +82,54 @@ internal sealed class PostgresServerControl(PostgresProcessRunner runner, Postgr
     public Task CrashRestartAsync(CancellationToken ct) =>
         runner.RunAsync("pg_ctl", ["-D", folder.ClusterDirectory, "-l", folder.LogFile, "-m", "immediate", "-w", "-t", "60", "restart"], "pg_ctl restart", ct);
 
+    /// <summary>The arguments of <c>pg_ctl stop -m fast</c> for this cluster.</summary>
+    public IReadOnlyList<string> StopArguments => ["stop", "-D", folder.ClusterDirectory, "-m", "fast", "-w", "-t", "60"];
+
+    /// <summary>
+    /// Stops the server, and deletes the folder when <paramref name="deleteFolder"/> is set, once the process
+    /// <paramref name="processId"/> is gone however it ended, SIGKILL included. The watcher is a detached shell
+    /// (its own session when <c>setsid</c> exists), so that killing that process's tree or group leaves it to work.
+    /// </summary>
+    public void StopWhenProcessExits(int processId, bool deleteFolder)
+    {
+        const string watcher = """
+            pid=$1; root=$2; delete=$3; shift 3
+            while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+            if [ -f "$root/pgdata/postmaster.pid" ]; then "$@"; fi
+            if [ "$delete" = 1 ]; then rm -rf "$root"; fi
+            """;
+        const string detach = """
+            if command -v setsid >/dev/null 2>&1; then
+                setsid /bin/sh -c "$0" watcher "$@" </dev/null >/dev/null 2>&1 &
+            else
+                /bin/sh -c "$0" watcher "$@" </dev/null >/dev/null 2>&1 &
+            fi
+            """;
+        var start = new System.Diagnostics.ProcessStartInfo("/bin/sh")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = "/",
+        };
+        foreach (var argument in (string[])["-c", detach, watcher, processId.ToString(CultureInfo.InvariantCulture), folder.RootDirectory, deleteFolder ? "1" : "0", .. runner.CommandLine("pg_ctl", StopArguments)])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var process = System.Diagnostics.Process.Start(start) ?? throw new LocalPostgresException("Could not start /bin/sh to watch the process.");
+        process.StandardInput.Close();
+        process.WaitForExit();
+    }
+
     /// <summary><c>pg_ctl stop -m fast</c>, if the server runs.</summary>
     public async Task StopAsync(CancellationToken ct)
     {
         if (await IsRunningAsync(ct))
         {
             logger.LogInformation("Stopping local PostgreSQL from {ClusterDirectory}", folder.ClusterDirectory);
-            await runner.RunAsync("pg_ctl", ["stop", "-D", folder.ClusterDirectory, "-m", "fast", "-w", "-t", "60"], "pg_ctl stop", ct);
+            await runner.RunAsync("pg_ctl", StopArguments, "pg_ctl stop", ct);
         }
     }
 
@@ -98,7 +139,7 @@ internal sealed class PostgresServerControl(PostgresProcessRunner runner, Postgr
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(90));
-            await runner.RunAsync("pg_ctl", ["stop", "-D", folder.ClusterDirectory, "-m", "fast", "-w", "-t", "60"], "pg_ctl stop", timeout.Token, throwOnFailure: false);
+            await runner.RunAsync("pg_ctl", StopArguments, "pg_ctl stop", timeout.Token, throwOnFailure: false);
         }
         catch (Exception ex) when (ex is LocalPostgresException or OperationCanceledException)
         {

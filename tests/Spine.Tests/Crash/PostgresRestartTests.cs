@@ -32,6 +32,7 @@ public sealed class PostgresRestartTests : IAsyncLifetime
         {
             DataDirectory = Path.Combine(Path.GetTempPath(), "spine-pg-restart-" + Guid.NewGuid().ToString("N")[..8]),
             DeleteOnStop = true,
+            StopWithThisProcess = true,
         });
         _runtime = await SpineDatabaseSetup.ApplySchemaAsync(_server.ConnectionString, includeDemo: true);
         var cluster = "pg-restart-" + Guid.NewGuid().ToString("N")[..8];

@@ -56,6 +56,7 @@ public sealed class TestPostgres
             {
                 DataDirectory = folder,
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });
             owner = _local.ConnectionString;
