@@ -49,17 +49,7 @@ public static class ChaosWorkload
 
         var silo = SiloProcess.Start(options);
         await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = runtime;
-            o.ClusterId = options.ClusterId;
-            o.ServiceId = options.ServiceId;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await SiloClientHost.StartAsync(options, o => o.WaitSlice = TimeSpan.FromSeconds(5));
         var client = host.Services.GetRequiredService<ISpineClient>();
 
         // Runs are started over ~20 s so that kills land among runs at every stage; a start that meets a

@@ -57,17 +57,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
             .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster) with { ResumeReminderPeriod = resumeReminderPeriod }))
             .ToList();
         await Task.WhenAll(processes.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
-
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = runtime;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-        });
-        var host = builder.Build();
-        await host.StartAsync();
+        var host = await SiloClientHost.StartAsync(processes[0].Options);
         return new ProcessCluster(server, runtime, processes, host);
     }
 

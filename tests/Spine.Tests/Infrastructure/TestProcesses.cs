@@ -1,7 +1,4 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Spine.Client;
 using Spine.Local.Silos;
 
 namespace Spine.Tests.Infrastructure;
@@ -19,21 +16,8 @@ public static class TestProcesses
         };
 
     /// <summary>Starts a client host that finds the cluster through its membership table, as another service would.</summary>
-    public static async Task<IHost> StartClientAsync(string connectionString, string cluster)
-    {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = connectionString;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
-    }
+    public static Task<IHost> StartClientAsync(string connectionString, string cluster) =>
+        SiloClientHost.StartAsync(connectionString, cluster, cluster, o => o.WaitSlice = TimeSpan.FromSeconds(5));
 
     /// <summary>Stops and disposes a client host started by <see cref="StartClientAsync"/>.</summary>
     public static async Task StopClientAsync(IHost? host)
