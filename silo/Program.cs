@@ -39,8 +39,29 @@ migrate.SetAction(async (parse, ct) =>
     return 0;
 });
 
-var demoCommand = new Command("demo", "The quick-start demo: the embedded PostgreSQL, a silo process, agent runs, a killed silo.");
-demoCommand.SetAction((_, ct) => DemoCommand.RunAsync(ct));
+var postgresPort = new Option<int>("--postgres-port")
+{
+    Description = "Loopback port of the embedded PostgreSQL (data in .pgdata/).",
+    DefaultValueFactory = _ => DemoCommand.DefaultPostgresPort,
+};
+var dashboardPort = new Option<int>("--dashboard-port")
+{
+    Description = "Loopback port of the silo's dashboard.",
+    DefaultValueFactory = _ => DemoCommand.DefaultDashboardPort,
+};
+foreach (var port in new[] { postgresPort, dashboardPort })
+{
+    port.Validators.Add(result =>
+    {
+        if (result.GetValueOrDefault<int>() is < 1 or > 65535)
+        {
+            result.AddError($"{port.Name} must be a TCP port between 1 and 65535.");
+        }
+    });
+}
+
+var demoCommand = new Command("demo", "The quick-start demo: the embedded PostgreSQL, a silo process, agent runs, a killed silo.") { postgresPort, dashboardPort };
+demoCommand.SetAction((parse, ct) => DemoCommand.RunAsync(parse.GetValue(postgresPort), parse.GetValue(dashboardPort), ct));
 
 var root = new RootCommand("Spine silo: runs the Spine runtime on Orleans and PostgreSQL.") { run, migrate, demoCommand };
 

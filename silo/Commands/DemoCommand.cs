@@ -8,6 +8,7 @@ using Spine.Local.Network;
 using Spine.Local.Postgres;
 using Spine.Local.Silos;
 using Spine.Silo.Demo;
+using Spine.Silo.Hosting;
 using Spine.Storage;
 
 namespace Spine.Silo.Commands;
@@ -23,15 +24,21 @@ internal static class DemoCommand
     private const int LedgerRuns = 24;
     private const int LedgerSteps = 6;
 
+    /// <summary>The embedded PostgreSQL's port: a silo's default <c>Silo:LocalPostgresPort</c>, so that both share .pgdata/.</summary>
+    public static int DefaultPostgresPort { get; } = new SiloSettings().LocalPostgresPort;
+
+    /// <summary>The dashboard's port: a silo's default <c>Silo:DashboardPort</c>.</summary>
+    public static int DefaultDashboardPort { get; } = new SiloSettings().DashboardPort;
+
     /// <summary>Runs the demo; returns the process exit code.</summary>
-    public static async Task<int> RunAsync(CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(int postgresPort, int dashboardPort, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         void Say(string text) => Console.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {text}");
 
         var dataDirectory = Path.Combine(RepositoryRoot.Find(), ".pgdata");
         Say($"starting PostgreSQL (data in {dataDirectory})");
-        await using var postgres = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = 55432 }, ct: cancellationToken);
+        await using var postgres = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = postgresPort }, ct: cancellationToken);
         var runtime = await SpineDatabaseSetup.ApplySchemaAsync(postgres.ConnectionString, includeDemo: true, cancellationToken);
         Say($"PostgreSQL ready on 127.0.0.1:{postgres.Port}; schema applied ({string.Join(", ", SchemaMigrator.Scripts(includeDemo: true).Select(s => s.Name))})");
 
@@ -43,7 +50,7 @@ internal static class DemoCommand
             ClusterId = clusterId,
             SiloPort = LoopbackPorts.FreePort(),
             GatewayPort = LoopbackPorts.FreePort(),
-            DashboardPort = 8080,
+            DashboardPort = dashboardPort,
             ResumeReminderPeriod = TimeSpan.FromSeconds(2),
             OnOutput = line => Console.WriteLine($"         silo | {line}"),
         };
