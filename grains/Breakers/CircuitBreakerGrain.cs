@@ -23,6 +23,7 @@ public sealed class BreakerRecord
 /// One tool's circuit breaker for the whole cluster. Silos report outcomes in batches
 /// (<see cref="CircuitBreakerCache"/>); the failure rate over a sliding window of buckets decides when
 /// it opens. After the cool-down it is half-open: one probe call decides whether it closes again.
+/// The decisions are <see cref="BreakerCircuit"/>'s; the grain persists the transitions.
 /// </summary>
 public sealed class CircuitBreakerGrain(
     [PersistentState("breaker", "spine")] IPersistentState<BreakerRecord> record,
@@ -30,9 +31,10 @@ public sealed class CircuitBreakerGrain(
     IOptions<SpineOptions> options,
     TimeProvider time) : Grain, ICircuitBreakerGrain
 {
-    private const int Buckets = 10;
-    private readonly (long Slot, int Successes, int Failures)[] _window = new (long, int, int)[Buckets];
-    private DateTimeOffset _probeLeaseUntil;
+    private BreakerCircuit? _circuit;
+
+    // Created on first use: the persisted record is loaded by then.
+    private BreakerCircuit Circuit => _circuit ??= new BreakerCircuit(record.State, time);
 
     private string Tool => this.GetPrimaryKeyString();
 
@@ -41,28 +43,9 @@ public sealed class CircuitBreakerGrain(
     /// <inheritdoc />
     public async Task<BreakerVerdict> ReportAsync(int successes, int failures)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(successes);
-        ArgumentOutOfRangeException.ThrowIfNegative(failures);
-        if (record.State.State != BreakerState.Closed)
+        if (Circuit.Report(successes, failures, Policy))
         {
-            // Outcomes of calls that started before the breaker opened say nothing about the probe.
-            return Verdict();
-        }
-
-        var policy = Policy;
-        var slot = Slot(policy);
-        ref var bucket = ref _window[slot % Buckets];
-        if (bucket.Slot != slot)
-        {
-            bucket = (slot, 0, 0);
-        }
-
-        bucket.Successes += successes;
-        bucket.Failures += failures;
-        var (calls, rate) = Rate(policy);
-        if (calls >= policy.MinimumCalls && rate >= policy.FailureRateThreshold)
-        {
-            await OpenAsync(policy);
+            await record.WriteStateAsync();
         }
 
         return Verdict();
@@ -72,36 +55,14 @@ public sealed class CircuitBreakerGrain(
     public Task<BreakerVerdict> GetVerdictAsync() => Task.FromResult(Verdict());
 
     /// <inheritdoc />
-    public Task<bool> TryAcquireProbeAsync()
-    {
-        var now = time.GetUtcNow();
-        if (Effective(now) != BreakerState.HalfOpen || now < _probeLeaseUntil)
-        {
-            return Task.FromResult(false);
-        }
-
-        // The lease lapses after a cool-down, so a probe lost with its silo does not hold the breaker forever.
-        _probeLeaseUntil = now + Policy.CoolDown;
-        return Task.FromResult(true);
-    }
+    public Task<bool> TryAcquireProbeAsync() => Task.FromResult(Circuit.TryAcquireProbe(Policy));
 
     /// <inheritdoc />
     public async Task<BreakerVerdict> ReportProbeAsync(bool success)
     {
-        if (Effective(time.GetUtcNow()) != BreakerState.HalfOpen)
+        if (Circuit.ReportProbe(success, Policy))
         {
-            // A late probe outcome (the breaker was reset, or the lease lapsed and another probe decided) changes nothing.
-            return Verdict();
-        }
-
-        _probeLeaseUntil = default;
-        if (success)
-        {
-            await CloseAsync();
-        }
-        else
-        {
-            await OpenAsync(Policy);
+            await record.WriteStateAsync();
         }
 
         return Verdict();
@@ -110,58 +71,17 @@ public sealed class CircuitBreakerGrain(
     /// <inheritdoc />
     public async Task<BreakerVerdict> ResetAsync()
     {
-        _probeLeaseUntil = default;
-        await CloseAsync();
+        if (Circuit.Reset())
+        {
+            await record.WriteStateAsync();
+        }
+
         return Verdict();
     }
 
-    private async Task OpenAsync(BreakerPolicy policy)
-    {
-        record.State.State = BreakerState.Open;
-        record.State.OpenUntil = time.GetUtcNow() + policy.CoolDown;
-        record.State.TimesOpened++;
-        Array.Clear(_window);
-        await record.WriteStateAsync();
-    }
-
-    private async Task CloseAsync()
-    {
-        Array.Clear(_window);
-        if (record.State.State == BreakerState.Closed)
-        {
-            return;
-        }
-
-        record.State.State = BreakerState.Closed;
-        record.State.OpenUntil = null;
-        await record.WriteStateAsync();
-    }
-
-    private BreakerState Effective(DateTimeOffset now) =>
-        record.State.State == BreakerState.Open && now >= record.State.OpenUntil ? BreakerState.HalfOpen : record.State.State;
-
     private BreakerVerdict Verdict()
     {
-        var (calls, rate) = Rate(Policy);
-        return new BreakerVerdict(Tool, Effective(time.GetUtcNow()), record.State.OpenUntil, rate, calls);
-    }
-
-    private long Slot(BreakerPolicy policy) => time.GetUtcNow().UtcTicks / Math.Max(1, policy.Window.Ticks / Buckets);
-
-    private (int Calls, double Rate) Rate(BreakerPolicy policy)
-    {
-        var current = Slot(policy);
-        int successes = 0, failures = 0;
-        foreach (var bucket in _window)
-        {
-            if (current - bucket.Slot < Buckets)
-            {
-                successes += bucket.Successes;
-                failures += bucket.Failures;
-            }
-        }
-
-        var calls = successes + failures;
-        return (calls, calls == 0 ? 0 : (double)failures / calls);
+        var (calls, rate) = Circuit.Rate(Policy);
+        return new BreakerVerdict(Tool, Circuit.State, Circuit.OpenUntil, rate, calls);
     }
 }

@@ -1,8 +1,16 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Spine.Breakers;
+using Spine.Compensation;
+using Spine.Escalation;
 using Spine.Journal;
+using Spine.Pipeline;
+using Spine.Recovery;
+using Spine.Replay;
+using Spine.Runs;
 using Spine.Storage;
+using Spine.Timeouts;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -27,10 +35,29 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<JournalStore>();
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
-        services.TryAddSingleton<Breakers.CircuitBreakerCache>();
+        services.TryAddSingleton<CircuitBreakerCache>();
+        services.AddStepPipeline();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
-        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Runs.RunRecoveryStarter>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
         return services;
+    }
+
+    /// <summary>
+    /// The built-in stages of the step pipeline, in their places (<see cref="StepStageOrder"/>). A control
+    /// adds itself by registering one more <see cref="IStepStage"/> or <see cref="IAttemptStage"/>.
+    /// </summary>
+    private static void AddStepPipeline(this IServiceCollection services)
+    {
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, ReplayStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, LiveCallStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, CompensationStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, JournalStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, EscalationStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, RetryStage>(_ => new RetryStage()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, ToolContractStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, BreakerStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, TimeoutStage>());
+        services.TryAddSingleton(services => new StepPipeline(services.GetServices<IStepStage>(), services.GetServices<IAttemptStage>()));
     }
 
     /// <summary>Registers a workflow class under the name and version of its <see cref="WorkflowAttribute"/>.</summary>

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using Spine.Runs;
 
 namespace Spine.Journal;
 
@@ -51,6 +52,38 @@ public static class JournalHash
     {
         ArgumentNullException.ThrowIfNull(row);
         return Compute(row.PrevHash, row.RunId, row.Seq, row.Kind, row.Step, row.Name, row.Ok, row.Payload, row.RecordedAt, row.Attempt);
+    }
+
+    /// <summary>
+    /// Checks a run's rows, read in seq order: seq runs from 0 without gaps, each row's prev_hash is the previous
+    /// row's hash (<see cref="Genesis"/> for seq 0), and each row's hash matches its fields.
+    /// </summary>
+    public static JournalVerification Verify(string runId, IReadOnlyList<JournalRow> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var previous = Genesis;
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            if (row.Seq != i)
+            {
+                return new JournalVerification(runId, rows.Count, false, i, $"row {i} is missing (next stored row is {row.Seq})");
+            }
+
+            if (!row.PrevHash.AsSpan().SequenceEqual(previous))
+            {
+                return new JournalVerification(runId, rows.Count, false, row.Seq, "prev_hash does not match the previous row's hash");
+            }
+
+            if (!Compute(row).AsSpan().SequenceEqual(row.Hash))
+            {
+                return new JournalVerification(runId, rows.Count, false, row.Seq, "the row's contents do not match its hash");
+            }
+
+            previous = row.Hash;
+        }
+
+        return new JournalVerification(runId, rows.Count, true);
     }
 
     // Length-prefixed so that ("ab","c") and ("a","bc") hash differently; null is length -1.

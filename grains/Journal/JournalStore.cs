@@ -145,28 +145,6 @@ public sealed class JournalStore(SpineDatabase database)
             throw new RunNotFoundException(runId);
         }
 
-        var previous = JournalHash.Genesis;
-        for (var i = 0; i < rows.Count; i++)
-        {
-            var row = rows[i];
-            if (row.Seq != i)
-            {
-                return new JournalVerification(runId, rows.Count, false, i, $"row {i} is missing (next stored row is {row.Seq})");
-            }
-
-            if (!row.PrevHash.AsSpan().SequenceEqual(previous))
-            {
-                return new JournalVerification(runId, rows.Count, false, row.Seq, "prev_hash does not match the previous row's hash");
-            }
-
-            if (!JournalHash.Compute(row).AsSpan().SequenceEqual(row.Hash))
-            {
-                return new JournalVerification(runId, rows.Count, false, row.Seq, "the row's contents do not match its hash");
-            }
-
-            previous = row.Hash;
-        }
-
-        return new JournalVerification(runId, rows.Count, true);
+        return JournalHash.Verify(runId, rows);
     }
 }

@@ -3,9 +3,9 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
-using Spine.Breakers;
 using Spine.Errors;
 using Spine.Journal;
+using Spine.Pipeline;
 using Spine.Recovery;
 using Spine.Tools;
 using Spine.Workflows;
@@ -14,17 +14,18 @@ namespace Spine.Runs;
 
 /// <summary>
 /// The journaling context of one execution of a run. Step numbers count the workflow's context calls
-/// from 1; a recorded step is answered from the journal after checking that the workflow asks for the
-/// same kind and name, otherwise the call runs live (with retries) and its outcome is durable before
-/// the workflow sees it.
+/// from 1, in the order they are issued; a recorded step is answered from the journal after checking that
+/// the workflow asks for the same kind, name and arguments. Every call goes through the step pipeline
+/// (<see cref="StepPipeline"/>): replayed, or run live with retries, its outcome durable before the
+/// workflow sees it.
 /// </summary>
-internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistration registration, RunState state) : IWorkflowContext
+internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, WorkflowRegistration registration, RunState state, ToolRegistry tools, IServiceProvider services)
+    : IWorkflowContext
 {
     private readonly Dictionary<string, string> _pinnedTools = new(StringComparer.Ordinal);
-    private readonly ReplayOrder _replay = new(grain.History, state.JournalFormat >= 2);
     private int _step;
 
-    public string RunId => grain.RunId;
+    public string RunId => run.RunId;
 
     public string WorkflowType => registration.Name;
 
@@ -32,39 +33,36 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
 
     public string? AccountId => state.AccountId;
 
-    public bool IsReplaying => grain.TryGetOutcome(_step + 1, out _);
+    public bool IsReplaying => run.TryGetOutcome(_step + 1, out _);
 
-    public RunOrigin? Origin => grain.Origin;
+    public RunOrigin? Origin => state.Origin;
 
-    public string? GetParameter(string name) => grain.GetParameter(name);
+    public string? GetParameter(string name) => state.Parameters?.GetValueOrDefault(name);
 
     public async Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(action);
         var (step, recorded) = Next(JournalKind.Step, name);
-        if (recorded is not null)
-        {
-            await _replay.TurnAsync(step);
-            return Deserialize<T>(Unwrap(recorded), step, name);
-        }
-
         T result = default!;
-        var outcome = await ExecuteStepAsync(JournalKind.Step, step, name, options, options?.Retry ?? grain.Options.Retry.Step, options?.ClassifyError,
-            async attempt =>
+        var outcome = await pipeline.RunAsync(Call(JournalKind.Step, step, name, recorded, options, options?.Retry ?? run.Options.Retry.Step, options?.ClassifyError) with
+        {
+            Execute = async attempt =>
             {
-                var value = await action(new StepContext(RunId, step, name, IdempotencyKey(step), grain.ShutdownToken, attempt));
+                var value = await action(new StepContext(RunId, step, name, IdempotencyKey(step), attempt.Cancellation, attempt.Number));
                 var json = JsonSerializer.Serialize(value, SpineJson.Options);
-                RunPayloads.CheckSize(json, $"result of step {step} '{name}'", grain.Options.MaxPayloadBytes);
+                RunPayloads.CheckSize(json, $"result of step {step} '{name}'", run.Options.MaxPayloadBytes);
 
                 // The workflow gets the value as the journal will give it back on replay, never the live object:
                 // a type that does not survive the round trip fails here, on the first execution, not after a crash.
                 result = JsonSerializer.Deserialize<T>(json, SpineJson.Options)!;
                 return json;
-            });
+            },
+        }, run);
 
-        // A skipped step's result came from an operator, not from the action.
-        return outcome.Live ? result : Deserialize<T>(outcome.Row.Payload!, step, name);
+        // A replayed or skipped step's result comes from the journal, not from the action.
+        var payload = Unwrap(outcome.Row!);
+        return outcome.Executed ? result : Deserialize<T>(payload, step, name);
     }
 
     public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null)
@@ -72,17 +70,22 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         ArgumentException.ThrowIfNullOrEmpty(tool);
         var argumentsHash = arguments.ValueKind == JsonValueKind.Undefined ? null : RunPayloads.ArgumentsHash(arguments);
         var (step, recorded) = Next(JournalKind.Tool, tool, arguments, argumentsHash);
-        if (recorded is not null)
+        var newest = recorded is null ? tools.TryResolve(tool) : null;
+        var policy = options?.Retry ?? newest?.Definition.Retry ?? run.Options.Retry.Tool;
+        var outcome = await pipeline.RunAsync(Call(JournalKind.Tool, step, tool, recorded, options, policy, options?.ClassifyError ?? newest?.Definition.ClassifyError) with
         {
-            await _replay.TurnAsync(step);
-            return ReadToolOutput(tool, Unwrap(recorded));
-        }
-
-        var resolved = grain.Tools.TryResolve(tool);
-        var policy = options?.Retry ?? resolved?.Definition.Retry ?? grain.Options.Retry.Tool;
-        var outcome = await ExecuteStepAsync(JournalKind.Tool, step, tool, options, policy, options?.ClassifyError ?? resolved?.Definition.ClassifyError,
-            attempt => InvokeToolAsync(tool, arguments, version, step, attempt), argumentsHash);
-        return ReadToolOutput(tool, outcome.Row.Payload!);
+            ArgumentsHash = argumentsHash,
+            Tool = new ToolCall(tool, arguments, version ?? _pinnedTools.GetValueOrDefault(tool)),
+            Execute = async attempt =>
+            {
+                var registered = attempt.Tool!;
+                var output = await registered.Tool.InvokeAsync(arguments, new ToolContext(RunId, step, IdempotencyKey(step), attempt.Cancellation, attempt.Number));
+                RunPayloads.CheckSize(output.GetRawText(), $"output of tool '{tool}'", run.Options.MaxPayloadBytes);
+                registered.ValidateOutput(output);
+                return RunPayloads.Write(new ToolPayload(registered.Definition.Version, arguments, output));
+            },
+        }, run);
+        return ReadToolOutput(tool, Unwrap(outcome.Row!));
     }
 
     public async Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null)
@@ -90,25 +93,22 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         ArgumentNullException.ThrowIfNull(messages);
         var name = clientKey ?? "model";
         var (step, recorded) = Next(JournalKind.Model, name);
-        if (recorded is not null)
+        var history = recorded is null ? messages.ToList() : null;
+        var outcome = await pipeline.RunAsync(Call(JournalKind.Model, step, name, recorded, null, run.Options.Retry.Model, null) with
         {
-            await _replay.TurnAsync(step);
-            return JsonSerializer.Deserialize<ChatResponse>(Unwrap(recorded), SpineJson.ModelOptions)!;
-        }
-
-        var history = messages.ToList();
-        var outcome = await ExecuteStepAsync(JournalKind.Model, step, name, null, grain.Options.Retry.Model, null, async _ =>
-        {
-            var client = (clientKey is null
-                    ? grain.Services.GetService<IChatClient>()
-                    : grain.Services.GetKeyedService<IChatClient>(clientKey))
-                ?? throw new TerminalException($"No chat client{(clientKey is null ? "" : $" '{clientKey}'")} is registered on this silo.");
-            var response = await client.GetResponseAsync(history, options, grain.ShutdownToken);
-            var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
-            RunPayloads.CheckSize(payload, $"response of model '{name}'", grain.Options.MaxPayloadBytes);
-            return payload;
-        });
-        return JsonSerializer.Deserialize<ChatResponse>(outcome.Row.Payload!, SpineJson.ModelOptions)!;
+            Execute = async attempt =>
+            {
+                var client = (clientKey is null
+                        ? services.GetService<IChatClient>()
+                        : services.GetKeyedService<IChatClient>(clientKey))
+                    ?? throw new TerminalException($"No chat client{(clientKey is null ? "" : $" '{clientKey}'")} is registered on this silo.");
+                var response = await client.GetResponseAsync(history!, options, attempt.Cancellation);
+                var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
+                RunPayloads.CheckSize(payload, $"response of model '{name}'", run.Options.MaxPayloadBytes);
+                return payload;
+            },
+        }, run);
+        return JsonSerializer.Deserialize<ChatResponse>(Unwrap(outcome.Row!), SpineJson.ModelOptions)!;
     }
 
     public async Task SleepAsync(TimeSpan duration)
@@ -120,12 +120,12 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         {
             using var document = JsonDocument.Parse(recorded.Payload!);
             wakeAt = document.RootElement.GetProperty("wakeAt").GetDateTimeOffset();
-            if (_replay.Holds(step))
+            if (run.Replay.Holds(step))
             {
                 // The journal says where this sleep ended among the other calls (or, in a format 1 journal,
                 // where it began, which is where it ended for a sequential workflow).
-                await _replay.TurnAsync(step);
-                if (state.JournalFormat >= 2 || wakeAt <= grain.Time.GetUtcNow())
+                await run.Replay.TurnAsync(step);
+                if (state.JournalFormat >= 2 || wakeAt <= run.Time.GetUtcNow())
                 {
                     return;
                 }
@@ -133,34 +133,35 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
         else
         {
-            wakeAt = grain.Time.GetUtcNow() + duration;
+            wakeAt = run.Time.GetUtcNow() + duration;
         }
 
-        grain.EnterCall();
+        // A sleep is a durable wait, not an attempt: it has no retries, breaker or timeout to pass through.
+        run.EnterCall();
         try
         {
             if (recorded is null)
             {
-                await grain.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
+                await run.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
             }
 
-            await grain.WaitUntilAsync(wakeAt, sleeping: true);
+            await run.WaitUntilAsync(wakeAt, sleeping: true);
             if (state.JournalFormat >= 2)
             {
                 // The sleep ends live, after everything the journal already holds; its end is journaled so that
                 // a replay orders it among parallel calls exactly as it happened.
-                await _replay.DrainedAsync();
-                await grain.AppendAsync(JournalKind.TimerFired, step, "sleep", true, null);
+                await run.Replay.DrainedAsync();
+                await run.AppendAsync(JournalKind.TimerFired, step, "sleep", true, null);
             }
         }
         finally
         {
-            grain.ExitCall();
+            run.ExitCall();
         }
     }
 
     public Task<DateTimeOffset> NowAsync() =>
-        RecordValueAsync(JournalKind.Time, "now", () => grain.Time.GetUtcNow(),
+        RecordValueAsync(JournalKind.Time, "now", () => run.Time.GetUtcNow(),
             v => v.ToString("O", CultureInfo.InvariantCulture), s => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture));
 
     public Task<long> RandomAsync() =>
@@ -170,234 +171,18 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     public Task<Guid> NewGuidAsync() =>
         RecordValueAsync(JournalKind.Random, "guid", Guid.NewGuid, v => v.ToString("D"), Guid.Parse);
 
-    /// <summary>
-    /// Runs a step's attempts until one succeeds, a failure is terminal, or the retry policy is spent.
-    /// Every failed attempt that will be retried is journaled with its class and due time before the wait,
-    /// so a re-execution (another silo, after a crash) continues the same count and schedule.
-    /// </summary>
-    private async Task<(JournalRow Row, bool Live)> ExecuteStepAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
-        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt, string? argumentsHash = null)
+    private StepCall Call(JournalKind kind, int step, string name, JournalRow? recorded, StepOptions? options, RetryPolicy retry, Func<Exception, ErrorClass?>? classify) => new()
     {
-        // A live call counts towards the run's status: a run with a step executing never shows as sleeping
-        // or waiting for an operator, whatever its parallel calls do.
-        grain.EnterCall();
-        var entered = true;
-        try
-        {
-            await grain.RefreshStatusAsync();
-            (JournalRow Row, bool Live) outcome;
-            try
-            {
-                outcome = await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
-            }
-            catch (StepFailedException)
-            {
-                // A live outcome reaches the workflow only after every outcome the journal already held.
-                await _replay.DrainedAsync();
-                throw;
-            }
-
-            await _replay.DrainedAsync();
-            grain.ExitCall();
-            entered = false;
-            await grain.RefreshStatusAsync();
-            return outcome;
-        }
-        finally
-        {
-            if (entered)
-            {
-                grain.ExitCall();
-            }
-        }
-    }
-
-    private async Task<(JournalRow Row, bool Live)> ExecuteAttemptsAsync(JournalKind kind, int step, string name, StepOptions? options, RetryPolicy policy,
-        Func<Exception, ErrorClass?>? classify, Func<int, Task<string>> attempt, string? argumentsHash)
-    {
-        if (options?.Compensation is { } compensation && !grain.History.EventsOf(step).Any(e => e.Kind == JournalKind.CompensationRegistered))
-        {
-            // Declared before the first attempt, so the declaration is durable before any effect can happen.
-            // The compensating tool's version is pinned now: a later deploy does not change what undoes this step.
-            var version = compensation.Version ?? grain.Tools.TryResolve(compensation.Tool)?.Definition.Version;
-            await grain.AppendAsync(JournalKind.CompensationRegistered, step, name, true,
-                RunPayloads.Write(new CompensationPayload(compensation.Tool, version, compensation.Arguments)));
-        }
-
-        var escalate = options?.EscalateToOperator ?? registration.EscalateToOperator;
-        var history = StepAttempts.Read(grain.History.EventsOf(step));
-        var attemptNo = history.AttemptNumber;
-        var failures = history.Failures;
-        var firstAttemptAt = history.FirstFailureAt ?? grain.Time.GetUtcNow();
-        var openSince = history.CircuitOpenSince;
-        var lastEvent = history.Last;
-
-        if (lastEvent?.Kind == JournalKind.Escalated)
-        {
-            // The run was waiting for an operator when its activation ended: wait again.
-            await grain.AwaitOperatorAsync(step);
-            grain.ThrowIfCancelRequested();
-            return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
-        }
-
-        if (lastEvent?.Kind == JournalKind.AttemptFailed && RunPayloads.ReadError(lastEvent.Payload).RetryAt is { } pendingRetry)
-        {
-            await grain.WaitUntilAsync(pendingRetry, sleeping: false);
-        }
-
-        while (true)
-        {
-            grain.ThrowIfCancelRequested();
-            string? payload = null;
-            Exception? failure = null;
-            try
-            {
-                payload = await attempt(attemptNo);
-            }
-            catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
-            {
-                failure = e;
-            }
-
-            if (failure is null)
-            {
-                // Outside the attempt: a failure to journal the outcome is never the step's failure. The append
-                // rides out an outage in place; if it cannot, the activation ends and the run resumes from its journal.
-                return (await grain.AppendAsync(kind, step, name, true, payload, attempt: attemptNo), true);
-            }
-
-            var errorClass = ErrorClassifier.Classify(failure, classify);
-            // A call that timed out may have had its effect: recorded, so a failing run still compensates the step.
-            var error = RunPayloads.ErrorOf(failure, errorClass) with { ArgumentsHash = argumentsHash, OutcomeUnknown = failure is TimeoutException };
-            var now = grain.Time.GetUtcNow();
-            if (failure is CircuitOpenException open)
-            {
-                // An open breaker is waited out, not retried: one journal row when the step first meets it,
-                // none for each later look at a breaker that is still open (a failed probe in between is an
-                // ordinary failed attempt), and no attempt of the policy used up. The wait has its own
-                // deadline, counted from that first row, after which the step counts as exhausted.
-                var since = openSince ?? now;
-                if (open.RetryAfter - since <= policy.MaxCircuitWait)
-                {
-                    if (openSince is null)
-                    {
-                        await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = open.RetryAfter }), attempt: attemptNo);
-                        openSince = now;
-                        attemptNo++;
-                    }
-
-                    await grain.WaitUntilAsync(open.RetryAfter, sleeping: false);
-                    continue;
-                }
-
-                error = error with { Message = $"{error.Message} The step waited {now - since:g} for it, the most its retry policy allows (MaxCircuitWait {policy.MaxCircuitWait:g})." };
-            }
-            else if (errorClass == ErrorClass.Transient)
-            {
-                var used = failures + 1;
-                var retryAt = now + policy.DelayAfter(used, WorkflowRunGrain.Jitter());
-                var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
-                if (withinDeadline && used < policy.MaxAttempts)
-                {
-                    await grain.AppendAsync(JournalKind.AttemptFailed, step, name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt: attemptNo);
-                    failures = used;
-                    attemptNo++;
-                    await grain.WaitUntilAsync(retryAt, sleeping: false);
-                    continue;
-                }
-            }
-
-            var retryable = errorClass is ErrorClass.Transient or ErrorClass.CircuitOpen;
-
-            var exhausted = retryable;
-            if (exhausted && escalate)
-            {
-                await grain.EscalateAsync(kind, step, name, error with { Exhausted = true, Step = step, StepName = name, StepKind = kind.ToString() }, attemptNo);
-                grain.ThrowIfCancelRequested();
-                return AfterDecision(step) ?? await ExecuteAttemptsAsync(kind, step, name, options, policy, classify, attempt, argumentsHash);
-            }
-
-            await grain.AppendAsync(kind, step, name, false, RunPayloads.Write(error with { Exhausted = exhausted }), attempt: attemptNo);
-            throw new StepFailedException(RunId, step, name, error.Kind, error.Message, error.ExceptionType, errorClass.Name(), attemptNo, exhausted);
-        }
-    }
-
-    /// <summary>After a skip or fail decision the step has its outcome row; after a retry it has none and runs again.</summary>
-    private (JournalRow Row, bool Live)? AfterDecision(int step)
-    {
-        if (!grain.TryGetOutcome(step, out var row))
-        {
-            return null;
-        }
-
-        Unwrap(row);
-        return (row, false);
-    }
-
-    private async Task<string> InvokeToolAsync(string tool, JsonElement arguments, string? version, int step, int attempt)
-    {
-        var registered = grain.Tools.Resolve(tool, version ?? _pinnedTools.GetValueOrDefault(tool));
-        if (arguments.ValueKind == JsonValueKind.Undefined)
-        {
-            throw new InvalidPayloadException($"arguments of tool '{tool}'", "no JSON value was given");
-        }
-
-        RunPayloads.CheckSize(arguments.GetRawText(), $"arguments of tool '{tool}'", grain.Options.MaxPayloadBytes);
-        registered.ValidateInput(arguments);
-
-        var definition = registered.Definition;
-        var breaker = definition.Breaker ?? grain.Options.Breaker;
-        var (permit, retryAt) = await grain.Breakers.AcquireAsync(tool, breaker);
-        if (permit == BreakerPermit.Rejected)
-        {
-            throw new CircuitOpenException(tool, retryAt);
-        }
-
-        JsonElement output;
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(grain.ShutdownToken);
-            if (definition.Timeout is { } limit)
-            {
-                timeout.CancelAfter(limit);
-            }
-
-            try
-            {
-                output = await registered.Tool.InvokeAsync(arguments, new ToolContext(RunId, step, IdempotencyKey(step), timeout.Token, attempt));
-            }
-            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !grain.ShutdownToken.IsCancellationRequested)
-            {
-                throw new TimeoutException($"Tool '{tool}' {definition.Version} did not answer within {definition.Timeout} (attempt {attempt}).");
-            }
-
-            RunPayloads.CheckSize(output.GetRawText(), $"output of tool '{tool}'", grain.Options.MaxPayloadBytes);
-            registered.ValidateOutput(output);
-        }
-        catch (Exception e) when (!grain.ShutdownToken.IsCancellationRequested)
-        {
-            // Only failures that say something about the tool's health move its breaker.
-            var healthy = ErrorClassifier.Classify(e, definition.ClassifyError) != ErrorClass.Transient;
-            await ReportAsync(tool, permit, healthy);
-            throw;
-        }
-
-        await ReportAsync(tool, permit, true);
-        _pinnedTools[tool] = definition.Version;
-        return RunPayloads.Write(new ToolPayload(definition.Version, arguments, output));
-    }
-
-    private async Task ReportAsync(string tool, BreakerPermit permit, bool success)
-    {
-        if (permit == BreakerPermit.Probe)
-        {
-            await grain.Breakers.ReportProbeAsync(tool, success);
-        }
-        else
-        {
-            grain.Breakers.Record(tool, success);
-        }
-    }
+        Kind = kind,
+        Step = step,
+        Name = RunPayloads.Clean(name),
+        Recorded = recorded,
+        Retry = retry,
+        Classify = classify,
+        EscalateToOperator = options?.EscalateToOperator ?? registration.EscalateToOperator,
+        Compensation = options?.Compensation,
+        Execute = _ => throw new InvalidOperationException($"Step {step} '{name}' has nothing to execute."),
+    };
 
     private JsonElement ReadToolOutput(string tool, string payload)
     {
@@ -413,16 +198,12 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     private async Task<T> RecordValueAsync<T>(JournalKind kind, string name, Func<T> produce, Func<T, string> format, Func<string, T> parse)
     {
         var (step, recorded) = Next(kind, name);
-        if (recorded is not null)
+        var outcome = await pipeline.RunAsync(Call(kind, step, name, recorded, null, RetryPolicy.None, null) with
         {
-            await _replay.TurnAsync(step);
-            return parse(JsonSerializer.Deserialize<string>(recorded.Payload!)!);
-        }
-
-        var value = produce();
-        await grain.AppendAsync(kind, step, name, true, RunPayloads.Write(format(value)));
-        await _replay.DrainedAsync();
-        return value;
+            EscalateToOperator = false,
+            Execute = _ => Task.FromResult(RunPayloads.Write(format(produce()))),
+        }, run);
+        return parse(JsonSerializer.Deserialize<string>(Unwrap(outcome.Row!))!);
     }
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name, JsonElement arguments = default, string? argumentsHash = null)
@@ -434,7 +215,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         catch (NonDeterminismException e)
         {
             // Parallel branches parked for their turn end with the run's error instead of waiting for ever.
-            _replay.Poison(e);
+            run.Replay.Poison(e);
             throw;
         }
     }
@@ -442,12 +223,12 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     private (int Step, JournalRow? Recorded) NextCore(JournalKind kind, string name, JsonElement arguments, string? argumentsHash)
     {
         // An activation that is shutting down starts no new step: the next activation will.
-        grain.ShutdownToken.ThrowIfCancellationRequested();
+        run.Stopping.ThrowIfCancellationRequested();
 
         // Names are stored cleaned (see RunPayloads.Clean); compare like with like.
         name = RunPayloads.Clean(name);
         var step = ++_step;
-        if (grain.TryGetOutcome(step, out var row))
+        if (run.TryGetOutcome(step, out var row))
         {
             if (row.Kind != kind || row.Name != name)
             {
@@ -464,7 +245,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
 
         // The journal may hold attempts or an escalation of this step but no outcome: check those match too.
-        if (grain.History.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started)
+        if (run.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started)
         {
             if (started.Name != name)
             {
@@ -479,7 +260,7 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
         }
 
         // The first unrecorded step is a step boundary: a pending cancel takes effect here.
-        grain.ThrowIfCancelRequested();
+        run.ThrowIfCancelRequested();
         return (step, null);
     }
 
@@ -532,47 +313,4 @@ internal sealed class WorkflowContext(WorkflowRunGrain grain, WorkflowRegistrati
     }
 
     private sealed record ToolPayload(string Version, JsonElement Input, JsonElement Output);
-
-    /// <summary>What a step's journaled events say about its attempts, read in one pass.</summary>
-    private sealed record StepAttempts(int AttemptNumber, int Failures, DateTimeOffset? FirstFailureAt, DateTimeOffset? CircuitOpenSince, JournalRow? Last)
-    {
-        /// <summary>
-        /// Reads the events since the last operator decision (a decision resets the retry budget): the next
-        /// attempt's number (over all events), the failures that count against the policy, when the first of
-        /// them happened, and when the step first met an open breaker, if it did.
-        /// </summary>
-        public static StepAttempts Read(IReadOnlyList<JournalRow> events)
-        {
-            var attempts = 0;
-            var reset = -1;
-            for (var i = 0; i < events.Count; i++)
-            {
-                attempts += events[i].Kind is JournalKind.AttemptFailed or JournalKind.Escalated ? 1 : 0;
-                reset = events[i].Kind == JournalKind.OperatorDecided ? i : reset;
-            }
-
-            var failures = 0;
-            DateTimeOffset? first = null;
-            DateTimeOffset? openSince = null;
-            for (var i = reset + 1; i < events.Count; i++)
-            {
-                if (events[i].Kind != JournalKind.AttemptFailed)
-                {
-                    continue;
-                }
-
-                first ??= events[i].RecordedAt;
-                if (RunPayloads.ReadError(events[i].Payload).Class == ErrorClass.CircuitOpen.Name())
-                {
-                    openSince ??= events[i].RecordedAt;
-                }
-                else
-                {
-                    failures++;
-                }
-            }
-
-            return new StepAttempts(attempts + 1, failures, first, openSince, reset + 1 < events.Count ? events[^1] : null);
-        }
-    }
 }

@@ -1,11 +1,15 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Spine.Breakers;
+using Spine.Compensation;
 using Spine.Errors;
+using Spine.Escalation;
 using Spine.Hosting;
 using Spine.Journal;
+using Spine.Pipeline;
+using Spine.Replay;
 using Spine.Storage;
 using Spine.Tools;
+using Spine.Waits;
 using Spine.Workflows;
 
 namespace Spine.Runs;
@@ -17,39 +21,40 @@ namespace Spine.Runs;
 /// every wait registers brings waiting runs back when their wait is due.
 /// </summary>
 /// <remarks>
+/// The grain ties together the run's journal (<see cref="RunJournal"/>), its durable waits
+/// (<see cref="DurableWaits"/>), its operator decisions (<see cref="OperatorDecisions"/>) and its
+/// compensator (<see cref="Compensator"/>); every context call goes through the step pipeline
+/// (<see cref="StepPipeline"/>), which sees the run as an <see cref="IStepRun"/>.
+/// </remarks>
+/// <remarks>
 /// Placed at random: the recovery sweep activates a dead silo's runs from one silo, and the default placement
 /// prefers the caller's silo, which landed every orphaned run on the sweep's silo.
 /// </remarks>
 [Orleans.Placement.RandomPlacement]
-public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemindable
+public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemindable, IStepRun
 {
     internal const string ResumeReminderName = "spine.resume";
 
     private readonly WorkflowRegistry _workflows;
-    private readonly JournalWriter _writer;
+    private readonly ToolRegistry _tools;
+    private readonly StepPipeline _pipeline;
     private readonly JournalStore _store;
     private readonly StorageRetry _storage;
     private readonly ILogger<WorkflowRunGrain> _logger;
-    private readonly RunHistory _history = new();
-    private readonly SemaphoreSlim _appendLock = new(1, 1);
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _terminal = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private RunState? _state;
+    private readonly RunJournal _journal;
+    private readonly DurableWaits _waits;
+    private readonly OperatorDecisions _decisions;
+    private ReplayOrder _replay;
     private Task? _execution;
-    private readonly SemaphoreSlim _reminderLock = new(1, 1);
-    private readonly Dictionary<TaskCompletionSource, DateTimeOffset> _waiters = [];
-    private readonly Dictionary<int, TaskCompletionSource<OperatorAction>> _operators = [];
-    private readonly HashSet<int> _decisionsClaimed = [];
-    private IGrainReminder? _reminder;
-    private DateTimeOffset? _reminderDue;
     private int _liveCalls;
-    private int _sleeping;
 
     /// <summary>Created by Orleans.</summary>
     public WorkflowRunGrain(
         WorkflowRegistry workflows,
         ToolRegistry tools,
-        CircuitBreakerCache breakers,
+        StepPipeline pipeline,
         JournalWriter writer,
         JournalStore store,
         StorageRetry storage,
@@ -60,22 +65,21 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     {
         ArgumentNullException.ThrowIfNull(options);
         _workflows = workflows;
-        Tools = tools;
-        Breakers = breakers;
-        _writer = writer;
+        _tools = tools;
+        _pipeline = pipeline;
         _store = store;
         _storage = storage;
         Options = options.Value;
         Time = time;
         Services = services;
         _logger = logger;
+        _journal = new RunJournal(RunId, writer, store, storage, time, _shutdown.Token, DeactivateOnIdle);
+        _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
+        _decisions = new OperatorDecisions(_shutdown.Token);
+        _replay = new ReplayOrder(_journal.History, timersFire: true);
     }
 
     internal string RunId => this.GetPrimaryKeyString();
-
-    internal ToolRegistry Tools { get; }
-
-    internal CircuitBreakerCache Breakers { get; }
 
     internal SpineOptions Options { get; }
 
@@ -83,29 +87,24 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     internal IServiceProvider Services { get; }
 
-    internal RunHistory History => _history;
+    private RunState? State => _journal.State;
 
-    internal CancellationToken ShutdownToken => _shutdown.Token;
+    private RunHistory History => _journal.History;
 
     /// <inheritdoc />
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        var rows = await _storage.ExecuteAsync(token => _store.ReadAsync(RunId, token), cancellationToken);
-        if (rows.Count == 0)
+        if (!await _journal.LoadAsync(cancellationToken))
         {
             return;
         }
 
-        foreach (var row in rows)
-        {
-            Apply(row);
-        }
-
-        if (_state!.Status.IsTerminal())
+        var state = State!;
+        if (state.Status.IsTerminal())
         {
             // The final rows commit with the final index row; restating it repairs an index that a refused or
             // lost write left behind (a finished status always wins over an unfinished one).
-            await WriteAsync([], _state.ToRunRow(RunId));
+            await _journal.WriteAsync([], state.ToRunRow(RunId));
             _terminal.TrySetResult();
             ScheduleIdleDeactivation();
             return;
@@ -114,9 +113,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // A status written without a journal row (sleeping) may be stale after a crash: this activation is now
         // the newest writer of the index, so it states the status its journal folds to, stamped now. The
         // index refuses it if the run finished meanwhile (a finished status is final).
-        _state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await WriteAsync([], _state.ToRunRow(RunId));
-        LogResuming(_logger, RunId, _history.StepsRecorded);
+        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        await _journal.WriteAsync([], state.ToRunRow(RunId));
+        LogResuming(_logger, RunId, History.StepsRecorded);
         StartExecution();
     }
 
@@ -168,7 +167,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <inheritdoc />
     public async Task<RunInfo> CancelAsync(string? reason)
     {
-        var state = _state ?? throw new RunNotFoundException(RunId);
+        var state = State ?? throw new RunNotFoundException(RunId);
         if (state.Status.IsTerminal() || state.CancelRequested || state.Compensation is not null)
         {
             return Info();
@@ -177,15 +176,19 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // Set before the await so a second cancel interleaving here does not journal twice.
         state.CancelRequested = true;
         state.CancelReason = reason;
-
-        // A sleeping or escalated run is executing again from here on (towards its end): the index must say
-        // so in the same commit, or a crash would leave it where the recovery sweep does not look.
-        var resumes = state.Status is RunStatus.Sleeping or RunStatus.AwaitingOperator;
-        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+        var request = new PendingRow(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason), null);
         try
         {
-            await AppendAsync(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason),
-                resumes ? state.ToRunRow(RunId) with { Status = RunStatus.Running, UpdatedAt = now } : null);
+            // A sleeping or escalated run is executing again from here on (towards its end): the index must say
+            // so in the same commit, or a crash would leave it where the recovery sweep does not look.
+            if (state.Status is RunStatus.Sleeping or RunStatus.AwaitingOperator)
+            {
+                await _journal.TransitionAsync([request], RunStatus.Running);
+            }
+            else
+            {
+                await _journal.WriteAsync([request], null);
+            }
         }
         catch
         {
@@ -194,23 +197,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             throw;
         }
 
-        if (resumes)
-        {
-            state.Status = RunStatus.Running;
-            state.UpdatedAt = now;
-        }
-
         // Every waiter wakes: sleeps and retry waits see the cancel, escalations end with it.
-        foreach (var waiter in _waiters.Keys)
-        {
-            waiter.TrySetResult();
-        }
-
-        foreach (var decision in _operators.Values)
-        {
-            decision.TrySetException(new RunCancelledException(RunId, reason));
-        }
-
+        _waits.WakeAll();
+        _decisions.FailAll(new RunCancelledException(RunId, reason));
         state.Escalations.Clear();
         StartExecution();
         return Info();
@@ -219,12 +208,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <inheritdoc />
     public Task<IReadOnlyList<JournalEntryView>> GetJournalAsync()
     {
-        if (_state is null)
+        if (State is null)
         {
             throw new RunNotFoundException(RunId);
         }
 
-        return Task.FromResult<IReadOnlyList<JournalEntryView>>(_history.Rows.Select(r => r.ToView()).ToList());
+        return Task.FromResult<IReadOnlyList<JournalEntryView>>(History.Rows.Select(r => r.ToView()).ToList());
     }
 
     /// <inheritdoc />
@@ -235,114 +224,60 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        if (_state is null || _state.Status.IsTerminal())
+        if (State is null || State.Status.IsTerminal())
         {
             // A start that never became durable, or a finished run whose reminder removal was lost.
-            await DropReminderAsync();
+            await _waits.DropReminderAsync();
             return;
         }
 
         StartExecution();
     }
 
-    internal bool TryGetOutcome(int step, out JournalRow row) => _history.TryGetOutcome(step, out row);
+    string IStepRun.RunId => RunId;
 
-    internal string? GetParameter(string name) => _state?.Parameters?.GetValueOrDefault(name);
+    SpineOptions IStepRun.Options => Options;
 
-    internal RunOrigin? Origin => _state?.Origin;
+    TimeProvider IStepRun.Time => Time;
+
+    CancellationToken IStepRun.Stopping => _shutdown.Token;
+
+    ReplayOrder IStepRun.Replay => _replay;
+
+    IReadOnlyList<JournalRow> IStepRun.EventsOf(int step) => History.EventsOf(step);
+
+    bool IStepRun.TryGetOutcome(int step, out JournalRow row) => History.TryGetOutcome(step, out row);
+
+    Task<JournalRow> IStepRun.AppendAsync(JournalKind kind, int step, string name, bool ok, string? payload, int? attempt) =>
+        _journal.AppendAsync(kind, step, name, ok, payload, attempt: attempt);
+
+    Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping) => WaitUntilAsync(wakeAt, sleeping);
+
+    void IStepRun.ThrowIfCancelRequested() => ThrowIfCancelRequested();
+
+    void IStepRun.EnterCall() => _liveCalls++;
+
+    void IStepRun.ExitCall() => _liveCalls--;
+
+    Task IStepRun.RefreshStatusAsync() => RefreshStatusAsync();
+
+    Task<OperatorAction> IStepRun.EscalateAsync(JournalKind stepKind, int step, string name, ErrorPayload error, int attempt) =>
+        EscalateAsync(stepKind, step, name, error, attempt);
+
+    Task<OperatorAction> IStepRun.AwaitOperatorAsync(int step) => AwaitOperatorAsync(step);
 
     internal void ThrowIfCancelRequested()
     {
-        if (_state is { CancelRequested: true })
+        if (State is { CancelRequested: true } state)
         {
-            throw new RunCancelledException(RunId, _state.CancelReason);
+            throw new RunCancelledException(RunId, state.CancelReason);
         }
     }
-
-    /// <summary>Appends one journal row (and optionally the index row) and waits for it to be durable.</summary>
-    internal async Task<JournalRow> AppendAsync(JournalKind kind, int? step, string name, bool ok, string? payload, RunRow? run = null, int? attempt = null) =>
-        (await WriteAsync([new PendingRow(kind, step, name, ok, payload, attempt)], run))[0];
 
     /// <summary>
-    /// Appends rows and/or the index row in one commit: all of them are durable, or none. Every write of
-    /// the run goes through here, one at a time, so two writes of one run never share (or reorder in) a batch.
-    /// </summary>
-    internal async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run, CancellationToken deadline = default)
-    {
-        await _appendLock.WaitAsync();
-        try
-        {
-            var rows = new List<JournalRow>(pending.Count);
-            var previous = _history.Rows.Count == 0 ? JournalHash.Genesis : _history.Rows[^1].Hash;
-            var seq = _history.Rows.Count;
-            foreach (var p in pending)
-            {
-                var at = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-                var name = RunPayloads.Clean(p.Name);
-                var hash = JournalHash.Compute(previous, RunId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, p.Attempt);
-                rows.Add(new JournalRow(RunId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
-                previous = hash;
-                seq++;
-            }
-
-            // The index row says how long the journal is with these rows: that, not a clock, orders index writes.
-            run = run is null ? null : run with { JournalSeq = seq };
-            try
-            {
-                // An outage is ridden out here, in place: the run continues as soon as PostgreSQL answers again.
-                using var stop = deadline.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token, deadline) : null;
-                await _storage.ExecuteAsync(_ => _writer.AppendAsync(rows, run), stop?.Token ?? _shutdown.Token);
-            }
-            catch (JournalConflictException) when (rows.Count > 0)
-            {
-                // Either a try whose acknowledgement was lost did commit (then the stored rows are these very
-                // rows, hashes and all), or another activation wrote here first and this one must stop.
-                if (!await LandedAsync(rows))
-                {
-                    DeactivateOnIdle();
-                    throw;
-                }
-            }
-            catch (StorageUnavailableException e) when (!e.IsTransient)
-            {
-                // Refused for good: the transaction did not commit, so this activation's view is still the journal.
-                throw;
-            }
-            catch (Exception e) when (e is StorageUnavailableException or OperationCanceledException)
-            {
-                // The outcome is unknown (this activation is ending during an outage): the journal stays the
-                // truth, and the next activation reads it afresh.
-                DeactivateOnIdle();
-                throw;
-            }
-
-            foreach (var row in rows)
-            {
-                _history.Add(row);
-            }
-
-            return rows;
-        }
-        finally
-        {
-            _appendLock.Release();
-        }
-    }
-
-    /// <summary>Whether <paramref name="rows"/> are in the stored journal exactly as this activation wrote them.</summary>
-    private async Task<bool> LandedAsync(IReadOnlyList<JournalRow> rows)
-    {
-        var stored = await _storage.ExecuteAsync(token => _store.ReadAsync(RunId, token), _shutdown.Token);
-        return rows.All(r => r.Seq < stored.Count && stored[r.Seq].Seq == r.Seq && stored[r.Seq].Hash.AsSpan().SequenceEqual(r.Hash));
-    }
-
-    internal sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
-
-    /// <summary>
-    /// Waits until <paramref name="wakeAt"/>: a grain timer for the wait itself, the run's one reminder as the
-    /// durable backstop of every wait (due at the earliest of them). Any number of calls may wait at once,
-    /// and a cancel wakes them all. A sleep (<paramref name="sleeping"/>) counts towards the run showing as
-    /// <see cref="RunStatus.Sleeping"/>; a retry wait leaves the run executing.
+    /// Waits until <paramref name="wakeAt"/> (see <see cref="DurableWaits"/>). A sleep (<paramref name="sleeping"/>)
+    /// counts towards the run showing as <see cref="RunStatus.Sleeping"/>; a retry wait leaves the run executing.
+    /// A compensating run's waits are not cut short by a cancel.
     /// </summary>
     internal async Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping)
     {
@@ -351,14 +286,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        var state = _state!;
-        var cancellable = state.Compensation is null;
-
-        // Registered before the first await, so a cancel arriving while the wait is being set up still wakes it.
-        var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _waiters[wake] = wakeAt;
-        _sleeping += sleeping ? 1 : 0;
-        try
+        var cancellable = State!.Compensation is null;
+        using (var wait = _waits.Register(wakeAt, sleeping))
         {
             if (cancellable)
             {
@@ -367,101 +296,33 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
             // The backstop is in place before the status says the run is not executing: if this fails, the
             // run still shows as executing and the recovery sweep resumes it.
-            await EnsureReminderAsync();
+            await _waits.EnsureReminderAsync();
             if (sleeping)
             {
                 await RefreshStatusAsync();
             }
 
-            var left = wakeAt - Time.GetUtcNow();
-            using var timer = this.RegisterGrainTimer(
-                () =>
-                {
-                    wake.TrySetResult();
-                    return Task.CompletedTask;
-                },
-                new GrainTimerCreationOptions { DueTime = left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
-            await using (_shutdown.Token.Register(() => wake.TrySetCanceled()))
-            {
-                await wake.Task;
-            }
-
+            await wait.ElapsedAsync();
             if (cancellable)
             {
                 ThrowIfCancelRequested();
             }
         }
-        finally
-        {
-            _waiters.Remove(wake);
-            _sleeping -= sleeping ? 1 : 0;
-        }
 
         await RefreshStatusAsync();
 
         // The reminder may have been due at this wait: it must now cover the earliest wait still pending.
-        await EnsureReminderAsync();
+        await _waits.EnsureReminderAsync();
     }
-
-    /// <summary>
-    /// Makes sure the run's reminder fires no later than its earliest pending wait. One reminder serves every
-    /// wait: a later wait never moves it past an earlier one, and a wait covered by a pending due time
-    /// costs no write.
-    /// </summary>
-    private async Task EnsureReminderAsync()
-    {
-        await _reminderLock.WaitAsync();
-        try
-        {
-            if (_waiters.Count == 0)
-            {
-                return;
-            }
-
-            var earliest = _waiters.Values.Min();
-            if (_reminderDue is { } due && due <= earliest && due > Time.GetUtcNow())
-            {
-                return;
-            }
-
-            _reminder = await _storage.ExecuteAsync(
-                async _ =>
-                {
-                    try
-                    {
-                        var left = earliest - Time.GetUtcNow();
-                        return await this.RegisterOrUpdateReminder(ResumeReminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, Options.ResumeReminderPeriod);
-                    }
-                    catch (Exception e) when (e is not (OperationCanceledException or ArgumentException))
-                    {
-                        // The reminder table is PostgreSQL too: an outage is waited out like any other write (an
-                        // ArgumentException, a period below Orleans' minimum, is configuration and not retried).
-                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
-                    }
-                },
-                _shutdown.Token);
-            _reminderDue = earliest;
-        }
-        finally
-        {
-            _reminderLock.Release();
-        }
-    }
-
-    /// <summary>A live context call begins (it counts towards the run's status until <see cref="ExitCall"/>).</summary>
-    internal void EnterCall() => _liveCalls++;
-
-    /// <summary>A live context call ended.</summary>
-    internal void ExitCall() => _liveCalls--;
 
     /// <summary>
     /// The status the run's live calls add up to: executing while any call executes (or waits for a retry),
     /// else waiting for an operator while any step is escalated, else sleeping while any call sleeps.
     /// </summary>
     private RunStatus LiveStatus(int escalated) =>
-        _liveCalls > _sleeping + escalated ? RunStatus.Running
+        _liveCalls > _waits.Sleeping + escalated ? RunStatus.Running
         : escalated > 0 ? RunStatus.AwaitingOperator
-        : _sleeping > 0 ? RunStatus.Sleeping
+        : _waits.Sleeping > 0 ? RunStatus.Sleeping
         : RunStatus.Running;
 
     /// <summary>
@@ -474,7 +335,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
     {
-        var state = _state!;
+        var state = State!;
         if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator))
         {
             return;
@@ -484,16 +345,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         KeepAliveWhile(live);
         if (live != state.Status)
         {
-            await SetStatusAsync(live);
+            // Set before the write, so that calls refreshing meanwhile do not write it again. No journal row
+            // goes with it: a stale status after a crash is restated by the next activation.
+            state.Status = live;
+            state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+            await _journal.WriteAsync([], state.ToRunRow(RunId));
         }
-    }
-
-    private async Task SetStatusAsync(RunStatus status)
-    {
-        var state = _state!;
-        state.Status = status;
-        state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-        await WriteAsync([], state.ToRunRow(RunId));
     }
 
     /// <summary>How long a start keeps trying to commit before it answers that its outcome is unknown (below Orleans' 30 s call timeout).</summary>
@@ -504,12 +361,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused, int journalFormat = CurrentJournalFormat)
     {
-        if (_state is not null)
+        if (State is { } existing)
         {
             // A second start of the same run id: the same request gets the run; a different one is refused.
-            if (origin is null && _state.DifferenceFrom(request) is { } difference)
+            if (origin is null && existing.DifferenceFrom(request) is { } difference)
             {
-                throw new IdempotencyKeyConflictException(RunId, _state.IdempotencyKey, difference);
+                throw new IdempotencyKeyConflictException(RunId, existing.IdempotencyKey, difference);
             }
 
             return Info();
@@ -532,7 +389,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // The start and the rows a replay reuses commit together: a replay is never half-copied. It is tried
             // for a bounded time, inside the caller's call timeout, so that the caller hears back either way.
             using var deadline = new CancellationTokenSource(StartConfirmTimeout, Time);
-            await WriteAsync(rows, state.ToRunRow(RunId), deadline.Token);
+            await _journal.StartAsync(state, rows, deadline.Token);
         }
         catch (OperationCanceledException e)
         {
@@ -547,8 +404,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             throw new StorageUnavailableException("run start", $"run {RunId} was started concurrently elsewhere; start the same run id again to get it");
         }
 
-        // WriteAsync returned: the start is durable (confirmed by reading back when its acknowledgement was lost).
-        _state = state;
+        // The start is durable (confirmed by reading back when its acknowledgement was lost).
         LogStarted(_logger, RunId, state.WorkflowType, state.WorkflowVersion);
         StartExecution();
         return Info();
@@ -556,7 +412,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private void StartExecution()
     {
-        if (_execution is { IsCompleted: false } || _state is null || _state.Status.IsTerminal())
+        if (_execution is { IsCompleted: false } || State is null || State.Status.IsTerminal())
         {
             return;
         }
@@ -569,7 +425,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task ExecuteAsync()
     {
-        var state = _state!;
+        var state = State!;
         try
         {
             if (state.Compensation is { } plan)
@@ -593,7 +449,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                 return;
             }
 
-            var context = new WorkflowContext(this, registration, state);
+            // Each execution replays the journal from its start, in journal order.
+            _replay = new ReplayOrder(History, state.JournalFormat >= 2);
+            var context = new WorkflowContext(this, _pipeline, registration, state, _tools, Services);
             string output;
             try
             {
@@ -683,21 +541,18 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <summary>Ends the run: compensations first when it did not complete, then the final row.</summary>
     private async Task EndAsync(RunStatus status, string? result, ErrorPayload? error, bool deadLetter)
     {
-        var state = _state!;
-        if (status != RunStatus.Completed && PendingCompensations().Any())
+        var state = State!;
+        var compensator = new Compensator(this, History, _pipeline, _tools);
+        if (status != RunStatus.Completed && compensator.Pending().Any())
         {
             if (state.Compensation is null)
             {
                 var plan = new CompensationPlan(status, error, deadLetter);
-                var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
-                await AppendAsync(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan),
-                    state.ToRunRow(RunId) with { Status = RunStatus.Compensating, UpdatedAt = now });
+                await _journal.TransitionAsync([new(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), null)], RunStatus.Compensating);
                 state.Compensation = plan;
-                state.Status = RunStatus.Compensating;
-                state.UpdatedAt = now;
             }
 
-            var failure = await CompensateAsync();
+            var failure = await compensator.CompensateAsync();
             if (failure is not null)
             {
                 status = RunStatus.DeadLettered;
@@ -715,7 +570,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task FinishAsync(RunStatus status, string? result, RunError? error)
     {
-        var state = _state!;
+        var state = State!;
         var kind = status switch
         {
             RunStatus.Completed => JournalKind.RunCompleted,
@@ -723,36 +578,21 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             RunStatus.DeadLettered => JournalKind.RunDeadLettered,
             _ => JournalKind.RunFailed,
         };
-        var now = JournalHash.ToStoredPrecision(Time.GetUtcNow());
         var payload = result ?? RunPayloads.Write(error!.ToPayload());
-        var row = state.ToRunRow(RunId) with
-        {
-            Status = status,
-            Result = result,
-            ErrorKind = error?.Kind,
-            ErrorMessage = RunPayloads.Clean(error?.Message),
-            ErrorStep = error?.Step,
-            ErrorStepName = RunPayloads.Clean(error?.StepName),
-            UpdatedAt = now,
-        };
-        await AppendAsync(kind, null, kind.ToString(), status == RunStatus.Completed, payload, row);
 
-        // Only now, with the final row durable, do readers see the run as finished.
-        state.Status = status;
-        state.Result = result;
-        state.Error = error;
+        // Only once the final row is durable do readers see the run as finished.
+        await _journal.TransitionAsync([new(kind, null, kind.ToString(), status == RunStatus.Completed, payload, null)], status, new RunEnd(result, error));
         state.Escalations.Clear();
-        state.UpdatedAt = now;
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
         DelayDeactivation(TimeSpan.Zero);
         ScheduleIdleDeactivation();
-        if (_reminder is not null)
+        if (_waits.HasReminder)
         {
             try
             {
-                await DropReminderAsync();
+                await _waits.DropReminderAsync();
             }
             catch (Exception e)
             {
@@ -772,16 +612,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             },
             new GrainTimerCreationOptions { DueTime = Options.FinishedRunIdleTime, Period = Timeout.InfiniteTimeSpan, Interleave = true });
 
-    private async Task DropReminderAsync()
-    {
-        var reminder = _reminder ?? await this.GetReminder(ResumeReminderName);
-        if (reminder is not null)
-        {
-            await this.UnregisterReminder(reminder);
-        }
-
-        _reminder = null;
-    }
 
     private ErrorPayload ErrorFrom(Exception e) => e switch
     {
@@ -792,7 +622,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private RunInfo Info()
     {
-        var state = _state ?? throw new RunNotFoundException(RunId);
+        var state = State ?? throw new RunNotFoundException(RunId);
         return new RunInfo
         {
             RunId = RunId,
@@ -805,18 +635,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             Error = state.Error,
             CreatedAt = state.CreatedAt,
             UpdatedAt = state.UpdatedAt,
-            StepsRecorded = _history.StepsRecorded,
+            StepsRecorded = History.StepsRecorded,
             Escalation = state.Escalations.Values.FirstOrDefault()?.Escalation,
             Escalations = state.Escalations.Values.Select(e => e.Escalation).ToList(),
             Origin = state.Origin,
         };
-    }
-
-    /// <summary>Folds one journal row read at activation into the history and the control state.</summary>
-    private void Apply(JournalRow row)
-    {
-        _history.Add(row);
-        _state = RunState.Fold(_state, row);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} started: workflow {WorkflowType} v{Version}")]

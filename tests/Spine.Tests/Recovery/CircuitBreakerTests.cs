@@ -5,6 +5,11 @@ using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Recovery;
 
+/// <summary>
+/// The breaker end to end on a two-silo cluster, one test per behaviour. Its window, cool-down and probe rules
+/// are tested on a fake clock in <see cref="Breakers.BreakerCircuitTests"/>; a probe that fails and reopens the
+/// breaker is exercised here by <see cref="OpenBreaker_ToolDownForTenCoolDowns_RunsWaitWithABoundedNumberOfRows"/>.
+/// </summary>
 [Collection(ClusterCollection.Name)]
 public sealed class CircuitBreakerTests(ClusterFixture fixture)
 {
@@ -44,28 +49,6 @@ public sealed class CircuitBreakerTests(ClusterFixture fixture)
 
         Assert.Equal(BreakerPermit.Allowed, (await a.AcquireAsync(tool, policy)).Permit);
         Assert.Equal(BreakerState.Closed, (await fixture.Client.GetBreakerAsync(tool)).State);
-    }
-
-    [Fact]
-    public async Task Breaker_ProbeFails_ReopensForAnotherCoolDown()
-    {
-        var tool = "test_breaker_b";
-        var policy = BreakerTool.Policy;
-        var a = CacheOf(0);
-        for (var i = 0; i < 4; i++)
-        {
-            a.Record(tool, success: false);
-        }
-
-        await a.FlushAsync();
-        await Task.Delay(policy.CoolDown + TimeSpan.FromMilliseconds(200));
-        Assert.Equal(BreakerPermit.Probe, (await a.AcquireAsync(tool, policy)).Permit);
-
-        await a.ReportProbeAsync(tool, success: false);
-
-        var verdict = await fixture.Client.GetBreakerAsync(tool);
-        Assert.Equal(BreakerState.Open, verdict.State);
-        Assert.True(verdict.OpenUntil > DateTimeOffset.UtcNow + TimeSpan.FromSeconds(1));
     }
 
     [Fact]

@@ -1,11 +1,12 @@
 using System.Text.Json;
 using Spine.Runs;
 using Spine.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Spine.Tests.Recovery;
 
 [Collection(ClusterCollection.Name)]
-public sealed class RetryTests(ClusterFixture fixture)
+public sealed class RetryTests(ClusterFixture fixture, ITestOutputHelper output)
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
@@ -79,6 +80,7 @@ public sealed class RetryTests(ClusterFixture fixture)
     public async Task SeededFlakyTool_ManyRuns_AllCompleteAndEachEffectOnce()
     {
         var seed = Random.Shared.Next();
+        output.WriteLine($"seed {seed}");
         var runs = new List<RunInfo>();
         for (var i = 0; i < 20; i++)
         {
@@ -91,12 +93,12 @@ public sealed class RetryTests(ClusterFixture fixture)
             done.Add(await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(60)));
         }
 
-        Assert.All(done, r => Assert.Equal(RunStatus.Completed, r.Status));
+        Assert.All(done, r => Assert.True(r.Status == RunStatus.Completed, $"run {r.RunId} ended {r.Status} (seed {seed})"));
         var ids = runs.Select(r => r.RunId).ToArray();
         Assert.Equal(100L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids)));
         var retried = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_journal WHERE run_id = ANY(@ids) AND kind = 7", ("ids", ids));
-        Assert.True(retried > 5, $"only {retried} attempts failed at a 30% failure rate");
+        Assert.True(retried > 5, $"only {retried} attempts failed at a 30% failure rate (seed {seed})");
         var redelivered = await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids) AND deliveries > 1", ("ids", ids));
-        Assert.True(redelivered > 0, "no effect was redelivered after a lost response; the dedup path was not exercised");
+        Assert.True(redelivered > 0, $"no effect was redelivered after a lost response; the dedup path was not exercised (seed {seed})");
     }
 }

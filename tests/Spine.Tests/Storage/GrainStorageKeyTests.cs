@@ -1,5 +1,6 @@
 using Spine.Hosting;
 using Spine.Tests.Infrastructure;
+using Xunit.Abstractions;
 
 namespace Spine.Tests.Storage;
 
@@ -45,7 +46,7 @@ public sealed class BetaGrain([PersistentState("state", SpineSiloBuilderExtensio
 
 /// <summary>The traps of the stock ADO.NET storage key, closed by TypeScopedGrainStorage.</summary>
 [Collection(ClusterCollection.Name)]
-public sealed class GrainStorageKeyTests(ClusterFixture fixture)
+public sealed class GrainStorageKeyTests(ClusterFixture fixture, ITestOutputHelper output)
 {
     [Fact]
     public async Task TwoGrainTypes_SameKeyAndStateName_KeepSeparateRows()
@@ -62,6 +63,7 @@ public sealed class GrainStorageKeyTests(ClusterFixture fixture)
     public async Task HexLookingStringKeys_DifferentStrings_KeepSeparateRows()
     {
         var suffix = Random.Shared.Next(0x1000, 0xFFFF).ToString("x4", System.Globalization.CultureInfo.InvariantCulture);
+        output.WriteLine($"keys 0{suffix} and {suffix}");
         var a = fixture.Cluster.Client.GetGrain<IBetaGrain>("0" + suffix);
         var b = fixture.Cluster.Client.GetGrain<IBetaGrain>(suffix);
 

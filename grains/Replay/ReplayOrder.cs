@@ -1,6 +1,8 @@
 using Spine.Journal;
 
-namespace Spine.Runs;
+using Spine.Runs;
+
+namespace Spine.Replay;
 
 /// <summary>
 /// Hands recorded outcomes back to a re-executing workflow in the order the journal recorded them.

@@ -1,0 +1,153 @@
+using Spine.Errors;
+using Spine.Runs;
+using Spine.Storage;
+
+namespace Spine.Journal;
+
+/// <summary>
+/// The journal of one run as one activation holds it: the rows read back and appended (with the indexes
+/// replay reads), the control state they fold to, and every write of the run. Writes go one at a time,
+/// so two writes of one run never share (or reorder in) a batch; each row is hash-chained to the one before.
+/// </summary>
+internal sealed class RunJournal(string runId, JournalWriter writer, JournalStore store, StorageRetry storage, TimeProvider time, CancellationToken stopping, Action stepAside)
+{
+    private readonly SemaphoreSlim _lock = new(1, 1);
+
+    public RunHistory History { get; } = new();
+
+    /// <summary>The run's control state; null until the run's first row is durable (or was read back).</summary>
+    public RunState? State { get; private set; }
+
+    /// <summary>Reads the stored journal and folds it; false when the run has none.</summary>
+    public async Task<bool> LoadAsync(CancellationToken cancellationToken)
+    {
+        var rows = await storage.ExecuteAsync(token => store.ReadAsync(runId, token), cancellationToken);
+        foreach (var row in rows)
+        {
+            History.Add(row);
+            State = RunState.Fold(State, row);
+        }
+
+        return rows.Count > 0;
+    }
+
+    /// <summary>Appends one row (and optionally the index row) and waits for it to be durable.</summary>
+    public async Task<JournalRow> AppendAsync(JournalKind kind, int? step, string name, bool ok, string? payload, RunRow? run = null, int? attempt = null) =>
+        (await WriteAsync([new PendingRow(kind, step, name, ok, payload, attempt)], run))[0];
+
+    /// <summary>
+    /// Commits <paramref name="rows"/> with the index row of the run in <paramref name="status"/> (and, for a
+    /// finished run, its <paramref name="end"/>), and only then makes the state say so: readers never see a
+    /// status whose rows are not durable.
+    /// </summary>
+    public async Task TransitionAsync(IReadOnlyList<PendingRow> rows, RunStatus status, RunEnd? end = null)
+    {
+        var state = State ?? throw new InvalidOperationException($"Run {runId} has no journal to change.");
+        var now = JournalHash.ToStoredPrecision(time.GetUtcNow());
+        var index = state.ToRunRow(runId) with { Status = status, UpdatedAt = now };
+        if (end is not null)
+        {
+            index = index with
+            {
+                Result = end.Result,
+                ErrorKind = end.Error?.Kind,
+                ErrorMessage = RunPayloads.Clean(end.Error?.Message),
+                ErrorStep = end.Error?.Step,
+                ErrorStepName = RunPayloads.Clean(end.Error?.StepName),
+            };
+        }
+
+        await WriteAsync(rows, index);
+        state.Status = status;
+        state.UpdatedAt = now;
+        if (end is not null)
+        {
+            state.Result = end.Result;
+            state.Error = end.Error;
+        }
+    }
+
+    /// <summary>Commits the first rows of a new run with its index row; the state exists from then on.</summary>
+    public async Task StartAsync(RunState state, IReadOnlyList<PendingRow> rows, CancellationToken deadline)
+    {
+        await WriteAsync(rows, state.ToRunRow(runId), deadline);
+        State = state;
+    }
+
+    /// <summary>
+    /// Appends rows and/or the index row in one commit: all of them are durable, or none. An outage is
+    /// ridden out in place; a write whose outcome stays unknown ends the activation (the journal stays the
+    /// truth, and the next activation reads it afresh).
+    /// </summary>
+    public async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run, CancellationToken deadline = default)
+    {
+        await _lock.WaitAsync();
+        try
+        {
+            var rows = new List<JournalRow>(pending.Count);
+            var previous = History.Rows.Count == 0 ? JournalHash.Genesis : History.Rows[^1].Hash;
+            var seq = History.Rows.Count;
+            foreach (var p in pending)
+            {
+                var at = JournalHash.ToStoredPrecision(time.GetUtcNow());
+                var name = RunPayloads.Clean(p.Name);
+                var hash = JournalHash.Compute(previous, runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, p.Attempt);
+                rows.Add(new JournalRow(runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
+                previous = hash;
+                seq++;
+            }
+
+            // The index row says how long the journal is with these rows: that, not a clock, orders index writes.
+            run = run is null ? null : run with { JournalSeq = seq };
+            try
+            {
+                using var stop = deadline.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(stopping, deadline) : null;
+                await storage.ExecuteAsync(_ => writer.AppendAsync(rows, run), stop?.Token ?? stopping);
+            }
+            catch (JournalConflictException) when (rows.Count > 0)
+            {
+                // Either a try whose acknowledgement was lost did commit (then the stored rows are these very
+                // rows, hashes and all), or another activation wrote here first and this one must stop.
+                if (!await LandedAsync(rows))
+                {
+                    stepAside();
+                    throw;
+                }
+            }
+            catch (StorageUnavailableException e) when (!e.IsTransient)
+            {
+                // Refused for good: the transaction did not commit, so this activation's view is still the journal.
+                throw;
+            }
+            catch (Exception e) when (e is StorageUnavailableException or OperationCanceledException)
+            {
+                stepAside();
+                throw;
+            }
+
+            foreach (var row in rows)
+            {
+                History.Add(row);
+            }
+
+            return rows;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <summary>Whether <paramref name="rows"/> are in the stored journal exactly as this activation wrote them.</summary>
+    private async Task<bool> LandedAsync(IReadOnlyList<JournalRow> rows)
+    {
+        var stored = await storage.ExecuteAsync(token => store.ReadAsync(runId, token), stopping);
+        return rows.All(r => r.Seq < stored.Count && stored[r.Seq].Seq == r.Seq && stored[r.Seq].Hash.AsSpan().SequenceEqual(r.Hash));
+    }
+}
+
+/// <summary>A row to append: what the run says; the journal adds sequence, time and hash.</summary>
+internal sealed record PendingRow(JournalKind Kind, int? Step, string Name, bool Ok, string? Payload, int? Attempt);
+
+/// <summary>How a finished run ended: its result, or its error.</summary>
+internal sealed record RunEnd(string? Result, RunError? Error);

@@ -1,0 +1,58 @@
+using Spine.Hosting;
+using Spine.Journal;
+using Spine.Replay;
+using Spine.Runs;
+
+namespace Spine.Pipeline;
+
+/// <summary>
+/// What the stages of the step pipeline see of the run a call belongs to: its journal, its durable waits,
+/// its operator escalations and its cancel. The run grain implements it; a test implements it with a list.
+/// </summary>
+internal interface IStepRun
+{
+    string RunId { get; }
+
+    SpineOptions Options { get; }
+
+    TimeProvider Time { get; }
+
+    /// <summary>Cancelled when the activation ends: nothing after that is the step's outcome.</summary>
+    CancellationToken Stopping { get; }
+
+    /// <summary>Hands recorded outcomes back in journal order (one per execution of the workflow).</summary>
+    ReplayOrder Replay { get; }
+
+    /// <summary>The journaled events of a step that are not its outcome (attempts, escalations, decisions...), in journal order.</summary>
+    IReadOnlyList<JournalRow> EventsOf(int step);
+
+    /// <summary>The step's outcome, when the journal has one.</summary>
+    bool TryGetOutcome(int step, out JournalRow row);
+
+    /// <summary>Appends one row and waits until it is durable.</summary>
+    Task<JournalRow> AppendAsync(JournalKind kind, int step, string name, bool ok, string? payload, int? attempt = null);
+
+    /// <summary>
+    /// Waits, durably (a reminder backs it), until <paramref name="wakeAt"/>. A retry wait leaves the run
+    /// executing; a sleep (<paramref name="sleeping"/>) lets it show as sleeping.
+    /// </summary>
+    Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false);
+
+    /// <summary>Throws <see cref="Errors.RunCancelledException"/> once a cancel was requested.</summary>
+    void ThrowIfCancelRequested();
+
+    /// <summary>A live call begins: the run shows as executing while any does (until <see cref="ExitCall"/>).</summary>
+    void EnterCall();
+
+    /// <summary>A live call ended.</summary>
+    void ExitCall();
+
+    /// <summary>Writes the status the live calls add up to, when it differs from the stored one.</summary>
+    Task RefreshStatusAsync();
+
+    /// <summary>Journals the escalation of an exhausted step and waits for an operator's decision on it.</summary>
+    Task<OperatorAction> EscalateAsync(JournalKind stepKind, int step, string name, ErrorPayload error, int attempt);
+
+    /// <summary>Waits again for the decision on a step escalated before this activation.</summary>
+    Task<OperatorAction> AwaitOperatorAsync(int step);
+}

@@ -1,0 +1,69 @@
+namespace Spine.Pipeline;
+
+/// <summary>Passes a call on to the rest of the pipeline.</summary>
+internal delegate Task<StepOutcome> StepHandler(StepCall call, IStepRun run);
+
+/// <summary>Passes an attempt on to the rest of the attempt pipeline.</summary>
+internal delegate Task<string> AttemptHandler(StepAttempt attempt, IStepRun run);
+
+/// <summary>
+/// A stage every context call passes through, once per call. A stage may answer the call itself (from the
+/// journal), refuse it (a journaled, typed outcome), wait durably, or pass it on with <c>next</c>; on the
+/// way back it sees the outcome. Stages are singletons: what belongs to one run comes in <see cref="IStepRun"/>.
+/// </summary>
+internal interface IStepStage
+{
+    /// <summary>Where the stage sits: lower runs first (outer). See <see cref="StepStageOrder"/>.</summary>
+    int Order { get; }
+
+    Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next);
+}
+
+/// <summary>
+/// A stage every attempt of a call passes through, inside the retry stage: it may fail the attempt (an
+/// exception the retry stage classifies), or pass it on. The innermost handler runs the call.
+/// </summary>
+internal interface IAttemptStage
+{
+    /// <summary>Where the stage sits: lower runs first (outer). See <see cref="StepStageOrder"/>.</summary>
+    int Order { get; }
+
+    Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next);
+}
+
+/// <summary>
+/// The order of the built-in stages. Stages of the control plane take the free places between them: a
+/// call is refused or held before it is journaled as started, and before any attempt.
+/// </summary>
+internal static class StepStageOrder
+{
+    /// <summary>Answers recorded calls from the journal, in journal order.</summary>
+    public const int Replay = 100;
+
+    /// <summary>Counts the live call towards the run's status.</summary>
+    public const int LiveCalls = 200;
+
+    /// <summary>Policy, budget, approval and rate limits go here (300 to 599).</summary>
+    public const int ControlPlane = 300;
+
+    /// <summary>Registers the step's compensation before its first attempt.</summary>
+    public const int Compensation = 600;
+
+    /// <summary>Journals the outcome (outside every attempt: a failure to journal is never the step's failure).</summary>
+    public const int Journal = 700;
+
+    /// <summary>Hands a step whose retries are spent to an operator.</summary>
+    public const int Escalation = 800;
+
+    /// <summary>Runs attempts, with backoff between them; the attempt stages run inside it.</summary>
+    public const int Retry = 900;
+
+    /// <summary>Attempt stage: resolves the tool and validates the call against its contract.</summary>
+    public const int Contract = 100;
+
+    /// <summary>Attempt stage: asks the tool's circuit breaker, and tells it how the attempt went.</summary>
+    public const int Breaker = 200;
+
+    /// <summary>Attempt stage: bounds the attempt by the tool's timeout.</summary>
+    public const int Timeout = 300;
+}

@@ -1,0 +1,77 @@
+using System.Text.Json;
+using Spine.Errors;
+using Spine.Journal;
+using Spine.Recovery;
+using Spine.Runs;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Pipeline;
+
+/// <summary>
+/// One context call on its way through the step pipeline: what the workflow asked for, under which step
+/// number, and how one attempt of it runs. Stages read it; none changes it (an attempt stage passes a
+/// changed <see cref="StepAttempt"/> on instead).
+/// </summary>
+internal sealed record StepCall
+{
+    public required JournalKind Kind { get; init; }
+
+    public required int Step { get; init; }
+
+    /// <summary>The step's name as journaled (cleaned).</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The journal's outcome of this step, when it has one: the call is answered from it.</summary>
+    public JournalRow? Recorded { get; init; }
+
+    /// <summary>How failed attempts are retried (<see cref="RetryPolicy.None"/>: one attempt, whose failure is the outcome).</summary>
+    public required RetryPolicy Retry { get; init; }
+
+    /// <summary>The call's own error classification, tried before the built-in one.</summary>
+    public Func<Exception, ErrorClass?>? Classify { get; init; }
+
+    /// <summary>Whether a step whose retries are spent waits for an operator instead of failing.</summary>
+    public bool EscalateToOperator { get; init; }
+
+    /// <summary>The compensation to register before the first attempt.</summary>
+    public CompensationCall? Compensation { get; init; }
+
+    /// <summary>The hash of a tool call's arguments, recorded with its failed attempts (non-determinism checks compare it).</summary>
+    public string? ArgumentsHash { get; init; }
+
+    /// <summary>A tool call: the tool, its arguments and the version asked for (null: not a tool call).</summary>
+    public ToolCall? Tool { get; init; }
+
+    /// <summary>The number of the attempt the retry stage is making (over the step's whole journal, from 1).</summary>
+    public int Attempt { get; init; } = 1;
+
+    /// <summary>Runs one attempt, after every attempt stage: returns the payload to journal as the step's outcome.</summary>
+    public required Func<StepAttempt, Task<string>> Execute { get; init; }
+}
+
+/// <summary>The tool a call invokes: its name, arguments, and the version to resolve (null: the newest).</summary>
+internal sealed record ToolCall(string Name, JsonElement Arguments, string? Version);
+
+/// <summary>One attempt of a call, as attempt stages pass it on.</summary>
+internal sealed record StepAttempt(StepCall Call, int Number, CancellationToken Cancellation)
+{
+    /// <summary>The tool this attempt invokes, once the contract stage resolved it.</summary>
+    public RegisteredTool? Tool { get; init; }
+}
+
+/// <summary>
+/// A call's outcome: a payload (success) or an error (failure). Once journaled it has its
+/// <see cref="Row"/>; <see cref="Executed"/> says this activation's attempt produced it (not the journal, not an operator).
+/// </summary>
+internal sealed record StepOutcome(bool Ok, string? Payload, ErrorPayload? Error, int? Attempt, JournalRow? Row, bool Executed)
+{
+    public static StepOutcome Succeeded(string payload, int attempt) => new(true, payload, null, attempt, null, true);
+
+    public static StepOutcome Failed(ErrorPayload error, int attempt) => new(false, null, error, attempt, null, true);
+
+    public static StepOutcome FromJournal(JournalRow row) => new(row.Ok, row.Ok ? row.Payload : null, row.Ok ? null : RunPayloads.ReadError(row.Payload), row.Attempt, row, false);
+
+    /// <summary>What the journal stores for this outcome.</summary>
+    public string? JournalPayload => Ok ? Payload : RunPayloads.Write(Error);
+}

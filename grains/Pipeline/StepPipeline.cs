@@ -1,0 +1,63 @@
+namespace Spine.Pipeline;
+
+/// <summary>
+/// The ordered stages every context call passes through, built once per silo from the registered stages:
+/// the call stages by <see cref="IStepStage.Order"/>, then (inside the retry stage) the attempt stages by
+/// <see cref="IAttemptStage.Order"/>, then the call's own <see cref="StepCall.Execute"/>.
+/// </summary>
+public sealed class StepPipeline
+{
+    private readonly StepHandler _call;
+    private readonly AttemptHandler _attempt;
+
+    internal StepPipeline(IEnumerable<IStepStage> stages, IEnumerable<IAttemptStage> attemptStages)
+    {
+        ArgumentNullException.ThrowIfNull(stages);
+        ArgumentNullException.ThrowIfNull(attemptStages);
+        Stages = stages.OrderBy(s => s.Order).ToList();
+        AttemptStages = attemptStages.OrderBy(s => s.Order).ToList();
+        CheckUnique(Stages.Select(s => (s.Order, s.GetType().Name)));
+        CheckUnique(AttemptStages.Select(s => (s.Order, s.GetType().Name)));
+
+        AttemptHandler attempt = (a, _) => a.Call.Execute(a);
+        foreach (var stage in AttemptStages.AsEnumerable().Reverse())
+        {
+            var next = attempt;
+            attempt = (a, run) => stage.InvokeAsync(a, run, next);
+        }
+
+        _attempt = attempt;
+
+        // Past the last call stage, one attempt runs through the attempt stages: the retry stage calls on once
+        // per attempt (with its number), and sees each attempt's failure as the exception it threw.
+        StepHandler call = async (c, run) => StepOutcome.Succeeded(await attempt(new StepAttempt(c, c.Attempt, run.Stopping), run), c.Attempt);
+        foreach (var stage in Stages.AsEnumerable().Reverse())
+        {
+            var next = call;
+            call = (c, run) => stage.InvokeAsync(c, run, next);
+        }
+
+        _call = call;
+    }
+
+    /// <summary>The call stages, outermost first.</summary>
+    internal IReadOnlyList<IStepStage> Stages { get; }
+
+    /// <summary>The attempt stages, outermost first.</summary>
+    internal IReadOnlyList<IAttemptStage> AttemptStages { get; }
+
+    /// <summary>Runs a call through every stage.</summary>
+    internal Task<StepOutcome> RunAsync(StepCall call, IStepRun run) => _call(call, run);
+
+    /// <summary>Runs one attempt through the attempt stages only (a compensation, which has its own retries).</summary>
+    internal Task<string> AttemptAsync(StepAttempt attempt, IStepRun run) => _attempt(attempt, run);
+
+    private static void CheckUnique(IEnumerable<(int Order, string Name)> stages)
+    {
+        var clash = stages.GroupBy(s => s.Order).FirstOrDefault(g => g.Count() > 1);
+        if (clash is not null)
+        {
+            throw new InvalidOperationException($"Step pipeline stages {string.Join(" and ", clash.Select(s => s.Name))} share the place {clash.Key}; give each its own.");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+using System.Security.Cryptography;
+using Spine.Errors;
+using Spine.Journal;
+using Spine.Pipeline;
+using Spine.Runs;
+
+namespace Spine.Recovery;
+
+/// <summary>
+/// Runs a call's attempts until one succeeds, a failure is terminal, or the retry policy is spent. Every
+/// failed attempt that will be retried is journaled with its class and due time before the wait, so a
+/// re-execution (another silo, after a crash) continues the same count and schedule. An open circuit
+/// breaker is waited out, not retried. The stages inside it run once per attempt.
+/// </summary>
+/// <param name="jitter">Draws the jitter of each backoff, in [0, 1) (a test fixes it).</param>
+internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
+{
+    private readonly Func<double> _jitter = jitter ?? (() => RandomNumberGenerator.GetInt32(int.MaxValue) / (double)int.MaxValue);
+
+    public int Order => StepStageOrder.Retry;
+
+    public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+    {
+        var policy = call.Retry;
+        var history = StepAttempts.Read(run.EventsOf(call.Step));
+        var attempt = history.AttemptNumber;
+        var failures = history.Failures;
+        var firstAttemptAt = history.FirstFailureAt ?? run.Time.GetUtcNow();
+        var openSince = history.CircuitOpenSince;
+        if (history.Last is { Kind: JournalKind.AttemptFailed } last && RunPayloads.ReadError(last.Payload).RetryAt is { } pendingRetry)
+        {
+            await run.WaitUntilAsync(pendingRetry);
+        }
+
+        while (true)
+        {
+            run.ThrowIfCancelRequested();
+            Exception failure;
+            try
+            {
+                return await next(call with { Attempt = attempt }, run);
+            }
+            catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
+            {
+                failure = e;
+            }
+
+            var errorClass = ErrorClassifier.Classify(failure, call.Classify);
+            // A call that timed out may have had its effect: recorded, so a failing run still compensates the step.
+            var error = RunPayloads.ErrorOf(failure, errorClass) with { ArgumentsHash = call.ArgumentsHash, OutcomeUnknown = failure is TimeoutException };
+            var now = run.Time.GetUtcNow();
+            if (failure is CircuitOpenException open)
+            {
+                // An open breaker is waited out, not retried: one journal row when the step first meets it,
+                // none for each later look at a breaker that is still open (a failed probe in between is an
+                // ordinary failed attempt), and no attempt of the policy used up. The wait has its own
+                // deadline, counted from that first row, after which the step counts as exhausted.
+                var since = openSince ?? now;
+                if (open.RetryAfter - since <= policy.MaxCircuitWait)
+                {
+                    if (openSince is null)
+                    {
+                        await run.AppendAsync(JournalKind.AttemptFailed, call.Step, call.Name, false, RunPayloads.Write(error with { RetryAt = open.RetryAfter }), attempt);
+                        openSince = now;
+                        attempt++;
+                    }
+
+                    await run.WaitUntilAsync(open.RetryAfter);
+                    continue;
+                }
+
+                error = error with { Message = $"{error.Message} The step waited {now - since:g} for it, the most its retry policy allows (MaxCircuitWait {policy.MaxCircuitWait:g})." };
+            }
+            else if (errorClass == ErrorClass.Transient)
+            {
+                var used = failures + 1;
+                var retryAt = now + policy.DelayAfter(used, _jitter());
+                var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
+                if (withinDeadline && used < policy.MaxAttempts)
+                {
+                    await run.AppendAsync(JournalKind.AttemptFailed, call.Step, call.Name, false, RunPayloads.Write(error with { RetryAt = retryAt }), attempt);
+                    failures = used;
+                    attempt++;
+                    await run.WaitUntilAsync(retryAt);
+                    continue;
+                }
+            }
+
+            // Spent: a failure that a later attempt could have fixed counts as exhausted (dead-letter, escalation).
+            return StepOutcome.Failed(error with { Exhausted = errorClass is ErrorClass.Transient or ErrorClass.CircuitOpen }, attempt);
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using Spine.Errors;
+using Spine.Storage;
+
+namespace Spine.Waits;
+
+/// <summary>
+/// The timed waits of one run's activation: a grain timer for each wait, and the run's one reminder as the
+/// durable backstop of them all, due at the earliest (so a wait outlives a silo). Any number of calls may
+/// wait at once; <see cref="WakeAll"/> ends every wait (a cancel).
+/// </summary>
+internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan reminderPeriod, StorageRetry storage, TimeProvider time, CancellationToken stopping)
+{
+    private readonly Grain _grain = grain;
+    private readonly TimeProvider _time = time;
+    private readonly CancellationToken _stopping = stopping;
+    private readonly SemaphoreSlim _reminderLock = new(1, 1);
+    private readonly Dictionary<TaskCompletionSource, (DateTimeOffset WakeAt, bool Sleeping)> _waiters = [];
+    private IGrainReminder? _reminder;
+    private DateTimeOffset? _reminderDue;
+
+    /// <summary>How many of the pending waits are sleeps (the others are retry waits).</summary>
+    public int Sleeping { get; private set; }
+
+    /// <summary>
+    /// Registers a wait before anything is awaited, so that <see cref="WakeAll"/> arriving while the wait is
+    /// being set up still ends it. Dispose the handle when the wait is over.
+    /// </summary>
+    public Wait Register(DateTimeOffset wakeAt, bool sleeping)
+    {
+        var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _waiters[wake] = (wakeAt, sleeping);
+        Sleeping += sleeping ? 1 : 0;
+        return new Wait(this, wake, wakeAt, sleeping);
+    }
+
+    /// <summary>Ends every pending wait now.</summary>
+    public void WakeAll()
+    {
+        foreach (var waiter in _waiters.Keys)
+        {
+            waiter.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Makes sure the run's reminder fires no later than its earliest pending wait. A later wait never moves
+    /// it past an earlier one, and a wait covered by a pending due time costs no write. The reminder table is
+    /// PostgreSQL too: an outage is waited out in place.
+    /// </summary>
+    public async Task EnsureReminderAsync()
+    {
+        await _reminderLock.WaitAsync();
+        try
+        {
+            if (_waiters.Count == 0)
+            {
+                return;
+            }
+
+            var earliest = _waiters.Values.Min(w => w.WakeAt);
+            if (_reminderDue is { } due && due <= earliest && due > _time.GetUtcNow())
+            {
+                return;
+            }
+
+            _reminder = await storage.ExecuteAsync(
+                async _ =>
+                {
+                    try
+                    {
+                        var left = earliest - _time.GetUtcNow();
+                        return await _grain.RegisterOrUpdateReminder(reminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, reminderPeriod);
+                    }
+                    catch (Exception e) when (e is not (OperationCanceledException or ArgumentException))
+                    {
+                        // An ArgumentException (a period below Orleans' minimum) is configuration, not an outage.
+                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
+                    }
+                },
+                _stopping);
+            _reminderDue = earliest;
+        }
+        finally
+        {
+            _reminderLock.Release();
+        }
+    }
+
+    /// <summary>Whether this activation registered (or found) the run's reminder.</summary>
+    public bool HasReminder => _reminder is not null;
+
+    /// <summary>Removes the run's reminder (a finished run needs none).</summary>
+    public async Task DropReminderAsync()
+    {
+        var reminder = _reminder ?? await _grain.GetReminder(reminderName);
+        if (reminder is not null)
+        {
+            await _grain.UnregisterReminder(reminder);
+        }
+
+        _reminder = null;
+        _reminderDue = null;
+    }
+
+    /// <summary>One registered wait.</summary>
+    internal sealed class Wait(DurableWaits owner, TaskCompletionSource wake, DateTimeOffset wakeAt, bool sleeping) : IDisposable
+    {
+        /// <summary>Completes at the wake-up time, or when every wait is woken; cancelled when the activation ends.</summary>
+        public async Task ElapsedAsync()
+        {
+            var left = wakeAt - owner._time.GetUtcNow();
+            using var timer = owner._grain.RegisterGrainTimer(
+                () =>
+                {
+                    wake.TrySetResult();
+                    return Task.CompletedTask;
+                },
+                new GrainTimerCreationOptions { DueTime = left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+            await using (owner._stopping.Register(() => wake.TrySetCanceled()))
+            {
+                await wake.Task;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (owner._waiters.Remove(wake))
+            {
+                owner.Sleeping -= sleeping ? 1 : 0;
+            }
+        }
+    }
+}
