@@ -20,4 +20,33 @@ public sealed record BreakerPolicy
 
     /// <summary>False turns the breaker off for the tool. Default true.</summary>
     public bool Enabled { get; init; } = true;
+
+    /// <summary>Every value out of range, each message naming its setting as <c>{owner}:{member}</c>.</summary>
+    internal IEnumerable<string> Problems(string owner)
+    {
+        if (double.IsNaN(FailureRateThreshold) || FailureRateThreshold is <= 0 or > 1)
+        {
+            yield return $"{owner}:FailureRateThreshold is {FailureRateThreshold}: it must be greater than 0 and at most 1.";
+        }
+
+        if (MinimumCalls < 1)
+        {
+            yield return $"{owner}:MinimumCalls is {MinimumCalls}: it must be at least 1.";
+        }
+
+        if (Window <= TimeSpan.Zero)
+        {
+            yield return $"{owner}:Window is {Window}: it must be positive.";
+        }
+
+        if (CoolDown <= TimeSpan.Zero)
+        {
+            yield return $"{owner}:CoolDown is {CoolDown}: it must be positive.";
+        }
+
+        if (CacheFor < TimeSpan.Zero)
+        {
+            yield return $"{owner}:CacheFor is {CacheFor}: it must not be negative.";
+        }
+    }
 }

@@ -3,7 +3,10 @@ using Spine.Recovery;
 
 namespace Spine.Hosting;
 
-/// <summary>Settings of the Spine runtime on a silo (configuration section <c>Spine</c>).</summary>
+/// <summary>
+/// Settings of the Spine runtime on a silo (configuration section <c>Spine</c>), validated when the host
+/// starts by <see cref="SpineOptionsValidator"/>.
+/// </summary>
 public sealed class SpineOptions
 {
     /// <summary>The configuration section name.</summary>
@@ -46,42 +49,4 @@ public sealed class SpineOptions
 
     /// <summary>How often a silo sends its batched tool outcomes to the breaker grains. Default 200 ms.</summary>
     public TimeSpan BreakerReportInterval { get; set; } = TimeSpan.FromMilliseconds(200);
-
-    /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
-    public void Validate()
-    {
-        Retry.Step.Validate("Spine:Retry:Step");
-        Retry.Tool.Validate("Spine:Retry:Tool");
-        Retry.Model.Validate("Spine:Retry:Model");
-        Retry.Compensation.Validate("Spine:Retry:Compensation");
-        if (BreakerReportInterval < TimeSpan.FromMilliseconds(10))
-        {
-            throw new InvalidOperationException($"Spine:BreakerReportInterval is {BreakerReportInterval}: it must be at least 10 ms.");
-        }
-
-        if (string.IsNullOrWhiteSpace(ConnectionString))
-        {
-            throw new InvalidOperationException("Spine:ConnectionString is empty: set it to a PostgreSQL connection string.");
-        }
-
-        if (MaxPayloadBytes is < 1024 or > 256 * 1024 * 1024)
-        {
-            throw new InvalidOperationException($"Spine:MaxPayloadBytes is {MaxPayloadBytes}: it must be between 1 KiB and 256 MiB.");
-        }
-
-        if (ResumeReminderPeriod < TimeSpan.FromSeconds(1))
-        {
-            throw new InvalidOperationException($"Spine:ResumeReminderPeriod is {ResumeReminderPeriod}: it must be at least 1 second.");
-        }
-
-        if (JournalMaxBatch is < 1 or > 10_000)
-        {
-            throw new InvalidOperationException($"Spine:JournalMaxBatch is {JournalMaxBatch}: it must be between 1 and 10000.");
-        }
-
-        if (JournalWriters is < 1 or > 64)
-        {
-            throw new InvalidOperationException($"Spine:JournalWriters is {JournalWriters}: it must be between 1 and 64.");
-        }
-    }
 }

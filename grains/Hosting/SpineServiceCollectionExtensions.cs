@@ -19,15 +19,15 @@ namespace Spine.Hosting;
 /// <summary>Registration of the Spine runtime, workflows and tools.</summary>
 public static class SpineServiceCollectionExtensions
 {
-    /// <summary>Adds the runtime services the run grains need (journal writer, registries, database).</summary>
-    public static IServiceCollection AddSpineRuntime(this IServiceCollection services, Action<SpineOptions> configure)
+    /// <summary>
+    /// Adds the runtime services the run grains need (journal writer, registries, database) and the start-up
+    /// checks of <see cref="SpineOptions"/> and of every registered tool and workflow. The options themselves are bound
+    /// by <see cref="SpineSiloBuilderExtensions.AddSpine"/>.
+    /// </summary>
+    internal static IServiceCollection AddSpineRuntime(this IServiceCollection services)
     {
-        ArgumentNullException.ThrowIfNull(services);
-        services.AddOptions<SpineOptions>().Configure(configure).Validate(o =>
-        {
-            o.Validate();
-            return true;
-        });
+        services.AddOptions<SpineOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<SpineOptions>, SpineOptionsValidator>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<SpineDatabase>();
         services.TryAddSingleton<StorageRetry>();
@@ -37,6 +37,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<ToolRegistry>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
         return services;
     }

@@ -46,31 +46,51 @@ public sealed record RetryPolicy
     }
 
     /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
+    /// <param name="owner">The setting this policy is, e.g. <c>Spine:Retry:Tool</c>; messages name its members under it.</param>
     public void Validate(string owner)
+    {
+        if (Problems(owner).FirstOrDefault() is { } problem)
+        {
+            throw new InvalidOperationException(problem);
+        }
+    }
+
+    /// <summary>Every value out of range, each message naming its setting as <c>{owner}:{member}</c>.</summary>
+    internal IEnumerable<string> Problems(string owner)
     {
         if (MaxAttempts < 1)
         {
-            throw new InvalidOperationException($"{owner}: MaxAttempts is {MaxAttempts}: it must be at least 1.");
+            yield return $"{owner}:MaxAttempts is {MaxAttempts}: it must be at least 1.";
         }
 
-        if (InitialDelay < TimeSpan.Zero || MaxDelay < InitialDelay)
+        if (InitialDelay < TimeSpan.Zero)
         {
-            throw new InvalidOperationException($"{owner}: delays must satisfy 0 <= InitialDelay ({InitialDelay}) <= MaxDelay ({MaxDelay}).");
+            yield return $"{owner}:InitialDelay is {InitialDelay}: it must not be negative.";
         }
 
-        if (Multiplier < 1)
+        if (MaxDelay < InitialDelay)
         {
-            throw new InvalidOperationException($"{owner}: Multiplier is {Multiplier}: it must be at least 1.");
+            yield return $"{owner}:MaxDelay is {MaxDelay}: it must be at least InitialDelay ({InitialDelay}).";
+        }
+
+        if (double.IsNaN(Multiplier) || Multiplier < 1)
+        {
+            yield return $"{owner}:Multiplier is {Multiplier}: it must be at least 1.";
+        }
+
+        if (double.IsNaN(Jitter) || Jitter is < 0 or > 1)
+        {
+            yield return $"{owner}:Jitter is {Jitter}: it must be between 0 and 1.";
+        }
+
+        if (TotalDeadline < TimeSpan.Zero)
+        {
+            yield return $"{owner}:TotalDeadline is {TotalDeadline}: it must not be negative.";
         }
 
         if (MaxCircuitWait < TimeSpan.Zero)
         {
-            throw new InvalidOperationException($"{owner}: MaxCircuitWait is {MaxCircuitWait}: it must not be negative.");
-        }
-
-        if (Jitter is < 0 or > 1)
-        {
-            throw new InvalidOperationException($"{owner}: Jitter is {Jitter}: it must be between 0 and 1.");
+            yield return $"{owner}:MaxCircuitWait is {MaxCircuitWait}: it must not be negative.";
         }
     }
 }

@@ -82,11 +82,21 @@ public sealed class ToolRegistry
 {
     private readonly Dictionary<string, List<RegisteredTool>> _byName = new(StringComparer.Ordinal);
 
-    /// <summary>Builds the registry, compiling every schema (a bad schema fails the silo's start, not a run).</summary>
+    /// <summary>
+    /// Builds the registry, compiling every schema and checking every policy: the silo builds it while it starts,
+    /// so a bad definition fails the start, not a run.
+    /// </summary>
     public ToolRegistry(IEnumerable<ITool> tools)
     {
         ArgumentNullException.ThrowIfNull(tools);
-        foreach (var tool in tools)
+        var all = tools.ToList();
+        var problems = all.SelectMany(t => ToolPolicies.Problems(t.Definition)).ToList();
+        if (problems.Count > 0)
+        {
+            throw new InvalidOperationException(string.Join(Environment.NewLine, problems));
+        }
+
+        foreach (var tool in all)
         {
             var registered = new RegisteredTool(tool);
             if (!SemanticVersion.TryParse(tool.Definition.Version, out _))

@@ -1,4 +1,6 @@
 using System.ClientModel;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.AI;
 using OpenAI;
 using Spine.Hosting;

@@ -1,7 +1,7 @@
 namespace Spine.Silo.Hosting;
 
-/// <summary>Settings of the silo host (configuration section <c>Silo</c>).</summary>
-public sealed class SiloSettings
+/// <summary>Settings of the silo host (configuration section <c>Silo</c>), checked by <see cref="SiloSettingsValidator"/>.</summary>
+internal sealed class SiloSettings
 {
     /// <summary>The configuration section name.</summary>
     public const string SectionName = "Silo";
@@ -42,31 +42,4 @@ public sealed class SiloSettings
 
     /// <summary>The loopback port of the embedded PostgreSQL. Default 55432.</summary>
     public int LocalPostgresPort { get; set; } = 55432;
-
-    /// <summary>Throws with a message naming the setting when a value is out of range.</summary>
-    public void Validate()
-    {
-        if (string.IsNullOrWhiteSpace(ClusterId))
-        {
-            throw new InvalidOperationException("Silo:ClusterId is empty.");
-        }
-
-        if (string.IsNullOrWhiteSpace(ServiceId))
-        {
-            throw new InvalidOperationException("Silo:ServiceId is empty.");
-        }
-
-        if (!System.Net.IPAddress.TryParse(AdvertisedAddress, out _))
-        {
-            throw new InvalidOperationException($"Silo:AdvertisedAddress '{AdvertisedAddress}' is not an IP address.");
-        }
-
-        foreach (var (name, port) in new[] { ("SiloPort", SiloPort), ("GatewayPort", GatewayPort), ("DashboardPort", DashboardPort), ("LocalPostgresPort", LocalPostgresPort) })
-        {
-            if (port is < 1 or > 65535)
-            {
-                throw new InvalidOperationException($"Silo:{name} is {port}: it must be a TCP port between 1 and 65535.");
-            }
-        }
-    }
 }

@@ -4,28 +4,32 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Orleans.Dashboard;
+using Microsoft.Extensions.Options;
+using Spine.Hosting;
+using Spine.Local;
+using Spine.Local.Postgres;
 using Spine.Silo.Demo;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
 
 namespace Spine.Silo.Hosting;
 
 /// <summary>Builds the silo web host: Orleans on PostgreSQL, the Dashboard, and the demo workflows when <c>Silo:Demo</c> is on.</summary>
-public static class SpineSiloHost
+internal static class SpineSiloHost
 {
-    /// <summary>The login role the silo uses on the embedded PostgreSQL (member of <c>spine_runtime</c>).</summary>
-    public const string RuntimeLogin = "spine_silo";
-
     /// <summary>
     /// Builds the host. When <c>Spine:ConnectionString</c> is empty, starts (or reuses) the embedded
-    /// PostgreSQL under the project's data folder, applies the schema and connects as <see cref="RuntimeLogin"/>.
+    /// PostgreSQL under the project's data folder, applies the schema and connects as
+    /// <see cref="SpineDatabaseSetup.RuntimeLogin"/>. Settings out of range stop it with a message naming them.
     /// </summary>
     public static async Task<WebApplication> BuildAsync(string[] args, Action<WebApplicationBuilder>? customize = null)
     {
         var builder = WebApplication.CreateBuilder(args);
         customize?.Invoke(builder);
+        // Bound once and checked here rather than on start: the ports and the demo switch shape the host being built.
         var settings = builder.Configuration.GetSection(SiloSettings.SectionName).Get<SiloSettings>() ?? new SiloSettings();
-        settings.Validate();
+        if (new SiloSettingsValidator().Validate(Options.DefaultName, settings) is { Failed: true } invalid)
+        {
+            throw new OptionsValidationException(Options.DefaultName, typeof(SiloSettings), invalid.Failures);
+        }
 
         using var startupLogs = LoggerFactory.Create(l => l.AddConsole());
         var logger = startupLogs.CreateLogger("Spine.Silo");
@@ -33,13 +37,12 @@ public static class SpineSiloHost
         LocalPostgresServer? local = null;
         if (string.IsNullOrWhiteSpace(connectionString))
         {
-            var dataDirectory = settings.LocalDataDirectory ?? Path.Combine(ProjectRoot(), ".pgdata");
+            var dataDirectory = settings.LocalDataDirectory ?? Path.Combine(RepositoryRoot.Find(), ".pgdata");
             local = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = settings.LocalPostgresPort }, logger);
-            await SchemaMigrator.ApplyAsync(local.ConnectionString, RuntimeLogin, settings.Demo);
-            connectionString = new Npgsql.NpgsqlConnectionStringBuilder(local.ConnectionString) { Username = RuntimeLogin }.ConnectionString;
+            connectionString = await SpineDatabaseSetup.ApplySchemaAsync(local.ConnectionString, settings.Demo);
             logger.LogInformation(
                 "No Spine:ConnectionString configured: using the embedded PostgreSQL on 127.0.0.1:{Port} with data in {DataDirectory} (schema applied, connecting as {Login})",
-                local.Port, dataDirectory, RuntimeLogin);
+                local.Port, dataDirectory, SpineDatabaseSetup.RuntimeLogin);
         }
 
         builder.WebHost.UseUrls($"http://127.0.0.1:{settings.DashboardPort}");
@@ -101,19 +104,5 @@ public static class SpineSiloHost
             .ConfigureResource(r => r.AddService("spine-silo"))
             .WithTracing(t => t.AddSource("Spine", "Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime").AddOtlpExporter())
             .WithMetrics(m => m.AddMeter("Spine", "Microsoft.Orleans").AddOtlpExporter());
-    }
-
-    /// <summary>The repository root (the folder holding Orleans.sln), or the working folder.</summary>
-    public static string ProjectRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Orleans.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        return Directory.GetCurrentDirectory();
     }
 }

@@ -1,16 +1,17 @@
 using System.Globalization;
-using Microsoft.AspNetCore.Builder;
+using System.Net;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Npgsql;
+using Orleans.Configuration;
 using Spine.Client;
 using Spine.Hosting;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
+using Spine.Local.Network;
+using Spine.Local.Postgres;
 
 namespace Spine.Bench;
 
@@ -21,9 +22,9 @@ namespace Spine.Bench;
 public sealed class BenchEnvironment : IAsyncDisposable
 {
     private readonly LocalPostgresServer? _server;
-    private readonly WebApplication _app;
+    private readonly IHost _app;
 
-    private BenchEnvironment(LocalPostgresServer? server, string ownerConnectionString, string? pgBinDirectory, PostgresCpu? postgresCpu, WebApplication app)
+    private BenchEnvironment(LocalPostgresServer? server, string ownerConnectionString, string? pgBinDirectory, PostgresCpu? postgresCpu, IHost app)
     {
         _server = server;
         PostgresCpu = postgresCpu;
@@ -71,6 +72,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
             {
                 DataDirectory = dataDirectory,
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 // The silo's pools plus pgbench's 64 clients, with room to spare.
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });
@@ -81,9 +83,8 @@ public sealed class BenchEnvironment : IAsyncDisposable
 
         try
         {
-            await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin);
+            var runtime = await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: false);
             await ReportServerSettingsAsync(owner);
-            var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
             if (autoPrepareAll)
             {
                 // Spine's own data source gets these from SpineDatabase.Tune; the Orleans ADO.NET providers are
@@ -125,7 +126,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
         }
         finally
         {
-            await _app.DisposeAsync();
+            _app.Dispose();
             if (_server is not null)
             {
                 Progress.Say("stopping PostgreSQL and deleting its folder");
@@ -134,47 +135,57 @@ public sealed class BenchEnvironment : IAsyncDisposable
         }
     }
 
-    private static async Task<WebApplication> StartSiloAsync(string runtimeConnectionString, bool memoryReminders)
+    private static async Task<IHost> StartSiloAsync(string runtimeConnectionString, bool memoryReminders)
     {
         var clusterId = "bench-" + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture) + "-" + Environment.ProcessId;
-        var siloPort = SiloProcessOptions.FreePort();
-        var gatewayPort = SiloProcessOptions.FreePort();
-        var dashboardPort = SiloProcessOptions.FreePort();
-        Progress.Say($"starting one silo in this process (cluster {clusterId}, silo port {siloPort}, gateway {gatewayPort}, dashboard {dashboardPort})");
+        var siloPort = LoopbackPorts.FreePort();
+        var gatewayPort = LoopbackPorts.FreePort();
+        Progress.Say($"starting one silo in this process (cluster {clusterId}, silo port {siloPort}, gateway {gatewayPort})");
 
-        // No command-line arguments: the benchmark's own arguments are not silo configuration.
-        var app = await SpineSiloHost.BuildAsync([], builder =>
+        // No command-line arguments: the benchmark's own arguments are not silo configuration. The silo is
+        // wired as the shipped host wires it (ADO.NET clustering, then AddSpine), without the dashboard.
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.UseOrleans(silo =>
         {
-            builder.Configuration["Spine:ConnectionString"] = runtimeConnectionString;
-            builder.Configuration["Silo:ClusterId"] = clusterId;
-            // A service id of its own keeps the benchmark's reminders apart on a shared server.
-            builder.Configuration["Silo:ServiceId"] = clusterId;
-            builder.Configuration["Silo:SiloPort"] = siloPort.ToString(CultureInfo.InvariantCulture);
-            builder.Configuration["Silo:GatewayPort"] = gatewayPort.ToString(CultureInfo.InvariantCulture);
-            builder.Configuration["Silo:DashboardPort"] = dashboardPort.ToString(CultureInfo.InvariantCulture);
-            builder.Services.AddSpineWorkflow<BenchWorkflow, BenchInput, BenchOutput>();
-
-            // Warning and above only, and on stderr: stdout carries nothing but the figures.
-            builder.Services.PostConfigure<LoggerFilterOptions>(o =>
+            silo.Configure<ClusterOptions>(o =>
             {
-                o.Rules.Clear();
-                o.MinLevel = LogLevel.Warning;
+                o.ClusterId = clusterId;
+                // A service id of its own keeps the benchmark's reminders apart on a shared server.
+                o.ServiceId = clusterId;
             });
-            builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-
-            if (memoryReminders)
+            silo.ConfigureEndpoints(IPAddress.Loopback, siloPort, gatewayPort, listenOnAnyHostAddress: false);
+            silo.UseAdoNetClustering(o =>
             {
-                Progress.Say("DIAGNOSTIC: reminders held in memory, not in PostgreSQL (--memory-reminders); not the product's figures");
-                builder.Host.UseServiceProviderFactory(new EditingServiceProviderFactory(services =>
-                {
-                    services.RemoveAll<IReminderTable>();
-                    services.AddSingleton<IReminderTable, MemoryReminderTable>();
-                }));
-            }
+                o.Invariant = "Npgsql";
+                o.ConnectionString = runtimeConnectionString;
+            });
+            silo.AddSpine(runtimeConnectionString, builder.Configuration.GetSection(SpineOptions.SectionName));
+            silo.AddActivityPropagation();
         });
+        builder.Services.AddSpineWorkflow<BenchWorkflow, BenchInput, BenchOutput>();
+
+        // Warning and above only, and on stderr: stdout carries nothing but the figures.
+        builder.Services.PostConfigure<LoggerFilterOptions>(o =>
+        {
+            o.Rules.Clear();
+            o.MinLevel = LogLevel.Warning;
+        });
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+
+        if (memoryReminders)
+        {
+            Progress.Say("DIAGNOSTIC: reminders held in memory, not in PostgreSQL (--memory-reminders); not the product's figures");
+            builder.ConfigureContainer(new EditingServiceProviderFactory(services =>
+            {
+                services.RemoveAll<IReminderTable>();
+                services.AddSingleton<IReminderTable, MemoryReminderTable>();
+            }));
+        }
+
+        var app = builder.Build();
         await app.StartAsync();
         var options = app.Services.GetSpineOptions();
-        var collection = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Orleans.Configuration.GrainCollectionOptions>>().Value;
+        var collection = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<GrainCollectionOptions>>().Value;
         Progress.Say($"silo up (journal writers {options.JournalWriters}, max batch {options.JournalMaxBatch}, resume reminder period {options.ResumeReminderPeriod}, idle activations collected after {collection.CollectionAge})");
         return app;
     }

@@ -7,9 +7,8 @@ using Npgsql;
 using Spine.Client;
 using Spine.Runs;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
+using Spine.Local.Postgres;
+using Spine.Local.Silos;
 
 namespace Spine.Bench;
 
@@ -35,40 +34,22 @@ public static class ChaosWorkload
             {
                 DataDirectory = Path.Combine(Path.GetTempPath(), "spine-chaos-" + Guid.NewGuid().ToString("N")[..8]),
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });
             owner = server.ConnectionString;
         }
 
         await using var _ = server;
-        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var runtime = new NpgsqlConnectionStringBuilder(owner) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
-        var options = new SiloProcessOptions
+        var runtime = await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: true);
+        var options = SiloProcessOptions.OnFreePorts(runtime, "chaos-" + Guid.NewGuid().ToString("N")[..8]) with
         {
-            Demo = true,
-            ConnectionString = runtime,
-            ClusterId = "chaos-" + Guid.NewGuid().ToString("N")[..8],
-            ServiceId = "chaos-" + Guid.NewGuid().ToString("N")[..8],
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            ResumeReminderPeriod = TimeSpan.FromSeconds(2),
             LogFile = Path.Combine(Path.GetTempPath(), $"spine-chaos-{seed}.log"),
         };
 
         var silo = SiloProcess.Start(options);
         await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = runtime;
-            o.ClusterId = options.ClusterId;
-            o.ServiceId = options.ServiceId;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        using var host = builder.Build();
-        await host.StartAsync();
+        using var host = await SiloClientHost.StartAsync(options, o => o.WaitSlice = TimeSpan.FromSeconds(5));
         var client = host.Services.GetRequiredService<ISpineClient>();
 
         // Runs are started over ~20 s so that kills land among runs at every stage; a start that meets a

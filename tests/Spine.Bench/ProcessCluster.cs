@@ -4,9 +4,8 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Spine.Client;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
+using Spine.Local.Postgres;
+using Spine.Local.Silos;
 
 namespace Spine.Bench;
 
@@ -49,35 +48,16 @@ internal sealed class ProcessCluster : IAsyncDisposable
         {
             DataDirectory = Path.Combine(Path.GetTempPath(), $"spine-{name}-" + Guid.NewGuid().ToString("N")[..8]),
             DeleteOnStop = true,
+            StopWithThisProcess = true,
             ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
         });
-        await SchemaMigrator.ApplyAsync(server.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var runtime = new NpgsqlConnectionStringBuilder(server.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
+        var runtime = await SpineDatabaseSetup.ApplySchemaAsync(server.ConnectionString, includeDemo: true);
         var cluster = $"{name}-" + Guid.NewGuid().ToString("N")[..8];
-        var processes = Enumerable.Range(0, silos).Select(_ => SiloProcess.Start(new SiloProcessOptions
-        {
-            Demo = true,
-            ConnectionString = runtime,
-            ClusterId = cluster,
-            ServiceId = cluster,
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            ResumeReminderPeriod = resumeReminderPeriod,
-            Environment = new Dictionary<string, string> { ["Silo__Dashboard"] = "false" },
-        })).ToList();
+        var processes = Enumerable.Range(0, silos)
+            .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster) with { ResumeReminderPeriod = resumeReminderPeriod }))
+            .ToList();
         await Task.WhenAll(processes.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
-
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = runtime;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-        });
-        var host = builder.Build();
-        await host.StartAsync();
+        var host = await SiloClientHost.StartAsync(processes[0].Options);
         return new ProcessCluster(server, runtime, processes, host);
     }
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Npgsql;
-using Spine.Silo.Hosting;
+using Spine.Local.Network;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Client;
@@ -96,7 +96,7 @@ public sealed class CliTests(SiloProcessFixture fixture)
             WITH version AS (INSERT INTO orleansmembershipversiontable (deploymentid, version) VALUES (@cluster, 1) RETURNING deploymentid)
             INSERT INTO orleansmembershiptable (deploymentid, address, port, generation, siloname, hostname, status, proxyport, starttime, iamalivetime)
             SELECT deploymentid, '127.0.0.1', @port, 1, 'killed', 'localhost', 3, @port, now(), now() FROM version RETURNING status
-            """, ("cluster", clusterId), ("port", SiloProcessOptions.FreePort()));
+            """, ("cluster", clusterId), ("port", LoopbackPorts.FreePort()));
         try
         {
             var run = await RunSpineAsync(["list", "--json"], cluster: clusterId, environment: new() { ["SPINE_CONNECT_TIMEOUT"] = "3" });
@@ -120,7 +120,7 @@ public sealed class CliTests(SiloProcessFixture fixture)
         var builder = new NpgsqlConnectionStringBuilder(fixture.Postgres.RuntimeConnectionString);
         var connection = problem switch
         {
-            "closed port" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Port = SiloProcessOptions.FreePort() }.ConnectionString,
+            "closed port" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Port = LoopbackPorts.FreePort() }.ConnectionString,
             "unknown login" => new NpgsqlConnectionStringBuilder(builder.ConnectionString) { Username = "nobody_" + Guid.NewGuid().ToString("N")[..8] }.ConnectionString,
             _ => $"Host={builder.Host};Port=not-a-port",
         };

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Spine.Client;
 using Spine.Runs;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
+using Spine.Local.Silos;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Crash;

@@ -4,8 +4,8 @@ using Npgsql;
 using Spine.Client;
 using Spine.Runs;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
+using Spine.Local.Postgres;
+using Spine.Local.Silos;
 using Spine.Storage;
 using Spine.Tests.Infrastructure;
 
@@ -32,9 +32,9 @@ public sealed class PostgresRestartTests : IAsyncLifetime
         {
             DataDirectory = Path.Combine(Path.GetTempPath(), "spine-pg-restart-" + Guid.NewGuid().ToString("N")[..8]),
             DeleteOnStop = true,
+            StopWithThisProcess = true,
         });
-        await SchemaMigrator.ApplyAsync(_server.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        _runtime = new NpgsqlConnectionStringBuilder(_server.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
+        _runtime = await SpineDatabaseSetup.ApplySchemaAsync(_server.ConnectionString, includeDemo: true);
         var cluster = "pg-restart-" + Guid.NewGuid().ToString("N")[..8];
         // The sweep comes once a minute: a run that waited for it would miss the test's bound by far.
         _silo = SiloProcess.Start(TestProcesses.Silo(_runtime, cluster, logFile: _logFile, resumeReminderPeriod: TimeSpan.FromMinutes(1)));

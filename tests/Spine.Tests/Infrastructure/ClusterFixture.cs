@@ -5,7 +5,6 @@ using Orleans.TestingHost;
 using Spine.Client;
 using Spine.Hosting;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
 
 namespace Spine.Tests.Infrastructure;
 

@@ -2,7 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Spine.Client;
-using Spine.Silo.Hosting;
+using Spine.Local.Silos;
 
 namespace Spine.Tests.Infrastructure;
 
@@ -28,31 +28,11 @@ public sealed class SiloProcessFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Postgres = await TestPostgres.GetAsync();
-        Options = new SiloProcessOptions
-        {
-            Demo = true,
-            ConnectionString = Postgres.RuntimeConnectionString,
-            ClusterId = "test-" + Guid.NewGuid().ToString("N")[..12],
-            ServiceId = "test-" + Guid.NewGuid().ToString("N")[..12],
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = SiloProcessOptions.FreePort(),
-            ResumeReminderPeriod = TimeSpan.FromSeconds(2),
-            LogFile = LogFile,
-        };
+        var cluster = "test-" + Guid.NewGuid().ToString("N")[..12];
+        Options = TestProcesses.Silo(Postgres.RuntimeConnectionString, cluster, logFile: LogFile);
         await StartSiloAsync();
 
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = Postgres.RuntimeConnectionString;
-            o.ClusterId = Options.ClusterId;
-            o.ServiceId = Options.ServiceId;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        _clientHost = builder.Build();
-        await _clientHost.StartAsync();
+        _clientHost = await TestProcesses.StartClientAsync(Postgres.RuntimeConnectionString, cluster);
         Client = _clientHost.Services.GetRequiredService<ISpineClient>();
     }
 
@@ -82,11 +62,7 @@ public sealed class SiloProcessFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_clientHost is not null)
-        {
-            await _clientHost.StopAsync();
-            _clientHost.Dispose();
-        }
+        await TestProcesses.StopClientAsync(_clientHost);
 
         await Silo.StopAsync(TimeSpan.FromSeconds(20));
         await Silo.DisposeAsync();

@@ -1,7 +1,5 @@
 using Npgsql;
-using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
-using Spine.Storage;
+using Spine.Local.Postgres;
 
 namespace Spine.Tests.Infrastructure;
 
@@ -15,10 +13,10 @@ public sealed class TestPostgres
     private static readonly Lazy<Task<TestPostgres>> Shared = new(StartAsync);
     private static LocalPostgresServer? _local;
 
-    private TestPostgres(string ownerConnectionString)
+    private TestPostgres(string ownerConnectionString, string runtimeConnectionString)
     {
         OwnerConnectionString = ownerConnectionString;
-        RuntimeConnectionString = new NpgsqlConnectionStringBuilder(ownerConnectionString) { Username = SpineSiloHost.RuntimeLogin, Password = null }.ConnectionString;
+        RuntimeConnectionString = runtimeConnectionString;
     }
 
     /// <summary>A connection as the schema owner (may alter and bypass privileges).</summary>
@@ -58,13 +56,13 @@ public sealed class TestPostgres
             {
                 DataDirectory = folder,
                 DeleteOnStop = true,
+                StopWithThisProcess = true,
                 ServerSettings = new Dictionary<string, string> { ["max_connections"] = "300" },
             });
             owner = _local.ConnectionString;
             AppDomain.CurrentDomain.ProcessExit += (_, _) => _local.StopAsync().GetAwaiter().GetResult();
         }
 
-        await SchemaMigrator.ApplyAsync(owner, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        return new TestPostgres(owner);
+        return new TestPostgres(owner, await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: true));
     }
 }

@@ -1,8 +1,5 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
-using Spine.Client;
-using Spine.Silo.Hosting;
+using Spine.Local.Silos;
 
 namespace Spine.Tests.Infrastructure;
 
@@ -10,36 +7,17 @@ namespace Spine.Tests.Infrastructure;
 public static class TestProcesses
 {
     /// <summary>Options for a silo process on fresh loopback ports, with the dashboard off.</summary>
-    public static SiloProcessOptions Silo(string connectionString, string cluster, bool demo = true, string? logFile = null, TimeSpan? resumeReminderPeriod = null) => new()
-    {
-        Demo = demo,
-        ConnectionString = connectionString,
-        ClusterId = cluster,
-        ServiceId = cluster,
-        SiloPort = SiloProcessOptions.FreePort(),
-        GatewayPort = SiloProcessOptions.FreePort(),
-        DashboardPort = SiloProcessOptions.FreePort(),
-        LogFile = logFile,
-        ResumeReminderPeriod = resumeReminderPeriod ?? TimeSpan.FromSeconds(2),
-        Environment = new Dictionary<string, string> { ["Silo__Dashboard"] = "false" },
-    };
+    public static SiloProcessOptions Silo(string connectionString, string cluster, bool demo = true, string? logFile = null, TimeSpan? resumeReminderPeriod = null) =>
+        SiloProcessOptions.OnFreePorts(connectionString, cluster) with
+        {
+            Demo = demo,
+            LogFile = logFile,
+            ResumeReminderPeriod = resumeReminderPeriod ?? TimeSpan.FromSeconds(2),
+        };
 
     /// <summary>Starts a client host that finds the cluster through its membership table, as another service would.</summary>
-    public static async Task<IHost> StartClientAsync(string connectionString, string cluster)
-    {
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSpineClient(o =>
-        {
-            o.ConnectionString = connectionString;
-            o.ClusterId = cluster;
-            o.ServiceId = cluster;
-            o.WaitSlice = TimeSpan.FromSeconds(5);
-        });
-        var host = builder.Build();
-        await host.StartAsync();
-        return host;
-    }
+    public static Task<IHost> StartClientAsync(string connectionString, string cluster) =>
+        SiloClientHost.StartAsync(connectionString, cluster, cluster, o => o.WaitSlice = TimeSpan.FromSeconds(5));
 
     /// <summary>Stops and disposes a client host started by <see cref="StartClientAsync"/>.</summary>
     public static async Task StopClientAsync(IHost? host)

@@ -84,7 +84,7 @@ public sealed class JournalIntegrityTests(ClusterFixture fixture)
 
     private static async Task<(int Exit, string Output)> MigrateAsync(string connectionString)
     {
-        var silo = Path.Combine(AppContext.BaseDirectory, "Spine.Silo.dll");
+        var silo = Local.Silos.SiloExecutable.Locate();
         using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(
             "dotnet", [silo, "migrate", "--connection", connectionString, "--runtime-login", "spine_silo"])
         {

@@ -1,7 +1,15 @@
 // The README's workflow and tool samples, verbatim between the markers, plus what they assume.
 using System.Collections.Concurrent;
+using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Spine.Hosting;
+using Spine.Local.Network;
 using Spine.Runs;
 using Spine.Tests.Infrastructure;
 using Spine.Tools;
@@ -58,6 +66,34 @@ public sealed class OrdersLookupTool : ITool
 }
 // README: end of tool sample
 
+/// <summary>The README's own-silo-host sample, compiled here and started by a test.</summary>
+public static class OwnSiloHost
+{
+    public static IHost Build(string connectionString, int siloPort, int gatewayPort)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<IPayments, FakePayments>();
+        var cluster = "readme-" + Guid.NewGuid().ToString("N")[..12];
+        builder.Services.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (cluster, cluster));
+// README: host sample
+builder.UseOrleans(silo =>
+{
+    silo.ConfigureEndpoints(IPAddress.Loopback, siloPort, gatewayPort);
+    silo.UseAdoNetClustering(o =>
+    {
+        o.Invariant = "Npgsql";
+        o.ConnectionString = connectionString;
+    });
+    silo.AddSpine(connectionString, builder.Configuration.GetSection("Spine"));
+});
+builder.Services.AddSpineWorkflow<RefundWorkflow, RefundRequest, RefundResult>();
+builder.Services.AddSpineTool<OrdersLookupTool>();
+// README: end of host sample
+        return builder.Build();
+    }
+}
+
 [Collection(ClusterCollection.Name)]
 public sealed class ReadmeSampleTests(ClusterFixture fixture)
 {
@@ -78,11 +114,30 @@ public sealed class ReadmeSampleTests(ClusterFixture fixture)
     [Fact]
     public void ReadmeSamples_AreTheReadmeCode()
     {
-        var readme = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "README.md"));
-        var self = File.ReadAllText(Path.Combine(Silo.Hosting.SpineSiloHost.ProjectRoot(), "tests", "Spine.Tests", "Readme", "ReadmeSampleTests.cs"));
+        var readme = File.ReadAllText(Path.Combine(Local.RepositoryRoot.Find(), "README.md"));
+        var self = File.ReadAllText(Path.Combine(Local.RepositoryRoot.Find(), "tests", "Spine.Tests", "Readme", "ReadmeSampleTests.cs"));
 
         Assert.Contains(Between(self, "// README: workflow sample\n", "// README: end of workflow sample"), readme, StringComparison.Ordinal);
         Assert.Contains(Between(self, "// README: tool sample\n", "// README: end of tool sample"), readme, StringComparison.Ordinal);
+        Assert.Contains(Between(self, "// README: host sample\n", "// README: end of host sample"), readme, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OwnSiloHost_ReferencingOnlyTheLibrary_StartsAndServesTheReadmeWorkflow()
+    {
+        using var host = OwnSiloHost.Build(fixture.Postgres.RuntimeConnectionString, LoopbackPorts.FreePort(), LoopbackPorts.FreePort());
+
+        await host.StartAsync();
+        try
+        {
+            var registry = host.Services.GetRequiredService<WorkflowRegistry>();
+            Assert.NotNull(registry.Resolve("refund", null));
+            Assert.NotNull(host.Services.GetRequiredService<ToolRegistry>().Resolve("orders_lookup", null));
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
     }
 
     private static string Between(string text, string start, string end)

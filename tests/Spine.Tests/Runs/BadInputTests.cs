@@ -113,7 +113,7 @@ public sealed class BadInputTests(ClusterFixture fixture)
     [Fact]
     public async Task JournalStore_UnreachableDatabase_ThrowsStorageUnavailable()
     {
-        var dead = $"Host=127.0.0.1;Port={Silo.Hosting.SiloProcessOptions.FreePort()};Username=nobody;Timeout=2";
+        var dead = $"Host=127.0.0.1;Port={Local.Network.LoopbackPorts.FreePort()};Username=nobody;Timeout=2";
         await using var database = new SpineDatabase(Microsoft.Extensions.Options.Options.Create(new Hosting.SpineOptions { ConnectionString = dead }));
         var store = new JournalStore(database);
 
@@ -126,7 +126,7 @@ public sealed class BadInputTests(ClusterFixture fixture)
     [Fact]
     public async Task JournalWriter_UnreachableDatabase_FailsAppendWithStorageUnavailable()
     {
-        var dead = $"Host=127.0.0.1;Port={Silo.Hosting.SiloProcessOptions.FreePort()};Username=nobody;Timeout=2";
+        var dead = $"Host=127.0.0.1;Port={Local.Network.LoopbackPorts.FreePort()};Username=nobody;Timeout=2";
         var options = Microsoft.Extensions.Options.Options.Create(new Hosting.SpineOptions { ConnectionString = dead });
         await using var database = new SpineDatabase(options);
         await using var writer = new JournalWriter(database, options, Microsoft.Extensions.Logging.Abstractions.NullLogger<JournalWriter>.Instance);

@@ -3,7 +3,6 @@ using Orleans.TestingHost;
 using Spine.Client;
 using Spine.Hosting;
 using Spine.Runs;
-using Spine.Silo.Hosting;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Runs;

@@ -4,7 +4,6 @@ using Spine.Client;
 using Spine.Errors;
 using Spine.Hosting;
 using Spine.Runs;
-using Spine.Silo.Hosting;
 using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Runs;

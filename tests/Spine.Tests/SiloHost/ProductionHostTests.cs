@@ -5,7 +5,7 @@ using Spine.Client;
 using Spine.Errors;
 using Spine.Runs;
 using Spine.Silo.Demo;
-using Spine.Silo.Hosting;
+using Spine.Local.Silos;
 using Spine.Storage;
 using Spine.Tests.Infrastructure;
 

@@ -1,4 +1,4 @@
-using Spine.Silo.Hosting;
+using Spine.Hosting;
 using Spine.Tests.Infrastructure;
 using Xunit.Abstractions;
 

@@ -1,5 +1,5 @@
 using Npgsql;
-using Spine.Silo.Hosting;
+using Spine.Local.Postgres;
 using Spine.Storage;
 using Spine.Tests.Infrastructure;
 
@@ -29,21 +29,21 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
     [Fact]
     public async Task ApplyAsync_FreshDatabase_AppliesEveryMigrationAndRecordsIt()
     {
-        var result = await SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin);
+        var result = await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin);
 
         var names = SchemaMigrator.Scripts().Select(s => s.Name).ToList();
         Assert.Equal(names, result.Applied);
         Assert.Equal(names, await HistoryAsync(SchemaMigrator.HistoryTable));
         Assert.Equal(20L, await ScalarAsync<long>("SELECT count(*) FROM orleansquery"));
-        Assert.True(await ScalarAsync<bool>($"SELECT pg_has_role('{SpineSiloHost.RuntimeLogin}', 'spine_runtime', 'member')"));
+        Assert.True(await ScalarAsync<bool>($"SELECT pg_has_role('{SpineDatabaseSetup.RuntimeLogin}', 'spine_runtime', 'member')"));
     }
 
     [Fact]
     public async Task ApplyAsync_Again_AppliesNothing()
     {
-        await SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true);
+        await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
-        var second = await SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true);
+        var second = await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
         Assert.Empty(second.Applied);
         Assert.Equal(SchemaMigrator.Scripts().Select(s => s.Name), await HistoryAsync(SchemaMigrator.HistoryTable));
@@ -96,8 +96,8 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
     [Fact]
     public async Task ApplyAsync_TwoAtOnce_BothSucceedAndEachMigrationAppliesOnce()
     {
-        var first = SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var second = SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true);
+        var first = SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
+        var second = SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
         var results = await Task.WhenAll(first, second);
 
@@ -138,11 +138,11 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
             await insert.ExecuteNonQueryAsync();
         }
 
-        var result = await SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true);
+        var result = await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
         Assert.Equal(SchemaMigrator.Scripts(includeDemo: true).Select(s => s.Name), result.Applied);
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = 'kept'"));
-        Assert.Empty((await SchemaMigrator.ApplyAsync(_target, SpineSiloHost.RuntimeLogin, includeDemo: true)).Applied);
+        Assert.Empty((await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true)).Applied);
     }
 
     /// <summary>The migrations a history table records (type 0 is Evolve's "migration" row; a failed one stays recorded with success false).</summary>

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace Spine.Silo.Hosting;
+namespace Spine.Local.Silos;
 
 /// <summary>
 /// A silo running as a separate operating-system process: what the demo and the crash tests kill with
@@ -33,7 +33,7 @@ public sealed partial class SiloProcess : IAsyncDisposable
     public static SiloProcess Start(SiloProcessOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var dll = typeof(SiloProcess).Assembly.Location;
+        var dll = options.SiloAssembly ?? SiloExecutable.Locate();
         var start = new ProcessStartInfo(DotnetHost(), [dll, "run"])
         {
             RedirectStandardOutput = true,
@@ -55,6 +55,7 @@ public sealed partial class SiloProcess : IAsyncDisposable
             ["Logging__LogLevel__Spine"] = "Information",
             ["DOTNET_gcServer"] = "0",
             ["Silo__Demo"] = options.Demo ? "true" : "false",
+            ["Silo__Dashboard"] = options.Dashboard ? "true" : "false",
         };
         foreach (var (key, value) in options.Environment)
         {
@@ -183,49 +184,4 @@ public sealed partial class SiloProcess : IAsyncDisposable
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int SendSignal(int pid, int signal);
-}
-
-/// <summary>Settings of a <see cref="SiloProcess"/>.</summary>
-public sealed class SiloProcessOptions
-{
-    /// <summary>The runtime connection string.</summary>
-    public required string ConnectionString { get; init; }
-
-    /// <summary>The cluster id.</summary>
-    public required string ClusterId { get; init; }
-
-    /// <summary>The service id. Default <c>spine</c>.</summary>
-    public string ServiceId { get; init; } = "spine";
-
-    /// <summary>The silo port.</summary>
-    public required int SiloPort { get; init; }
-
-    /// <summary>The gateway port.</summary>
-    public required int GatewayPort { get; init; }
-
-    /// <summary>The dashboard/health port.</summary>
-    public required int DashboardPort { get; init; }
-
-    /// <summary>The resume reminder period (how soon a run of a dead silo resumes). Default 2 s.</summary>
-    public TimeSpan ResumeReminderPeriod { get; init; } = TimeSpan.FromSeconds(2);
-
-    /// <summary>Whether the silo registers the demo workflows and tools (<c>Silo:Demo</c>). Default false.</summary>
-    public bool Demo { get; init; }
-
-    /// <summary>Extra environment variables.</summary>
-    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
-
-    /// <summary>A file that receives the process output.</summary>
-    public string? LogFile { get; init; }
-
-    /// <summary>Called with each output line.</summary>
-    public Action<string>? OnOutput { get; init; }
-
-    /// <summary>A free loopback TCP port.</summary>
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,6 +1,6 @@
 using Orleans.Storage;
 
-namespace Spine.Silo.Storage;
+namespace Spine.Storage;
 
 /// <summary>
 /// Wraps the ADO.NET grain storage so that every row is keyed by grain type as well as key.
@@ -9,7 +9,7 @@ namespace Spine.Silo.Storage;
 /// "020235" and "20235" share one row. This passes "{grainType}/{stateName}" as the state name and
 /// prefixes every key with "k:" so it is always stored as the exact string.
 /// </summary>
-public sealed class TypeScopedGrainStorage(IGrainStorage inner) : IGrainStorage
+internal sealed class TypeScopedGrainStorage(IGrainStorage inner) : IGrainStorage
 {
     /// <inheritdoc />
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState) =>

@@ -3,35 +3,43 @@ using System.Text.Json;
 using Spine.Agents;
 using Spine.Client;
 using Spine.Runs;
+using Spine.Local;
+using Spine.Local.Network;
+using Spine.Local.Postgres;
+using Spine.Local.Silos;
+using Spine.Silo.Demo;
 using Spine.Silo.Hosting;
-using Spine.Silo.LocalPostgres;
 using Spine.Storage;
 
-namespace Spine.Silo.Demo;
+namespace Spine.Silo.Commands;
 
 /// <summary>
 /// The quick-start demo: starts the embedded PostgreSQL, a silo process, a batch of agent and ledger
 /// runs, kills the silo with SIGKILL while they are mid-step, starts a new silo, and shows every run
 /// finishing with each side effect applied exactly once.
 /// </summary>
-public static class DemoRunner
+internal static class DemoCommand
 {
     private const int AgentRuns = 4;
     private const int LedgerRuns = 24;
     private const int LedgerSteps = 6;
 
+    /// <summary>The embedded PostgreSQL's port: a silo's default <c>Silo:LocalPostgresPort</c>, so that both share .pgdata/.</summary>
+    public static int DefaultPostgresPort { get; } = new SiloSettings().LocalPostgresPort;
+
+    /// <summary>The dashboard's port: a silo's default <c>Silo:DashboardPort</c>.</summary>
+    public static int DefaultDashboardPort { get; } = new SiloSettings().DashboardPort;
+
     /// <summary>Runs the demo; returns the process exit code.</summary>
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(int postgresPort, int dashboardPort, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(args);
         var clock = Stopwatch.StartNew();
         void Say(string text) => Console.WriteLine($"[{clock.Elapsed.TotalSeconds,6:F1}s] {text}");
 
-        var dataDirectory = Path.Combine(SpineSiloHost.ProjectRoot(), ".pgdata");
+        var dataDirectory = Path.Combine(RepositoryRoot.Find(), ".pgdata");
         Say($"starting PostgreSQL (data in {dataDirectory})");
-        await using var postgres = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = 55432 });
-        await SchemaMigrator.ApplyAsync(postgres.ConnectionString, SpineSiloHost.RuntimeLogin, includeDemo: true);
-        var runtime = new Npgsql.NpgsqlConnectionStringBuilder(postgres.ConnectionString) { Username = SpineSiloHost.RuntimeLogin }.ConnectionString;
+        await using var postgres = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = postgresPort }, ct: cancellationToken);
+        var runtime = await SpineDatabaseSetup.ApplySchemaAsync(postgres.ConnectionString, includeDemo: true, cancellationToken);
         Say($"PostgreSQL ready on 127.0.0.1:{postgres.Port}; schema applied ({string.Join(", ", SchemaMigrator.Scripts(includeDemo: true).Select(s => s.Name))})");
 
         var clusterId = $"demo-{DateTime.UtcNow:yyyyMMddHHmmss}";
@@ -40,16 +48,16 @@ public static class DemoRunner
             Demo = true,
             ConnectionString = runtime,
             ClusterId = clusterId,
-            SiloPort = SiloProcessOptions.FreePort(),
-            GatewayPort = SiloProcessOptions.FreePort(),
-            DashboardPort = 8080,
+            SiloPort = LoopbackPorts.FreePort(),
+            GatewayPort = LoopbackPorts.FreePort(),
+            DashboardPort = dashboardPort,
             ResumeReminderPeriod = TimeSpan.FromSeconds(2),
             OnOutput = line => Console.WriteLine($"         silo | {line}"),
         };
 
         Say("starting silo #1 (a separate process)");
         var silo = SiloProcess.Start(options);
-        await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        await silo.WaitReadyAsync(TimeSpan.FromSeconds(90), cancellationToken);
         Say($"silo #1 is up (pid {silo.ProcessId}); dashboard at http://127.0.0.1:{options.DashboardPort}/dashboard/");
 
         var builder = Host.CreateApplicationBuilder();
@@ -95,7 +103,7 @@ public static class DemoRunner
         silo = SiloProcess.Start(options);
         await using (silo)
         {
-            await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
+            await silo.WaitReadyAsync(TimeSpan.FromSeconds(90), cancellationToken);
             Say($"silo #2 is up (pid {silo.ProcessId})");
             await ProgressAsync(client, runIds, Say, until: infos => infos.All(i => i.Status.IsTerminal()));
 

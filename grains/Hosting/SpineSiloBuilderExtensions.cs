@@ -1,15 +1,15 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 using Orleans.Serialization;
 using Orleans.Storage;
-using Spine.Silo.Storage;
 using Spine.Agents;
-using Spine.Hosting;
+using Spine.Storage;
 
-namespace Spine.Silo.Hosting;
+namespace Spine.Hosting;
 
-/// <summary>The silo's composition root for Spine: storage, reminders and the runtime.</summary>
+/// <summary>Adds Spine to an Orleans silo: storage and reminders on PostgreSQL, the runtime, and the built-in workflows.</summary>
 public static class SpineSiloBuilderExtensions
 {
     /// <summary>The grain storage provider name Spine's grains use.</summary>
@@ -21,10 +21,11 @@ public static class SpineSiloBuilderExtensions
     /// <summary>
     /// Adds Spine to a silo: ADO.NET grain storage and reminders on PostgreSQL, the runtime services,
     /// and the built-in <see cref="AgentWorkflow"/>. Clustering is left to the host (ADO.NET in production,
-    /// the test cluster's own membership in tests).
+    /// the test cluster's own membership in tests). The options are validated when the host starts: a bad
+    /// value stops it with a message naming the setting.
     /// </summary>
     /// <param name="silo">The silo builder.</param>
-    /// <param name="connectionString">The runtime connection string.</param>
+    /// <param name="connectionString">The runtime connection string; it overrides <c>Spine:ConnectionString</c>.</param>
     /// <param name="configuration">The <c>Spine</c> configuration section, or null for defaults.</param>
     /// <param name="configure">Overrides applied after the configuration.</param>
     public static ISiloBuilder AddSpine(this ISiloBuilder silo, string connectionString, IConfiguration? configuration = null, Action<SpineOptions>? configure = null)
@@ -32,26 +33,27 @@ public static class SpineSiloBuilderExtensions
         ArgumentNullException.ThrowIfNull(silo);
         ArgumentException.ThrowIfNullOrEmpty(connectionString);
 
-        var options = new SpineOptions();
-        configuration?.Bind(options);
-        configure?.Invoke(options);
-        options.ConnectionString = connectionString;
-        options.Validate();
-
-        silo.Services.AddSpineRuntime(o =>
+        var options = silo.Services.AddOptions<SpineOptions>();
+        if (configuration is not null)
         {
-            configuration?.Bind(o);
-            configure?.Invoke(o);
-            o.ConnectionString = connectionString;
-        });
+            options.Bind(configuration);
+        }
+
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        options.PostConfigure(o => o.ConnectionString = connectionString);
+        silo.Services.AddSpineRuntime();
 
         // The version-tolerant Orleans binary format, chosen on day one: the default JSON serializer embeds
         // CLR type names in every row, so renaming a state class would orphan the rows already written.
-        silo.AddAdoNetGrainStorage(InnerStorageName, (OptionsBuilder<AdoNetGrainStorageOptions> o) => o.Configure<Serializer>((options, serializer) =>
+        silo.AddAdoNetGrainStorage(InnerStorageName, (OptionsBuilder<AdoNetGrainStorageOptions> o) => o.Configure<Serializer>((storage, serializer) =>
         {
-            options.Invariant = "Npgsql";
-            options.ConnectionString = connectionString;
-            options.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
+            storage.Invariant = "Npgsql";
+            storage.ConnectionString = connectionString;
+            storage.GrainStorageSerializer = new OrleansGrainStorageSerializer(serializer);
         }));
         silo.Services.AddKeyedSingleton<IGrainStorage>(StorageName, (services, _) =>
             new TypeScopedGrainStorage(services.GetRequiredKeyedService<IGrainStorage>(InnerStorageName)));
@@ -64,16 +66,17 @@ public static class SpineSiloBuilderExtensions
         // The sweep period bounds how late a dead silo's runs resume; it must come well inside the idle
         // collection age, so that nothing the sweep keeps track of is collected between two sweeps.
         silo.Services.AddOptions<GrainCollectionOptions>()
-            .Validate(o => options.ResumeReminderPeriod < o.CollectionAge,
-                $"Spine:ResumeReminderPeriod ({options.ResumeReminderPeriod}) must be shorter than Orleans' GrainCollectionOptions.CollectionAge.")
+            .Validate<IOptions<SpineOptions>>(
+                (collection, spine) => spine.Value.ResumeReminderPeriod < collection.CollectionAge,
+                "Spine:ResumeReminderPeriod must be shorter than Orleans' GrainCollectionOptions.CollectionAge.")
             .ValidateOnStart();
 
         // Every unfinished run holds a reminder of this period; Orleans refuses periods below its minimum.
-        silo.Configure<ReminderOptions>(o =>
+        silo.Services.AddOptions<ReminderOptions>().Configure<IOptions<SpineOptions>>((reminders, spine) =>
         {
-            if (o.MinimumReminderPeriod > options.ResumeReminderPeriod)
+            if (reminders.MinimumReminderPeriod > spine.Value.ResumeReminderPeriod)
             {
-                o.MinimumReminderPeriod = options.ResumeReminderPeriod;
+                reminders.MinimumReminderPeriod = spine.Value.ResumeReminderPeriod;
             }
         });
 

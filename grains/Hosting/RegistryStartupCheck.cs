@@ -1,0 +1,25 @@
+using Microsoft.Extensions.DependencyInjection;
+using Spine.Tools;
+using Spine.Workflows;
+
+namespace Spine.Hosting;
+
+/// <summary>
+/// Builds the tool and workflow registries while the silo starts, so that a bad tool definition (schema,
+/// version, retry, breaker or timeout policy) or workflow registration stops the silo with a message naming
+/// it, instead of failing the first run that uses it. Resolved lazily: tools may depend on services (the
+/// database) whose options are validated first.
+/// </summary>
+internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecycleParticipant<ISiloLifecycle>
+{
+    public void Participate(ISiloLifecycle observer) =>
+        observer.Subscribe(
+            nameof(RegistryStartupCheck),
+            ServiceLifecycleStage.RuntimeInitialize,
+            _ =>
+            {
+                services.GetRequiredService<ToolRegistry>();
+                services.GetRequiredService<WorkflowRegistry>();
+                return Task.CompletedTask;
+            });
+}

@@ -1,0 +1,25 @@
+namespace Spine.Tools;
+
+/// <summary>The checks of the retry, breaker and timeout policies a tool's <see cref="ToolDefinition"/> carries.</summary>
+internal static class ToolPolicies
+{
+    /// <summary>Every policy value out of range, each message naming the tool and the setting.</summary>
+    public static IEnumerable<string> Problems(ToolDefinition definition)
+    {
+        var owner = $"Tool '{definition.Name}' {definition.Version}";
+        foreach (var problem in definition.Retry?.Problems(owner + " Retry") ?? [])
+        {
+            yield return problem;
+        }
+
+        foreach (var problem in definition.Breaker?.Problems(owner + " Breaker") ?? [])
+        {
+            yield return problem;
+        }
+
+        if (definition.Timeout <= TimeSpan.Zero)
+        {
+            yield return $"{owner} Timeout is {definition.Timeout}: it must be positive (or null for no limit).";
+        }
+    }
+}

@@ -1,0 +1,118 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Spine.Breakers;
+using Spine.Hosting;
+using Spine.Local.Network;
+using Spine.Local.Silos;
+using Spine.Tests.Infrastructure;
+using Spine.Tools;
+
+namespace Spine.Tests.SiloHost;
+
+/// <summary>Settings and tool policies out of range stop a silo at start-up with a message naming them.</summary>
+public sealed class StartupValidationTests
+{
+    [Fact]
+    public async Task AddSpine_SettingsOutOfRange_HostFailsToStartNamingEachSetting()
+    {
+        var error = await StartFailureAsync(new Dictionary<string, string?>
+        {
+            ["Spine:Breaker:FailureRateThreshold"] = "1.5",
+            ["Spine:Retry:Tool:MaxAttempts"] = "0",
+            ["Spine:JournalWriters"] = "0",
+        });
+
+        Assert.Contains("Spine:Breaker:FailureRateThreshold is 1.5", error, StringComparison.Ordinal);
+        Assert.Contains("Spine:Retry:Tool:MaxAttempts is 0", error, StringComparison.Ordinal);
+        Assert.Contains("Spine:JournalWriters is 0", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AddSpine_ToolWithBreakerPolicyOutOfRange_HostFailsToStartNamingTheToolAndSetting()
+    {
+        var tool = new PolicyTool(new BreakerPolicy { MinimumCalls = 0 });
+
+        var error = await StartFailureAsync([], services => services.AddSingleton<ITool>(tool));
+
+        Assert.Contains("Tool 'test_bad_policy' 1.0.0 Breaker:MinimumCalls is 0", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SiloProcess_BreakerThresholdOutOfRange_ExitsWithUsageErrorNamingTheSetting()
+    {
+        var postgres = await TestPostgres.GetAsync();
+        var output = new ConcurrentQueue<string>();
+        var options = TestProcesses.Silo(postgres.RuntimeConnectionString, "bad-" + Guid.NewGuid().ToString("N")[..12]) with
+        {
+            Environment = new Dictionary<string, string> { ["Spine__Breaker__FailureRateThreshold"] = "1.5" },
+            OnOutput = output.Enqueue,
+        };
+        await using var silo = SiloProcess.Start(options);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => silo.WaitReadyAsync(TimeSpan.FromSeconds(90)));
+        await silo.KillAsync();
+
+        Assert.Contains("exited with code 2", error.Message, StringComparison.Ordinal);
+        Assert.Contains(output, line => line.Contains("invalid configuration: Spine:Breaker:FailureRateThreshold is 1.5", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("bogus")]
+    [InlineData("migrate --bogus")]
+    [InlineData("migrate --connection")]
+    [InlineData("demo extra")]
+    public async Task SiloCommand_BadUsage_ExitsWithUsageErrorAndSaysWhy(string arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo("dotnet", [SiloExecutable.Locate(), .. arguments.Split(' ')])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            Environment = { ["SPINE_MIGRATE_CONNECTION"] = null },
+        })!;
+        var error = process.StandardError.ReadToEndAsync();
+        _ = process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, process.ExitCode);
+        Assert.Contains("spine-silo", await error, StringComparison.Ordinal);
+    }
+
+    private static async Task<string> StartFailureAsync(Dictionary<string, string?> settings, Action<IServiceCollection>? services = null)
+    {
+        var postgres = await TestPostgres.GetAsync();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.Logging.ClearProviders();
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLocalhostClustering(LoopbackPorts.FreePort(), LoopbackPorts.FreePort());
+            silo.AddSpine(postgres.RuntimeConnectionString, builder.Configuration.GetSection(SpineOptions.SectionName));
+        });
+        services?.Invoke(builder.Services);
+        using var host = builder.Build();
+
+        // Disposing the host is the clean-up: it never started far enough to be stopped.
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => host.StartAsync());
+        return error.ToString();
+    }
+
+    private sealed class PolicyTool(BreakerPolicy breaker) : ITool
+    {
+        public ToolDefinition Definition { get; } = new()
+        {
+            Name = "test_bad_policy",
+            Version = "1.0.0",
+            Description = "A tool whose breaker policy is out of range.",
+            InputSchema = """{"type":"object"}""",
+            OutputSchema = """{"type":"object"}""",
+            Breaker = breaker,
+        };
+
+        public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context) => Task.FromResult(arguments);
+    }
+}
