@@ -17,9 +17,9 @@ internal static class ToolPolicies
             yield return problem;
         }
 
-        if (definition.Timeout <= TimeSpan.Zero)
+        if (definition.Timeout <= TimeSpan.Zero || definition.Timeout > Timeouts.TimeoutStage.MaxTimeout)
         {
-            yield return $"{owner} Timeout is {definition.Timeout}: it must be positive (or null for no limit).";
+            yield return $"{owner} Timeout is {definition.Timeout}: it must be positive and at most {Timeouts.TimeoutStage.MaxTimeout} (or null for no limit).";
         }
     }
 }

@@ -104,12 +104,6 @@ public sealed class ToolRegistry
                 throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version (major.minor.patch, optionally -prerelease).");
             }
 
-            if (tool.Definition.Timeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > Timeouts.TimeoutStage.MaxTimeout))
-            {
-                throw new InvalidOperationException(
-                    $"Tool '{tool.Definition.Name}' {tool.Definition.Version}: Timeout is {timeout}: it must be positive and at most {Timeouts.TimeoutStage.MaxTimeout} (null: no timeout).");
-            }
-
             if (!_byName.TryGetValue(tool.Definition.Name, out var versions))
             {
                 _byName[tool.Definition.Name] = versions = [];

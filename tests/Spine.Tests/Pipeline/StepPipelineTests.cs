@@ -200,7 +200,7 @@ public sealed class StepPipelineTests
     public void Tool_WithATimeoutOutOfRange_IsRefusedAtRegistration(int minutes)
     {
         var error = Assert.Throws<InvalidOperationException>(() => new ToolRegistry([new SlowTool(TimeSpan.FromMinutes(minutes))]));
-        Assert.Contains("Tool 'slow' 1.0.0: Timeout is", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Tool 'slow' 1.0.0 Timeout is", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
