@@ -18,13 +18,12 @@ internal sealed partial class BreakerStage(CircuitBreakerCache breakers, ILogger
 {
     public int Order => StepStageOrder.Breaker;
 
-    public async Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next)
-    {
-        if (attempt.Tool is not { } tool)
-        {
-            return await next(attempt, run);
-        }
+    // A call that is not a tool call passes straight through, without a state machine of its own.
+    public Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next) =>
+        attempt.Tool is { } tool ? GuardAsync(attempt, tool, run, next) : next(attempt, run);
 
+    private async Task<string> GuardAsync(StepAttempt attempt, Tools.RegisteredTool tool, IStepRun run, AttemptHandler next)
+    {
         var name = attempt.Call.Tool!.Name;
         var (permit, retryAt) = await breakers.AcquireAsync(name, tool.Definition.Breaker ?? run.Options.Breaker);
         if (permit == BreakerPermit.Rejected)

@@ -2,6 +2,7 @@ using Spine.Journal;
 using Spine.Pipeline;
 using Spine.Runs;
 using Spine.Tools;
+using Spine.Workflows;
 
 namespace Spine.Compensation;
 
@@ -14,18 +15,19 @@ internal sealed class CompensationStage(ToolRegistry tools) : IStepStage
 {
     public int Order => StepStageOrder.Compensation;
 
-    public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
-    {
-        if (call.Compensation is { } compensation && !run.EventsOf(call.Step).Any(e => e.Kind == JournalKind.CompensationRegistered))
-        {
-            // Checked now, before any effect: a compensation that could never be journaled or sent must not
-            // be discovered only when the run needs it.
-            RunPayloads.CheckSize(compensation.Arguments.GetRawText(), $"compensation arguments of step {call.Step} '{call.Name}'", run.Options.MaxPayloadBytes);
-            var version = compensation.Version ?? tools.TryResolve(compensation.Tool)?.Definition.Version;
-            await run.AppendAsync(JournalKind.CompensationRegistered, call.Step, call.Name, true,
-                RunPayloads.Write(new CompensationPayload(compensation.Tool, version, compensation.Arguments)));
-        }
+    public Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next) =>
+        call.Compensation is { } compensation && !run.EventsOf(call.Step).Any(e => e.Kind == JournalKind.CompensationRegistered)
+            ? RegisterAsync(call, compensation, run, next)
+            : next(call, run);
 
+    private async Task<StepOutcome> RegisterAsync(StepCall call, CompensationCall compensation, IStepRun run, StepHandler next)
+    {
+        // Checked now, before any effect: a compensation that could never be journaled or sent must not
+        // be discovered only when the run needs it.
+        RunPayloads.CheckSize(compensation.Arguments.GetRawText(), $"compensation arguments of step {call.Step} '{call.Name}'", run.Options.MaxPayloadBytes);
+        var version = compensation.Version ?? tools.TryResolve(compensation.Tool)?.Definition.Version;
+        await run.AppendAsync(JournalKind.CompensationRegistered, call.Step, call.Name, true,
+            RunPayloads.Write(new CompensationPayload(compensation.Tool, version, compensation.Arguments)));
         return await next(call, run);
     }
 }

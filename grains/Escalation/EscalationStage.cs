@@ -14,7 +14,11 @@ internal sealed class EscalationStage : IStepStage
 {
     public int Order => StepStageOrder.Escalation;
 
-    public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+    // A step that cannot escalate and has no escalation pending passes straight through.
+    public Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next) =>
+        call.EscalateToOperator || run.EventsOf(call.Step).Count > 0 ? EscalateAsync(call, run, next) : next(call, run);
+
+    private static async Task<StepOutcome> EscalateAsync(StepCall call, IStepRun run, StepHandler next)
     {
         while (true)
         {

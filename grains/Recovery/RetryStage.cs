@@ -38,7 +38,7 @@ internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
             Exception failure;
             try
             {
-                return await next(call with { Attempt = attempt }, run);
+                return await next(attempt == call.Attempt ? call : call with { Attempt = attempt }, run);
             }
             catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
             {

@@ -11,7 +11,11 @@ internal sealed class ReplayStage : IStepStage
 {
     public int Order => StepStageOrder.Replay;
 
-    public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+    // Once every recorded outcome is handed back (a run past its replay), a live call passes straight through.
+    public Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next) =>
+        call.Recorded is null && call.Replay.Drained ? next(call, run) : ReplayAsync(call, run, next);
+
+    private static async Task<StepOutcome> ReplayAsync(StepCall call, IStepRun run, StepHandler next)
     {
         if (call.Recorded is { } row)
         {

@@ -19,13 +19,12 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
 
     public int Order => StepStageOrder.Timeout;
 
-    public async Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next)
-    {
-        if (attempt.Tool?.Definition.Timeout is not { } limit)
-        {
-            return await next(attempt, run);
-        }
+    // An attempt without a timeout passes straight through, without a state machine of its own.
+    public Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next) =>
+        attempt.Tool?.Definition.Timeout is { } limit ? BoundAsync(attempt, limit, run, next) : next(attempt, run);
 
+    private async Task<string> BoundAsync(StepAttempt attempt, TimeSpan limit, IStepRun run, AttemptHandler next)
+    {
         using var deadline = new CancellationTokenSource(limit, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(attempt.Cancellation, deadline.Token);
         try
@@ -34,7 +33,7 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !attempt.Cancellation.IsCancellationRequested)
         {
-            throw new TimeoutException($"Tool '{attempt.Tool.Definition.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
+            throw new TimeoutException($"Tool '{attempt.Tool!.Definition.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
         }
     }
 }
