@@ -12,8 +12,9 @@ public interface ISpineClient
     /// <exception cref="Spine.Errors.StorageUnavailableException">PostgreSQL is unreachable; nothing was started.</exception>
     Task<RunInfo> StartAsync(StartRunRequest request, CancellationToken cancellationToken = default);
 
-    /// <summary>Starts a run with an input object serialised to JSON (camelCase).</summary>
-    Task<RunInfo> StartAsync<TInput>(string workflowType, TInput input, string? idempotencyKey = null, string? accountId = null, int? workflowVersion = null, CancellationToken cancellationToken = default);
+    /// <summary>Starts a run with an input object serialised to JSON (camelCase), as <paramref name="actor"/> (null: the client's configured actor).</summary>
+    Task<RunInfo> StartAsync<TInput>(string workflowType, TInput input, string? idempotencyKey = null, string? accountId = null, int? workflowVersion = null,
+        Identity.SpineActor? actor = null, CancellationToken cancellationToken = default);
 
     /// <summary>The run's current snapshot.</summary>
     /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>

@@ -12,6 +12,7 @@ public sealed class SpineClient : ISpineClient
     private readonly IGrainFactory _grains;
     private readonly TimeSpan _waitSlice;
     private readonly TimeSpan _startRetryTimeout;
+    private readonly Identity.SpineActor? _actor;
 
     /// <summary>Creates the client.</summary>
     public SpineClient(IGrainFactory grains, IOptions<SpineClientOptions>? options = null)
@@ -20,6 +21,7 @@ public sealed class SpineClient : ISpineClient
         _grains = grains;
         _waitSlice = options?.Value.WaitSlice ?? TimeSpan.FromSeconds(20);
         _startRetryTimeout = options?.Value.StartRetryTimeout ?? TimeSpan.FromMinutes(2);
+        _actor = options?.Value.Actor;
     }
 
     /// <inheritdoc />
@@ -27,6 +29,10 @@ public sealed class SpineClient : ISpineClient
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentException.ThrowIfNullOrEmpty(request.WorkflowType);
+        if (request.Actor is null && _actor is not null)
+        {
+            request = request with { Actor = _actor };
+        }
 
         // The run id is chosen once, here: every try below asks for the same run.
         var run = Run(RunIds.For(request));
@@ -34,8 +40,9 @@ public sealed class SpineClient : ISpineClient
     }
 
     /// <inheritdoc />
-    public Task<RunInfo> StartAsync<TInput>(string workflowType, TInput input, string? idempotencyKey = null, string? accountId = null, int? workflowVersion = null, CancellationToken cancellationToken = default) =>
-        StartAsync(new StartRunRequest(workflowType, JsonSerializer.Serialize(input, Json), workflowVersion, idempotencyKey, accountId), cancellationToken);
+    public Task<RunInfo> StartAsync<TInput>(string workflowType, TInput input, string? idempotencyKey = null, string? accountId = null, int? workflowVersion = null,
+        Identity.SpineActor? actor = null, CancellationToken cancellationToken = default) =>
+        StartAsync(new StartRunRequest(workflowType, JsonSerializer.Serialize(input, Json), workflowVersion, idempotencyKey, accountId, Actor: actor), cancellationToken);
 
     /// <inheritdoc />
     public Task<RunInfo> GetAsync(string runId, CancellationToken cancellationToken = default) =>

@@ -1,4 +1,5 @@
 using Npgsql;
+using Spine.Errors;
 
 namespace Spine.Client;
 
@@ -36,6 +37,18 @@ public sealed class SpineClientOptions
     /// </summary>
     public TimeSpan StartRetryTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// The identity this client acts as when a call names none (<c>SpineClient:ActorId</c>): a service's own id,
+    /// say. Null: calls carry no actor unless they name one.
+    /// </summary>
+    public string? ActorId { get; set; }
+
+    /// <summary>The roles of <see cref="ActorId"/> (<c>SpineClient:ActorRoles</c>).</summary>
+    public IList<string> ActorRoles { get; } = new List<string>();
+
+    /// <summary>The configured actor, or null when <see cref="ActorId"/> is not set.</summary>
+    public Identity.SpineActor? Actor => string.IsNullOrWhiteSpace(ActorId) ? null : new Identity.SpineActor(ActorId, ActorRoles.ToList());
+
     /// <summary>Throws with a message naming the setting when a value is missing or out of range.</summary>
     public void Validate()
     {
@@ -72,6 +85,15 @@ public sealed class SpineClientOptions
         if (ConnectTimeout < TimeSpan.FromSeconds(1) || ConnectTimeout > TimeSpan.FromHours(1))
         {
             throw new InvalidOperationException($"SpineClient:ConnectTimeout is {ConnectTimeout}: it must be between 1 second and 1 hour.");
+        }
+
+        try
+        {
+            Actor?.Check();
+        }
+        catch (InvalidIdentifierException e)
+        {
+            throw new InvalidOperationException($"SpineClient:ActorId or SpineClient:ActorRoles: {e.Message}", e);
         }
     }
 }

@@ -1,3 +1,5 @@
+using Spine.Identity;
+
 namespace Spine.Runs;
 
 /// <summary>A request to start a workflow run.</summary>
@@ -7,6 +9,7 @@ namespace Spine.Runs;
 /// <param name="IdempotencyKey">A caller-chosen key: starting the same key twice (per account) returns the same run.</param>
 /// <param name="AccountId">The account the run is billed to and listed under.</param>
 /// <param name="Parameters">Named step parameters the workflow reads with <c>ctx.GetParameter</c>; a replay can change them.</param>
+/// <param name="Actor">Who starts the run (the client's configured actor when null); the run records it.</param>
 [GenerateSerializer, Immutable, Alias("spine.StartRunRequest")]
 public sealed record StartRunRequest(
     [property: Id(0)] string WorkflowType,
@@ -14,7 +17,8 @@ public sealed record StartRunRequest(
     [property: Id(2)] int? WorkflowVersion = null,
     [property: Id(3)] string? IdempotencyKey = null,
     [property: Id(4)] string? AccountId = null,
-    [property: Id(5)] IReadOnlyDictionary<string, string>? Parameters = null);
+    [property: Id(5)] IReadOnlyDictionary<string, string>? Parameters = null,
+    [property: Id(6)] SpineActor? Actor = null);
 
 /// <summary>A request to fork a new run from step <paramref name="FromStep"/> of an earlier run.</summary>
 /// <param name="SourceRunId">The run to fork from (completed, failed, cancelled, dead-lettered or discarded).</param>
@@ -129,6 +133,9 @@ public sealed record RunInfo
 
     /// <summary>The run this one was replayed from, if any.</summary>
     [Id(12)] public RunOrigin? Origin { get; init; }
+
+    /// <summary>Who started the run, when the start named an actor.</summary>
+    [Id(14)] public SpineActor? StartedBy { get; init; }
 }
 
 /// <summary>A filter for listing runs. Every set member must match.</summary>

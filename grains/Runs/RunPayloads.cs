@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Spine.Errors;
+using Spine.Identity;
 using Spine.Workflows;
 
 namespace Spine.Runs;
@@ -8,6 +9,7 @@ namespace Spine.Runs;
 /// <summary>
 /// What a run's first journal row records. <see cref="JournalFormat"/> 2 journals record when each sleep
 /// ended (<see cref="Journal.JournalKind.TimerFired"/>); rows written before it carry no value and read as 1.
+/// <see cref="StartedBy"/> is who started the run (covered by the row's hash).
 /// </summary>
 internal sealed record StartedPayload(
     string WorkflowType,
@@ -17,7 +19,8 @@ internal sealed record StartedPayload(
     JsonElement Input,
     IReadOnlyDictionary<string, string>? Parameters = null,
     RunOrigin? Origin = null,
-    int JournalFormat = 1);
+    int JournalFormat = 1,
+    SpineActor? StartedBy = null);
 
 /// <summary>A recorded failure: of an attempt, a step, a compensation or a run.</summary>
 internal sealed record ErrorPayload(

@@ -19,6 +19,9 @@ internal sealed class RunState
 
     public RunOrigin? Origin { get; init; }
 
+    /// <summary>Who started the run, when the start named an actor.</summary>
+    public Identity.SpineActor? StartedBy { get; init; }
+
     /// <summary>The journal format the run was started with (see <see cref="StartedPayload.JournalFormat"/>).</summary>
     public int JournalFormat { get; init; } = 1;
 
@@ -55,6 +58,7 @@ internal sealed class RunState
         InputJson = started.Input.GetRawText(),
         Parameters = started.Parameters,
         Origin = started.Origin,
+        StartedBy = started.StartedBy,
         JournalFormat = started.JournalFormat,
         CreatedAt = at,
         UpdatedAt = at,

@@ -370,13 +370,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         RunIds.CheckIdentifier(request.AccountId, "account id");
         RunIds.CheckIdentifier(request.IdempotencyKey, "idempotency key");
+        request.Actor?.Check();
         var registration = _workflows.Resolve(request.WorkflowType, request.WorkflowVersion);
         var input = RunPayloads.CheckJson(request.InputJson, $"input of workflow '{registration.Name}'", Options.MaxPayloadBytes);
         registration.ParseInput(request.InputJson);
 
         // No reminder here: the index row committed with the start says the run is executing, and the
         // recovery sweep (RunRecoveryGrain) resumes every such run whose silo died.
-        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat);
+        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat, request.Actor);
         var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
         rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
@@ -635,6 +636,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             Escalation = state.Escalations.Values.FirstOrDefault()?.Escalation,
             Escalations = state.Escalations.Values.Select(e => e.Escalation).ToList(),
             Origin = state.Origin,
+            StartedBy = state.StartedBy,
         };
     }
 
