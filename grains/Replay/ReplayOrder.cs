@@ -45,7 +45,10 @@ internal sealed class ReplayOrder
     }
 
     /// <summary>An order with nothing recorded (calls made outside a workflow's execution, such as compensations).</summary>
-    public static ReplayOrder None => new(new RunHistory(), timersFire: true);
+    public static ReplayOrder None { get; } = new(new RunHistory(), timersFire: true);
+
+    /// <summary>True once the replay cannot go on (see <see cref="Poison"/>): every call fails with the run's error.</summary>
+    public bool Poisoned => _poison is not null;
 
     /// <summary>True once every recorded outcome has been handed back.</summary>
     public bool Drained => _next >= _order.Count;

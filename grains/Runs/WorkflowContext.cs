@@ -207,6 +207,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         var outcome = await pipeline.RunAsync(Call(kind, step, name, recorded, null, RetryPolicy.None, null) with
         {
             Instant = true,
+            EscalateToOperator = false,
             Execute = _ => Task.FromResult(RunPayloads.Write(format(produce()))),
         }, run);
         return parse(JsonSerializer.Deserialize<string>(Unwrap(Row(outcome)))!);

@@ -176,11 +176,9 @@ public sealed partial class WorkflowRunGrain
 
         if (state.CancelRequested)
         {
-            // The cancel interleaved with the append: it already woke every waiter but this one, and it saw
-            // the run executing, so it left the index alone. The escalation's commit said AwaitingOperator,
-            // where the recovery sweep does not look: the run is executing (towards its end), and says so.
+            // The cancel interleaved with the append: it already woke every waiter but this one. Its commit,
+            // queued after this one, set the run back to Running in the index and here.
             _decisions.Disarm(step);
-            await _journal.TransitionAsync([], RunStatus.Running);
             throw new RunCancelledException(RunId, state.CancelReason);
         }
 

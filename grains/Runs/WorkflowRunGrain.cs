@@ -177,16 +177,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var request = new PendingRow(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason), null);
         try
         {
-            // A sleeping or escalated run is executing again from here on (towards its end): the index must say
-            // so in the same commit, or a crash would leave it where the recovery sweep does not look.
-            if (state.Status is RunStatus.Sleeping or RunStatus.AwaitingOperator)
-            {
-                await _journal.TransitionAsync([request], RunStatus.Running);
-            }
-            else
-            {
-                await _journal.WriteAsync([request], null);
-            }
+            // The run is executing from here on (towards its end): the index says so in the same commit, or a
+            // crash would leave a sleeping or escalated run where the recovery sweep does not look. Always, not
+            // only when the run shows as sleeping or escalated now: an escalation committing at this moment
+            // (queued before this commit) has just written AwaitingOperator.
+            await _journal.TransitionAsync([request], RunStatus.Running);
         }
         catch
         {

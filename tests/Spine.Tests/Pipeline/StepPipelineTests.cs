@@ -219,6 +219,20 @@ public sealed class StepPipelineTests
     }
 
     [Fact]
+    public async Task LiveCall_AfterTheReplayWasPoisoned_EndsWithTheRunsErrorWithoutExecuting()
+    {
+        // A parallel branch hit non-determinism after every recorded outcome was handed back: the other
+        // branches' next calls must not run their effects in a run that fails anyway.
+        var replay = new ReplayOrder(_run.History, timersFire: true);
+        replay.Poison(new NonDeterminismException(_run.RunId, 3, "Tool 'a'", "Tool 'b'"));
+        var calls = 0;
+
+        await Assert.ThrowsAsync<NonDeterminismException>(() => Pipeline().RunAsync(Call(_ => { calls++; return Task.FromResult("1"); }, Backoff) with { Replay = replay }, _run));
+
+        Assert.Equal(0, calls);
+    }
+
+    [Fact]
     public void Stages_SharingAPlace_AreRefused()
     {
         var error = Assert.Throws<InvalidOperationException>(() => new StepPipeline([new JournalStage(), new JournalStage()], []));
