@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using Spine.Errors;
 using Spine.Journal;
@@ -18,7 +17,7 @@ namespace Spine.Compensation;
 /// </summary>
 internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline pipeline, ToolRegistry tools, Func<double>? jitter = null)
 {
-    private readonly Func<double> _jitter = jitter ?? (() => RandomNumberGenerator.GetInt32(int.MaxValue) / (double)int.MaxValue);
+    private readonly Func<double> _jitter = jitter ?? RetryPolicy.DrawJitter;
 
     /// <summary>
     /// Registered compensations of steps that may have had their effect and are not compensated yet, newest

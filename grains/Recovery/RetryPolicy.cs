@@ -35,6 +35,9 @@ public sealed record RetryPolicy
     /// <summary>No retries at all.</summary>
     public static RetryPolicy None { get; } = new() { MaxAttempts = 1 };
 
+    /// <summary>A uniformly drawn unit for <see cref="DelayAfter"/>'s jitter, in [0, 1).</summary>
+    public static double DrawJitter() => System.Security.Cryptography.RandomNumberGenerator.GetInt32(int.MaxValue) / (double)int.MaxValue;
+
     /// <summary>The wait after failed attempt <paramref name="attempt"/> (from 1); <paramref name="unit"/> is a random number in [0, 1).</summary>
     public TimeSpan DelayAfter(int attempt, double unit)
     {

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Spine.Errors;
 using Spine.Journal;
 using Spine.Pipeline;
@@ -15,7 +14,7 @@ namespace Spine.Recovery;
 /// <param name="jitter">Draws the jitter of each backoff, in [0, 1) (a test fixes it).</param>
 internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
 {
-    private readonly Func<double> _jitter = jitter ?? (() => RandomNumberGenerator.GetInt32(int.MaxValue) / (double)int.MaxValue);
+    private readonly Func<double> _jitter = jitter ?? RetryPolicy.DrawJitter;
 
     public int Order => StepStageOrder.Retry;
 
