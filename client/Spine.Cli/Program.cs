@@ -218,14 +218,15 @@ Command ReplayCommand()
 
 var dlq = new Command("dlq", "The dead-letter queue.") { dlqList, dlqShow, discard, ReplayCommand() };
 
-var operatorName = new Option<string?>("--operator") { Description = "Who decides (journaled)." };
+var operatorName = new Option<string?>("--as", "--operator") { Description = "Who decides (journaled); default: SpineClient__ActorId." };
+var operatorRoles = new Option<string[]>("--role") { Description = "A role of --as (repeat for several)." };
 var skipResult = new Option<string>("--result") { Description = "The step's result as JSON.", Required = true };
-var retryStep = new Command("retry", "Retry the escalated step with a fresh retry budget.") { runId, reason, operatorName };
-retryStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Retry, null, parse.GetValue(reason), parse.GetValue(operatorName)), ct));
-var skipStep = new Command("skip", "Skip the escalated step, recording --result as its result.") { runId, skipResult, reason, operatorName };
-skipStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Skip, parse.GetValue(skipResult), parse.GetValue(reason), parse.GetValue(operatorName)), ct));
-var failRun = new Command("fail", "Fail the run at the escalated step (compensations run).") { runId, reason, operatorName };
-failRun.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Fail, null, parse.GetValue(reason), parse.GetValue(operatorName)), ct));
+var retryStep = new Command("retry", "Retry the escalated step with a fresh retry budget.") { runId, reason, operatorName, operatorRoles };
+retryStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Retry, null, parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles))), ct));
+var skipStep = new Command("skip", "Skip the escalated step, recording --result as its result.") { runId, skipResult, reason, operatorName, operatorRoles };
+skipStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Skip, parse.GetValue(skipResult), parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles))), ct));
+var failRun = new Command("fail", "Fail the run at the escalated step (compensations run).") { runId, reason, operatorName, operatorRoles };
+failRun.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Fail, null, parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles))), ct));
 var operatorCommand = new Command("operator", "Decide on runs awaiting an operator.") { retryStep, skipStep, failRun };
 
 var toolName = new Argument<string>("tool") { Description = "The tool name." };
@@ -352,6 +353,10 @@ SpineClientOptions ClientOptions(ParseResult parse)
 
     return options;
 }
+
+// A decision names its actor with --as (and --role); without --as, the client's configured actor decides.
+static Spine.Identity.SpineActor? Actor(string? id, string[]? roles) =>
+    string.IsNullOrWhiteSpace(id) ? null : new Spine.Identity.SpineActor(id, roles ?? []);
 
 static async Task<string?> ReadInputAsync(string? inline, string? file, CancellationToken ct)
 {

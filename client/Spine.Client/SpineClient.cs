@@ -93,8 +93,11 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).VerifyJournalAsync(runId).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
-    public Task<RunInfo> ResolveEscalationAsync(string runId, OperatorDecision decision, CancellationToken cancellationToken = default) =>
-        Run(runId).ResolveEscalationAsync(decision).WaitAsync(cancellationToken);
+    public Task<RunInfo> ResolveEscalationAsync(string runId, OperatorDecision decision, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(decision);
+        return Run(runId).ResolveEscalationAsync(decision.Actor is null && _actor is not null ? decision with { Actor = _actor } : decision).WaitAsync(cancellationToken);
+    }
 
     /// <inheritdoc />
     public Task<IReadOnlyList<RunInfo>> ListDeadLettersAsync(int limit = 100, CancellationToken cancellationToken = default) =>

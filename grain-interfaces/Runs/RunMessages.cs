@@ -57,14 +57,14 @@ public enum OperatorAction
 /// <param name="Action">Retry, skip or fail.</param>
 /// <param name="ResultJson">For <see cref="OperatorAction.Skip"/>: the step's result as JSON.</param>
 /// <param name="Reason">Why, for the journal.</param>
-/// <param name="Operator">Who decided, for the journal.</param>
+/// <param name="Actor">Who decides (the client's configured actor when null); journaled with the decision.</param>
 /// <param name="Step">The escalated step decided on; may be null while the run has only one escalated step.</param>
 [GenerateSerializer, Immutable, Alias("spine.OperatorDecision")]
 public sealed record OperatorDecision(
     [property: Id(0)] OperatorAction Action,
     [property: Id(1)] string? ResultJson = null,
     [property: Id(2)] string? Reason = null,
-    [property: Id(3)] string? Operator = null,
+    [property: Id(5)] SpineActor? Actor = null,
     [property: Id(4)] int? Step = null);
 
 /// <summary>The step a run escalated to an operator.</summary>

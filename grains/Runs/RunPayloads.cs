@@ -36,8 +36,8 @@ internal sealed record ErrorPayload(
     string? ArgumentsHash = null,
     bool OutcomeUnknown = false);
 
-/// <summary>An operator's decision as journaled.</summary>
-internal sealed record DecisionPayload(OperatorAction Action, string? Reason, string? Operator);
+/// <summary>An operator's decision as journaled: who made it (<see cref="Actor"/>; journals before actors hold a free-text <see cref="Operator"/>).</summary>
+internal sealed record DecisionPayload(OperatorAction Action, string? Reason, string? Operator, SpineActor? Actor = null);
 
 /// <summary>How a compensating run ends once its compensations are done.</summary>
 internal sealed record CompensationPlan(RunStatus Status, ErrorPayload? Error, bool DeadLetter);

@@ -14,6 +14,7 @@ public sealed partial class WorkflowRunGrain
     public async Task<RunInfo> ResolveEscalationAsync(OperatorDecision decision)
     {
         ArgumentNullException.ThrowIfNull(decision);
+        decision.Actor?.Check();
         var state = State ?? throw new RunNotFoundException(RunId);
         var action = $"{decision.Action.ToString().ToLowerInvariant()} an escalated step";
         if (state.Status != RunStatus.AwaitingOperator && state.Escalations.Count == 0)
@@ -48,7 +49,7 @@ public sealed partial class WorkflowRunGrain
         var rows = new List<PendingRow>
         {
             new(JournalKind.OperatorDecided, escalation.Step, escalation.StepName, true,
-                RunPayloads.Write(new DecisionPayload(decision.Action, decision.Reason, decision.Operator)), null),
+                RunPayloads.Write(new DecisionPayload(decision.Action, decision.Reason, null, decision.Actor)), null),
         };
         switch (decision.Action)
         {

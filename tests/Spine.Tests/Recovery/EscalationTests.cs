@@ -1,4 +1,5 @@
 using Spine.Errors;
+using Spine.Identity;
 using Spine.Runs;
 using Spine.Tests.Infrastructure;
 
@@ -25,13 +26,28 @@ public sealed class EscalationTests(ClusterFixture fixture)
         Assert.Contains("fragile is down", waiting.Escalation.Error.Message, StringComparison.Ordinal);
         Assert.Contains(await fixture.Client.ListAsync(new RunQuery { Status = RunStatus.AwaitingOperator, Limit = 1000 }), r => r.RunId == waiting.RunId);
 
-        await fixture.Client.ResolveEscalationAsync(waiting.RunId, new OperatorDecision(OperatorAction.Skip, "99", "supplied by hand", "alice"));
+        await fixture.Client.ResolveEscalationAsync(waiting.RunId, new OperatorDecision(OperatorAction.Skip, "99", "supplied by hand", new SpineActor("alice", ["operator"])));
         var done = await fixture.Client.WaitAsync(waiting.RunId, Patience);
 
         Assert.Equal(RunStatus.Completed, done.Status);
         Assert.Equal("\"100\"", done.ResultJson);
         var decided = (await fixture.Client.GetJournalAsync(waiting.RunId)).Single(r => r.Kind == "OperatorDecided");
-        Assert.Contains("alice", decided.PayloadJson, StringComparison.Ordinal);
+        Assert.Contains("\"alice\"", decided.PayloadJson, StringComparison.Ordinal);
+        Assert.Contains("\"operator\"", decided.PayloadJson, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Decision_ByAnActorWithAnUnprintableId_IsRefusedTypedAndChangesNothing()
+    {
+        var waiting = await EscalatedRunAsync();
+
+        await Assert.ThrowsAsync<InvalidIdentifierException>(() =>
+            fixture.Client.ResolveEscalationAsync(waiting.RunId, new OperatorDecision(OperatorAction.Fail, Actor: new SpineActor("bob\nadmin"))));
+
+        Assert.Equal(RunStatus.AwaitingOperator, (await fixture.Client.GetAsync(waiting.RunId)).Status);
+        Assert.DoesNotContain(await fixture.Client.GetJournalAsync(waiting.RunId), r => r.Kind == "OperatorDecided");
+        await fixture.Client.ResolveEscalationAsync(waiting.RunId, new OperatorDecision(OperatorAction.Skip, "1", Actor: new SpineActor("bob")));
+        Assert.Equal(RunStatus.Completed, (await fixture.Client.WaitAsync(waiting.RunId, Patience)).Status);
     }
 
     [Fact]
@@ -100,7 +116,7 @@ public sealed class EscalationTests(ClusterFixture fixture)
 
         // Five operators decide at once, each supplying a different result.
         var attempts = Enumerable.Range(1, 5)
-            .Select(i => grain.ResolveEscalationAsync(new OperatorDecision(OperatorAction.Skip, $"{i * 10}", "parallel", $"operator-{i}")))
+            .Select(i => grain.ResolveEscalationAsync(new OperatorDecision(OperatorAction.Skip, $"{i * 10}", "parallel", new SpineActor($"operator-{i}"))))
             .ToList();
         var outcomes = new List<(int Index, Exception? Error)>();
         for (var i = 0; i < attempts.Count; i++)
