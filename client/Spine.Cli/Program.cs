@@ -138,10 +138,12 @@ result.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 
 var reason = new Option<string?>("--reason") { Description = "Why the run is cancelled." };
-var cancel = new Command("cancel", "Cancel a run at its next step boundary.") { runId, reason };
+var operatorName = new Option<string?>("--as", "--operator") { Description = "Who acts (journaled); default: SpineClient__ActorId." };
+var operatorRoles = new Option<string[]>("--role") { Description = "A role of --as (repeat for several)." };
+var cancel = new Command("cancel", "Cancel a run at its next step boundary.") { runId, reason, operatorName, operatorRoles };
 cancel.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
-    var info = await client.CancelAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
+    var info = await client.CancelAsync(parse.GetValue(runId)!, parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles)), ct);
     return Print(parse, info, RunText(info));
 }, ct));
 
@@ -185,10 +187,10 @@ dlqShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     return Print(parse, new { run = info, journal = rows },
         RunText(info) + Environment.NewLine + string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-20} {r.Step,4} {r.Name,-20} {r.Outcome,-5} attempt={r.Attempt} {r.PayloadJson}")));
 }, ct));
-var discard = new Command("discard", "Remove a run from the dead-letter queue (its journal stays).") { runId, reason };
+var discard = new Command("discard", "Remove a run from the dead-letter queue (its journal stays).") { runId, reason, operatorName, operatorRoles };
 discard.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
-    var info = await client.DiscardAsync(parse.GetValue(runId)!, parse.GetValue(reason), ct);
+    var info = await client.DiscardAsync(parse.GetValue(runId)!, parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles)), ct);
     return Print(parse, info, RunText(info));
 }, ct));
 var fromStep = new Option<int?>("--from-step") { Description = "First step to execute again (default: the failing step)." };
@@ -218,8 +220,6 @@ Command ReplayCommand()
 
 var dlq = new Command("dlq", "The dead-letter queue.") { dlqList, dlqShow, discard, ReplayCommand() };
 
-var operatorName = new Option<string?>("--as", "--operator") { Description = "Who decides (journaled); default: SpineClient__ActorId." };
-var operatorRoles = new Option<string[]>("--role") { Description = "A role of --as (repeat for several)." };
 var skipResult = new Option<string>("--result") { Description = "The step's result as JSON.", Required = true };
 var retryStep = new Command("retry", "Retry the escalated step with a fresh retry budget.") { runId, reason, operatorName, operatorRoles };
 retryStep.SetAction((parse, ct) => DecideAsync(parse, new OperatorDecision(OperatorAction.Retry, null, parse.GetValue(reason), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles))), ct));

@@ -28,7 +28,7 @@ public interface ISpineClient
     Task<TResult> GetResultAsync<TResult>(string runId, CancellationToken cancellationToken = default);
 
     /// <summary>Requests cancellation; the run stops at its next step boundary.</summary>
-    Task<RunInfo> CancelAsync(string runId, string? reason = null, CancellationToken cancellationToken = default);
+    Task<RunInfo> CancelAsync(string runId, string? reason = null, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default);
 
     /// <summary>Lists runs by status, type and account, newest first.</summary>
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default);
@@ -49,7 +49,7 @@ public interface ISpineClient
 
     /// <summary>Removes a run from the dead-letter queue (status <see cref="RunStatus.Discarded"/>); its journal stays.</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not dead-lettered.</exception>
-    Task<RunInfo> DiscardAsync(string runId, string? reason = null, CancellationToken cancellationToken = default);
+    Task<RunInfo> DiscardAsync(string runId, string? reason = null, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Forks a new run from a finished one (completed, failed, cancelled, dead-lettered): the source's recorded

@@ -77,8 +77,8 @@ public sealed class SpineClient : ISpineClient
     }
 
     /// <inheritdoc />
-    public Task<RunInfo> CancelAsync(string runId, string? reason = null, CancellationToken cancellationToken = default) =>
-        Run(runId).CancelAsync(reason).WaitAsync(cancellationToken);
+    public Task<RunInfo> CancelAsync(string runId, string? reason = null, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default) =>
+        Run(runId).CancelAsync(reason, actor ?? _actor).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
     public Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default) =>
@@ -104,8 +104,8 @@ public sealed class SpineClient : ISpineClient
         ListAsync(new RunQuery { Status = RunStatus.DeadLettered, Limit = limit }, cancellationToken);
 
     /// <inheritdoc />
-    public Task<RunInfo> DiscardAsync(string runId, string? reason = null, CancellationToken cancellationToken = default) =>
-        Run(runId).DiscardAsync(reason).WaitAsync(cancellationToken);
+    public Task<RunInfo> DiscardAsync(string runId, string? reason = null, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default) =>
+        Run(runId).DiscardAsync(reason, actor ?? _actor).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
     public Task<RunInfo> ReplayAsync(ReplayRequest request, CancellationToken cancellationToken = default)

@@ -1,4 +1,5 @@
 using Orleans.Concurrency;
+using Spine.Identity;
 
 namespace Spine.Runs;
 
@@ -26,7 +27,7 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
 
     /// <summary>Requests cancellation: journaled at once, effective at the next step boundary.</summary>
     [Alias("CancelAsync"), AlwaysInterleave]
-    Task<RunInfo> CancelAsync(string? reason);
+    Task<RunInfo> CancelAsync(string? reason, SpineActor? actor);
 
     /// <summary>Decides on a step escalated to an operator (<see cref="RunStatus.AwaitingOperator"/>).</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>
@@ -36,7 +37,7 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     /// <summary>Discards a dead-lettered run: it leaves the dead-letter queue, its journal stays.</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not dead-lettered.</exception>
     [Alias("DiscardAsync")]
-    Task<RunInfo> DiscardAsync(string? reason);
+    Task<RunInfo> DiscardAsync(string? reason, SpineActor? actor);
 
     /// <summary>
     /// Starts this (new) run as a replay of another: the source's recorded steps before the replay point are

@@ -66,7 +66,8 @@ internal static class RunPayloads
     public static ErrorPayload ToPayload(this RunError error) =>
         new(error.Kind, error.Message, error.ExceptionType, Step: error.Step, StepName: error.StepName);
 
-    public static string Reason(string? reason) => Write(new { reason });
+    /// <summary>A reason, and who gave it when an actor did (journals before actors hold the reason alone).</summary>
+    public static string Reason(string? reason, SpineActor? actor = null) => actor is null ? Write(new { reason }) : Write(new { reason, actor });
 
     /// <summary>
     /// SHA-256 (hex) of a call's arguments in a canonical form (object members sorted by name, no

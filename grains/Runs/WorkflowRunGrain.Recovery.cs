@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using Spine.Errors;
+using Spine.Identity;
 using Spine.Journal;
 using Spine.Recovery;
 using Spine.Tools;
@@ -95,15 +96,16 @@ public sealed partial class WorkflowRunGrain
     }
 
     /// <inheritdoc />
-    public async Task<RunInfo> DiscardAsync(string? reason)
+    public async Task<RunInfo> DiscardAsync(string? reason, SpineActor? actor)
     {
+        actor?.Check();
         var state = State ?? throw new RunNotFoundException(RunId);
         if (state.Status != RunStatus.DeadLettered)
         {
             throw new InvalidRunStateException(RunId, state.Status, "discard a run that is not dead-lettered");
         }
 
-        await _journal.TransitionAsync([new(JournalKind.RunDiscarded, null, "RunDiscarded", true, RunPayloads.Reason(reason), null)], RunStatus.Discarded);
+        await _journal.TransitionAsync([new(JournalKind.RunDiscarded, null, "RunDiscarded", true, RunPayloads.Reason(reason, actor), null)], RunStatus.Discarded);
         return Info();
     }
 

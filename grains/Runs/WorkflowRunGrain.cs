@@ -4,6 +4,7 @@ using Spine.Compensation;
 using Spine.Errors;
 using Spine.Escalation;
 using Spine.Hosting;
+using Spine.Identity;
 using Spine.Journal;
 using Spine.Pipeline;
 using Spine.Replay;
@@ -163,8 +164,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     }
 
     /// <inheritdoc />
-    public async Task<RunInfo> CancelAsync(string? reason)
+    public async Task<RunInfo> CancelAsync(string? reason, SpineActor? actor)
     {
+        actor?.Check();
         var state = State ?? throw new RunNotFoundException(RunId);
         if (state.Status.IsTerminal() || state.CancelRequested || state.Compensation is not null)
         {
@@ -174,7 +176,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // Set before the await so a second cancel interleaving here does not journal twice.
         state.CancelRequested = true;
         state.CancelReason = reason;
-        var request = new PendingRow(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason), null);
+        var request = new PendingRow(JournalKind.CancelRequested, null, "CancelRequested", true, RunPayloads.Reason(reason, actor), null);
         try
         {
             // The run is executing from here on (towards its end): the index says so in the same commit, or a

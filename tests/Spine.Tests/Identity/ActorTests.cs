@@ -43,6 +43,21 @@ public sealed class ActorTests(ClusterFixture fixture)
         Assert.Null((await fixture.Client.StartAsync("test.steps", new StepsInput(1))).StartedBy);
     }
 
+    [Fact]
+    public async Task Cancel_AsAnActor_JournalsWhoCancelled()
+    {
+        var run = await fixture.Client.StartAsync("test.steps", new StepsInput(50, SleepMilliseconds: 100));
+
+        await fixture.Client.CancelAsync(run.RunId, "wrong customer", new SpineActor("alice", ["operator"]));
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        Assert.Equal(RunStatus.Cancelled, done.Status);
+        var request = (await fixture.Client.GetJournalAsync(run.RunId)).Single(r => r.Kind == "CancelRequested");
+        Assert.Contains("\"alice\"", request.PayloadJson, StringComparison.Ordinal);
+        Assert.Contains("wrong customer", request.PayloadJson, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<InvalidIdentifierException>(() => fixture.Client.CancelAsync(run.RunId, actor: new SpineActor("al\u0000ice")));
+    }
+
     [Theory]
     [InlineData("svc\nbilling", "starter")]
     [InlineData("", "starter")]
