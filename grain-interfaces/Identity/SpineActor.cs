@@ -9,15 +9,14 @@ namespace Spine.Identity;
 /// the hash chain covers it.
 /// </summary>
 /// <param name="Id">The actor's id, e.g. <c>svc:billing</c> or <c>alice@example.com</c>: printable text, not empty.</param>
-/// <param name="Roles">The roles the actor holds, e.g. <c>operator</c>, <c>approver</c>.</param>
+/// <param name="Roles">The roles the actor holds, e.g. <c>operator</c>, <c>approver</c>; none when null.</param>
+/// <remarks>One constructor only: the journal stores actors as JSON and reads them back through it.</remarks>
 [GenerateSerializer, Immutable, Alias("spine.Actor")]
-public sealed record SpineActor([property: Id(0)] string Id, [property: Id(1)] IReadOnlyList<string> Roles)
+public sealed record SpineActor([property: Id(0)] string Id, IReadOnlyList<string>? Roles = null)
 {
-    /// <summary>An actor with no roles.</summary>
-    public SpineActor(string id)
-        : this(id, [])
-    {
-    }
+    /// <summary>The roles the actor holds (ordinal names).</summary>
+    [Id(1)]
+    public IReadOnlyList<string> Roles { get; init; } = Roles ?? [];
 
     /// <summary>Whether the actor holds <paramref name="role"/> (ordinal comparison).</summary>
     public bool HasRole(string role) => Roles.Contains(role, StringComparer.Ordinal);

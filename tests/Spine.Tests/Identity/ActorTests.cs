@@ -29,6 +29,21 @@ public sealed class ActorTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Start_AsAnActor_RunReadBackFromItsJournalStillNamesTheActor()
+    {
+        // The journal stores the actor as JSON: a run started by an actor must load again after deactivation.
+        var actor = new SpineActor("svc:reload", ["starter"]);
+        var run = await fixture.Client.StartAsync("test.steps", new StepsInput(1), actor: actor);
+        await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
+        var reloaded = await fixture.Client.GetAsync(run.RunId);
+
+        Assert.Equal(RunStatus.Completed, reloaded.Status);
+        AssertActor(actor, reloaded.StartedBy);
+    }
+
+    [Fact]
     public async Task Start_WithoutAnActor_TakesTheClientsConfiguredOne()
     {
         var options = new SpineClientOptions { ConnectionString = "Host=127.0.0.1", ActorId = "svc:checkout" };
