@@ -164,13 +164,46 @@ journal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     return Print(parse, rows, string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-15} {r.Name,-20} {r.Outcome,-5} {r.RecordedAt:O} {r.PayloadJson}")));
 }, ct));
 
-var verify = new Command("verify", "Recompute a run's journal hash chain (tamper check).") { runId };
+var auditRun = new Option<string?>("--run") { Description = "Only this run." };
+var maxReported = new Option<int>("--max-reported") { Description = "Report at most this many broken runs.", DefaultValueFactory = _ => 100 };
+var verify = new Command("verify", "Verify the journal of one run or of every run: keyed hash chain, head anchor and index (tamper check). Exits 3 when anything does not verify.") { auditRun, maxReported };
 verify.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
-    var check = await client.VerifyJournalAsync(parse.GetValue(runId)!, ct);
-    return Print(parse, check, check.Intact ? $"{check.RunId}: {check.Rows} rows, hash chain intact" : $"{check.RunId}: BROKEN at row {check.FirstBadSeq}: {check.Problem}", check.Intact ? 0 : 3);
+    static string Text(JournalVerification check) => check.Intact
+        ? $"{check.RunId}: {check.Rows} rows, intact"
+        : $"{check.RunId}: BROKEN{(check.FirstBadSeq is { } seq ? $" at row {seq}" : "")}: {check.Problem}";
+    if (parse.GetValue(auditRun) is { } one)
+    {
+        var check = await client.VerifyJournalAsync(one, ct);
+        return Print(parse, check, Text(check), check.Intact ? 0 : 3);
+    }
+
+    var report = await client.VerifyAllJournalsAsync(parse.GetValue(maxReported), ct);
+    var summary = report.Intact
+        ? $"{report.Runs} runs, {report.Rows} rows, intact"
+        : $"{report.Runs} runs, {report.Rows} rows: {report.BrokenRuns} BROKEN" + Environment.NewLine + string.Join(Environment.NewLine, report.Broken.Select(Text));
+    return Print(parse, report, summary, report.Intact ? 0 : 3);
 }, ct));
-var audit = new Command("audit", "Audit commands.") { verify };
+var exportRun = new Option<string?>("--run") { Description = "Only this run's rows." };
+var exportSince = new Option<DateTimeOffset?>("--since") { Description = "Only rows recorded at or after this time (ISO 8601)." };
+var export = new Command("export", "Write journal rows as JSON lines (one row per line, with key id and hashes) for a SIEM. Needs --run or --since.") { exportRun, exportSince };
+export.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var run = parse.GetValue(exportRun);
+    var since = parse.GetValue(exportSince);
+    if (run is null && since is null)
+    {
+        throw CliException.InvalidArguments("audit export needs --run <run-id> or --since <time>.");
+    }
+
+    await foreach (var entry in client.ExportAuditAsync(run, since, ct))
+    {
+        Console.Out.WriteLine(JsonSerializer.Serialize(entry, CliJson.Options));
+    }
+
+    return 0;
+}, ct));
+var audit = new Command("audit", "Audit commands.") { verify, export };
 
 var limitDlq = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
 var dlqList = new Command("list", "List dead-lettered runs with their failing step and error.") { limitDlq };

@@ -36,9 +36,18 @@ public interface ISpineClient
     /// <summary>The run's journal.</summary>
     Task<IReadOnlyList<JournalEntryView>> GetJournalAsync(string runId, CancellationToken cancellationToken = default);
 
-    /// <summary>Recomputes the run's journal hash chain in the database.</summary>
-    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id (it has no journal).</exception>
+    /// <summary>
+    /// Verifies the run's journal: its keyed hash chain, its head anchor and its index row (on a silo, which holds
+    /// the key). Reports the first row that does not verify.
+    /// </summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">Nothing in the database names the run.</exception>
     Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default);
+
+    /// <summary>Verifies every run the database names; reports up to <paramref name="maxReported"/> broken ones.</summary>
+    Task<Audit.AuditReport> VerifyAllJournalsAsync(int maxReported = 100, CancellationToken cancellationToken = default);
+
+    /// <summary>The journal rows of one run, or of every run since a time, in (run, seq) order, for a SIEM.</summary>
+    IAsyncEnumerable<Audit.AuditEntry> ExportAuditAsync(string? runId = null, DateTimeOffset? since = null, CancellationToken cancellationToken = default);
 
     /// <summary>Decides on a run waiting in <see cref="RunStatus.AwaitingOperator"/>: retry the step, skip it with a result, or fail the run.</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>

@@ -90,7 +90,32 @@ public sealed class SpineClient : ISpineClient
 
     /// <inheritdoc />
     public Task<JournalVerification> VerifyJournalAsync(string runId, CancellationToken cancellationToken = default) =>
-        _grains.GetGrain<IRunQueryGrain>(0).VerifyJournalAsync(runId).WaitAsync(cancellationToken);
+        _grains.GetGrain<Audit.IAuditGrain>(0).VerifyAsync(runId).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Audit.AuditReport> VerifyAllJournalsAsync(int maxReported = 100, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<Audit.IAuditGrain>(0).VerifyAllAsync(maxReported).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<Audit.AuditEntry> ExportAuditAsync(string? runId = null, DateTimeOffset? since = null, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var query = new Audit.AuditExportQuery { RunId = runId, Since = since };
+        while (true)
+        {
+            var page = await _grains.GetGrain<Audit.IAuditGrain>(0).ExportAsync(query).WaitAsync(cancellationToken);
+            foreach (var entry in page)
+            {
+                yield return entry;
+            }
+
+            if (page.Count < query.Limit)
+            {
+                yield break;
+            }
+
+            query = query with { AfterRunId = page[^1].RunId, AfterSeq = page[^1].Seq };
+        }
+    }
 
     /// <inheritdoc />
     public Task<RunInfo> ResolveEscalationAsync(string runId, OperatorDecision decision, CancellationToken cancellationToken = default)

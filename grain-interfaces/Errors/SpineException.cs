@@ -407,3 +407,32 @@ public sealed class RunFailedException : SpineException
     /// <inheritdoc />
     public override string Kind => "run_failed";
 }
+
+/// <summary>
+/// A run's journal does not verify: a row was edited, deleted or forged, or the run's journal, head anchor and
+/// index disagree. The run is quarantined: it never executes again, whatever asks it to.
+/// </summary>
+[GenerateSerializer, Alias("spine.JournalTamperedException")]
+public sealed class JournalTamperedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public JournalTamperedException(string runId, int? firstBadSeq, string problem)
+        : base($"Run {runId} is quarantined: its journal does not verify{(firstBadSeq is { } seq ? $" at row {seq}" : "")}: {problem}")
+    {
+        RunId = runId;
+        FirstBadSeq = firstBadSeq;
+        Problem = problem;
+    }
+
+    /// <summary>The run id.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The first row that does not verify, when one does not.</summary>
+    [Id(1)] public int? FirstBadSeq { get; private set; }
+
+    /// <summary>What does not verify.</summary>
+    [Id(2)] public string Problem { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "journal_tampered";
+}

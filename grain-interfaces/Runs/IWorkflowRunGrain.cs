@@ -63,14 +63,9 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     /// <summary>Runs matching <paramref name="query"/>, newest first.</summary>
     [Alias("ListAsync")]
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query);
-
-    /// <summary>Recomputes the hash chain of a run's journal.</summary>
-    /// <exception cref="Spine.Errors.RunNotFoundException">The run has no journal.</exception>
-    [Alias("VerifyJournalAsync")]
-    Task<JournalVerification> VerifyJournalAsync(string runId);
 }
 
-/// <summary>The outcome of recomputing a run's journal hash chain.</summary>
+/// <summary>The outcome of verifying a run's journal (<see cref="Spine.Audit.IAuditGrain"/>).</summary>
 /// <param name="RunId">The run.</param>
 /// <param name="Rows">How many rows were checked.</param>
 /// <param name="Intact">True when every row's hash and link matched.</param>

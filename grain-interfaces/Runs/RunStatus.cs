@@ -33,6 +33,9 @@ public enum RunStatus
 
     /// <summary>A dead-lettered run an operator discarded.</summary>
     Discarded = 9,
+
+    /// <summary>The run's journal does not verify (edited, cut or forged): it never executes again; <c>audit verify</c> says where.</summary>
+    Quarantined = 10,
 }
 
 /// <summary>Helpers over <see cref="RunStatus"/>.</summary>
@@ -40,5 +43,6 @@ public static class RunStatusExtensions
 {
     /// <summary>True for statuses a run never leaves.</summary>
     public static bool IsTerminal(this RunStatus status) =>
-        status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled or RunStatus.DeadLettered or RunStatus.Discarded;
+        status is RunStatus.Completed or RunStatus.Failed or RunStatus.Cancelled or RunStatus.DeadLettered or RunStatus.Discarded
+            or RunStatus.Quarantined;
 }

@@ -1,3 +1,4 @@
+using Spine.Audit;
 using Spine.Breakers;
 using Spine.Recovery;
 
@@ -46,6 +47,9 @@ public sealed class SpineOptions
 
     /// <summary>The circuit breaker policy of tools that name none (<c>Spine:Breaker</c>).</summary>
     public BreakerPolicy Breaker { get; set; } = new();
+
+    /// <summary>The key the journal is signed with (<c>Spine:Audit:Key</c> or <c>Spine:Audit:KeyFile</c>); required.</summary>
+    public AuditOptions Audit { get; set; } = new();
 
     /// <summary>How often a silo sends its batched tool outcomes to the breaker grains. Default 200 ms.</summary>
     public TimeSpan BreakerReportInterval { get; set; } = TimeSpan.FromMilliseconds(200);

@@ -52,6 +52,7 @@ internal sealed class SpineOptionsValidator : IValidateOptions<SpineOptions>
         problems.AddRange(options.Retry.Model.Problems("Spine:Retry:Model"));
         problems.AddRange(options.Retry.Compensation.Problems("Spine:Retry:Compensation"));
         problems.AddRange(options.Breaker.Problems("Spine:Breaker"));
+        problems.AddRange(options.Audit.Problems("Spine:Audit"));
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 }

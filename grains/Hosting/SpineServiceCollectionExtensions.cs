@@ -33,6 +33,8 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<StorageRetry>();
         services.TryAddSingleton<JournalWriter>();
         services.TryAddSingleton<JournalStore>();
+        services.TryAddSingleton<Audit.AuditKeyRing>();
+        services.TryAddSingleton<Audit.JournalAudit>();
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
         services.TryAddSingleton<CircuitBreakerCache>();

@@ -78,6 +78,7 @@ public enum JournalKind : short
 /// <param name="PrevHash">The previous row's hash (32 zero bytes for seq 0).</param>
 /// <param name="Hash">This row's hash.</param>
 /// <param name="Attempt">For step outcomes and attempts: which attempt (from 1).</param>
+/// <param name="KeyId">The fingerprint of the key that signed the row; null for rows from before the keyed chain.</param>
 public sealed record JournalRow(
     string RunId,
     int Seq,
@@ -89,7 +90,8 @@ public sealed record JournalRow(
     DateTimeOffset RecordedAt,
     byte[] PrevHash,
     byte[] Hash,
-    int? Attempt = null)
+    int? Attempt = null,
+    string? KeyId = null)
 {
     /// <summary>True for the rows replay answers a workflow call from: the outcome of a step.</summary>
     public bool IsStepOutcome => Step is not null && Kind is JournalKind.Step or JournalKind.Tool or JournalKind.Model

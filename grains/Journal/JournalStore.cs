@@ -12,7 +12,7 @@ public sealed class JournalStore(SpineDatabase database)
     public async Task<List<JournalRow>> ReadAsync(string runId, CancellationToken cancellationToken = default)
     {
         const string sql = """
-            SELECT seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt
+            SELECT run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt, key_id
             FROM spine_journal WHERE run_id = @run_id ORDER BY seq
             """;
         try
@@ -23,18 +23,7 @@ public sealed class JournalStore(SpineDatabase database)
             var rows = new List<JournalRow>();
             while (await reader.ReadAsync(cancellationToken))
             {
-                rows.Add(new JournalRow(
-                    runId,
-                    reader.GetInt32(0),
-                    (JournalKind)reader.GetInt16(1),
-                    reader.IsDBNull(2) ? null : reader.GetInt32(2),
-                    reader.GetString(3),
-                    reader.GetBoolean(4),
-                    reader.IsDBNull(5) ? null : reader.GetString(5),
-                    new DateTimeOffset(reader.GetFieldValue<DateTime>(6), TimeSpan.Zero),
-                    reader.GetFieldValue<byte[]>(7),
-                    reader.GetFieldValue<byte[]>(8),
-                    reader.IsDBNull(9) ? null : reader.GetInt32(9)));
+                rows.Add(ReadRow(reader));
             }
 
             return rows;
@@ -44,6 +33,24 @@ public sealed class JournalStore(SpineDatabase database)
             throw typed;
         }
     }
+
+    /// <summary>The columns <see cref="ReadRow"/> reads, in its order.</summary>
+    internal const string RowColumns = "run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt, key_id";
+
+    /// <summary>Reads a journal row selected as <see cref="RowColumns"/>, starting at column <paramref name="at"/>.</summary>
+    internal static JournalRow ReadRow(NpgsqlDataReader reader, int at = 0) => new(
+        reader.GetString(at),
+        reader.GetInt32(at + 1),
+        (JournalKind)reader.GetInt16(at + 2),
+        reader.IsDBNull(at + 3) ? null : reader.GetInt32(at + 3),
+        reader.GetString(at + 4),
+        reader.GetBoolean(at + 5),
+        reader.IsDBNull(at + 6) ? null : reader.GetString(at + 6),
+        new DateTimeOffset(reader.GetFieldValue<DateTime>(at + 7), TimeSpan.Zero),
+        reader.GetFieldValue<byte[]>(at + 8),
+        reader.GetFieldValue<byte[]>(at + 9),
+        reader.IsDBNull(at + 10) ? null : reader.GetInt32(at + 10),
+        reader.IsDBNull(at + 11) ? null : reader.GetString(at + 11));
 
     /// <summary>Runs matching a query, newest first.</summary>
     public async Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default)
@@ -132,19 +139,5 @@ public sealed class JournalStore(SpineDatabase database)
         {
             throw typed;
         }
-    }
-
-    /// <summary>Recomputes a run's hash chain from the stored rows.</summary>
-    /// <exception cref="RunNotFoundException">The run has no journal rows: every run's first row records its start.</exception>
-    public async Task<JournalVerification> VerifyAsync(string runId, CancellationToken cancellationToken = default)
-    {
-        var rows = await ReadAsync(runId, cancellationToken);
-        if (rows.Count == 0)
-        {
-            // "0 rows, intact" would vouch for a run that never existed, or hide a mistyped id.
-            throw new RunNotFoundException(runId);
-        }
-
-        return JournalHash.Verify(runId, rows);
     }
 }

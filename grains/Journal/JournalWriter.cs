@@ -17,8 +17,8 @@ namespace Spine.Journal;
 public sealed partial class JournalWriter : IAsyncDisposable
 {
     private const string InsertJournalSql = """
-        INSERT INTO spine_journal (run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt)
-        SELECT * FROM unnest(@run_id, @seq, @kind, @step, @name, @ok, @payload, @recorded_at, @prev_hash, @hash, @attempt)
+        INSERT INTO spine_journal (run_id, seq, kind, step, name, ok, payload, recorded_at, prev_hash, hash, attempt, key_id)
+        SELECT * FROM unnest(@run_id, @seq, @kind, @step, @name, @ok, @payload, @recorded_at, @prev_hash, @hash, @attempt, @key_id)
         """;
 
     private const string UpsertRunSql = """
@@ -32,16 +32,19 @@ public sealed partial class JournalWriter : IAsyncDisposable
             error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name,
             journal_seq = GREATEST(EXCLUDED.journal_seq, spine_runs.journal_seq)
         WHERE CASE
-            -- A finished status is final; the one change after it is discarding a dead-lettered run.
-            WHEN spine_runs.status IN (3, 4, 5, 9) THEN false
+            -- A finished (or quarantined) status is final; the one change after it is discarding a dead-lettered run.
+            WHEN spine_runs.status IN (3, 4, 5, 9, 10) THEN false
             WHEN spine_runs.status = 8 THEN EXCLUDED.status = 9
             -- A finished status always wins over an unfinished one: the journal that finished is the longest.
-            WHEN EXCLUDED.status IN (3, 4, 5, 8, 9) THEN true
+            WHEN EXCLUDED.status IN (3, 4, 5, 8, 9, 10) THEN true
             -- Otherwise the journal orders writes: fewer rows is stale; at the same length, the later write.
             ELSE EXCLUDED.journal_seq > spine_runs.journal_seq
                  OR (EXCLUDED.journal_seq = spine_runs.journal_seq AND EXCLUDED.updated_at >= spine_runs.updated_at)
         END
         """;
+
+    /// <summary>The SQLSTATE the journal's trigger raises for rows that do not continue their run's head (infra/postgres/0006_audit_chain.sql).</summary>
+    internal const string HeadMismatch = "SPJ01";
 
     private readonly SpineDatabase _database;
     private readonly ILogger<JournalWriter> _logger;
@@ -162,6 +165,13 @@ public sealed partial class JournalWriter : IAsyncDisposable
             return new JournalConflictException(item.Rows[0].RunId, item.Rows[0].Seq);
         }
 
+        if (e is PostgresException { SqlState: HeadMismatch } refused && item.Rows.Count > 0)
+        {
+            // The journal's trigger refused rows that do not continue the run's head: it was cut or is finished.
+            LogCommitRefused(_logger, e, item.Rows[0].RunId);
+            return new JournalTamperedException(item.Rows[0].RunId, item.Rows[0].Seq, refused.MessageText);
+        }
+
         var runId = item.Rows.Count > 0 ? item.Rows[0].RunId : item.Run?.RunId;
         if (SpineDatabase.IsTransient(e))
         {
@@ -197,6 +207,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
             command.Parameters.Add(Array("prev_hash", NpgsqlDbType.Bytea, rows.Select(r => r.PrevHash).ToArray()));
             command.Parameters.Add(Array("hash", NpgsqlDbType.Bytea, rows.Select(r => r.Hash).ToArray()));
             command.Parameters.Add(Array("attempt", NpgsqlDbType.Integer, rows.Select(r => r.Attempt).ToArray()));
+            command.Parameters.Add(Array("key_id", NpgsqlDbType.Text, rows.Select(r => r.KeyId).ToArray()));
             batch.BatchCommands.Add(command);
         }
 

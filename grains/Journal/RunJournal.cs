@@ -1,3 +1,4 @@
+using Spine.Audit;
 using Spine.Errors;
 using Spine.Runs;
 using Spine.Storage;
@@ -9,7 +10,7 @@ namespace Spine.Journal;
 /// replay reads), the control state they fold to, and every write of the run. Writes go one at a time,
 /// so two writes of one run never share (or reorder in) a batch; each row is hash-chained to the one before.
 /// </summary>
-internal sealed class RunJournal(string runId, JournalWriter writer, JournalStore store, StorageRetry storage, TimeProvider time, CancellationToken stopping, Action stepAside)
+internal sealed class RunJournal(string runId, JournalWriter writer, JournalStore store, JournalAudit audit, StorageRetry storage, TimeProvider time, CancellationToken stopping, Action stepAside)
 {
     private readonly SemaphoreSlim _lock = new(1, 1);
 
@@ -18,17 +19,56 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
     /// <summary>The run's control state; null until the run's first row is durable (or was read back).</summary>
     public RunState? State { get; private set; }
 
-    /// <summary>Reads the stored journal and folds it; false when the run has none.</summary>
+    /// <summary>
+    /// Why the run may never execute again, when what the database holds of it does not verify (see
+    /// <see cref="JournalAudit"/>); null when it verifies.
+    /// </summary>
+    public JournalVerification? Tampered { get; private set; }
+
+    /// <summary>
+    /// Reads the stored journal with its head anchor and index row, verifies them and folds the rows; false when
+    /// nothing names the run. A run that does not verify loads as <see cref="Tampered"/>, its state (when it has
+    /// rows) <see cref="RunStatus.Quarantined"/>.
+    /// </summary>
     public async Task<bool> LoadAsync(CancellationToken cancellationToken)
     {
-        var rows = await storage.ExecuteAsync(token => store.ReadAsync(runId, token), cancellationToken);
-        foreach (var row in rows)
+        var (record, check) = await storage.ExecuteAsync(token => audit.ReadForActivationAsync(runId, token), cancellationToken);
+        foreach (var row in record.Rows)
         {
             History.Add(row);
             State = RunState.Fold(State, row);
         }
 
-        return rows.Count > 0;
+        if (!check.Intact)
+        {
+            Tampered = check;
+            if (State is { } state)
+            {
+                state.Status = RunStatus.Quarantined;
+                var at = check.FirstBadSeq is { } seq ? $"row {seq}: " : "";
+                state.Error = new RunError("journal_tampered", RunPayloads.Clean($"{at}{check.Problem}") ?? "the journal does not verify");
+            }
+        }
+
+        return !record.IsAbsent;
+    }
+
+    /// <summary>Writes the quarantine into the index row, unless the index shows the run finished (final, so it stays).</summary>
+    public Task QuarantineAsync()
+    {
+        var state = State ?? throw new InvalidOperationException($"Run {runId} has no rows to quarantine.");
+        var index = state.ToRunRow(runId) with { UpdatedAt = JournalHash.ToStoredPrecision(time.GetUtcNow()), JournalSeq = History.Rows.Count };
+        return storage.ExecuteAsync(_ => writer.UpdateRunAsync(index), stopping);
+    }
+
+    /// <summary>Throws when the run is quarantined.</summary>
+    /// <exception cref="JournalTamperedException">The run's journal does not verify.</exception>
+    public void ThrowIfTampered()
+    {
+        if (Tampered is { } check)
+        {
+            throw new JournalTamperedException(runId, check.FirstBadSeq, check.Problem ?? "the journal does not verify");
+        }
     }
 
     /// <summary>Appends one row (and optionally the index row) and waits for it to be durable.</summary>
@@ -83,6 +123,9 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
     /// </summary>
     public async Task<IReadOnlyList<JournalRow>> WriteAsync(IReadOnlyList<PendingRow> pending, RunRow? run, CancellationToken deadline = default)
     {
+        // Nothing is ever written to a run that does not verify, whatever path asks: its rows would vouch for a
+        // history someone changed. (Its quarantine is written by QuarantineAsync.)
+        ThrowIfTampered();
         await _lock.WaitAsync();
         try
         {
@@ -93,8 +136,8 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             {
                 var at = JournalHash.ToStoredPrecision(time.GetUtcNow());
                 var name = RunPayloads.Clean(p.Name);
-                var hash = JournalHash.Compute(previous, runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, p.Attempt);
-                rows.Add(new JournalRow(runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, previous, hash, p.Attempt));
+                var hash = JournalHash.Compute(audit.Keys.Signing, previous, runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, p.Attempt);
+                rows.Add(new JournalRow(runId, seq, p.Kind, p.Step, name, p.Ok, p.Payload, at, previous, hash, p.Attempt, audit.Keys.Signing.Id));
                 previous = hash;
                 seq++;
             }
@@ -115,6 +158,12 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
                     stepAside();
                     throw;
                 }
+            }
+            catch (JournalTamperedException)
+            {
+                // The stored journal is not the one this activation holds: the next activation reads and verifies it.
+                stepAside();
+                throw;
             }
             catch (StorageUnavailableException e) when (!e.IsTransient)
             {

@@ -123,10 +123,18 @@ public sealed partial class WorkflowRunGrain
             return Info();
         }
 
-        var rows = await _storage.ExecuteAsync(token => _store.ReadAsync(request.SourceRunId, token), _shutdown.Token);
-        if (rows.Count == 0)
+        _journal.ThrowIfTampered();
+        var (record, check) = await _storage.ExecuteAsync(token => _audit.ReadForActivationAsync(request.SourceRunId, token), _shutdown.Token);
+        var rows = record.Rows;
+        if (rows.Count == 0 && check.Intact)
         {
             throw new RunNotFoundException(request.SourceRunId);
+        }
+
+        if (!check.Intact)
+        {
+            // A replay reuses its source's outcomes: from a journal that does not verify, they may be forged.
+            throw new JournalTamperedException(request.SourceRunId, check.FirstBadSeq, check.Problem ?? "the journal does not verify");
         }
 
         var source = new WorkflowRunGrainSnapshot(rows);

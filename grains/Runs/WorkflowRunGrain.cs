@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Spine.Audit;
 using Spine.Compensation;
 using Spine.Errors;
 using Spine.Escalation;
@@ -40,6 +41,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly ToolRegistry _tools;
     private readonly StepPipeline _pipeline;
     private readonly JournalStore _store;
+    private readonly JournalAudit _audit;
     private readonly StorageRetry _storage;
     private readonly ILogger<WorkflowRunGrain> _logger;
     private readonly CancellationTokenSource _shutdown = new();
@@ -57,6 +59,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         StepPipeline pipeline,
         JournalWriter writer,
         JournalStore store,
+        JournalAudit audit,
         StorageRetry storage,
         IOptions<SpineOptions> options,
         TimeProvider time,
@@ -73,7 +76,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         Time = time;
         Services = services;
         _logger = logger;
-        _journal = new RunJournal(RunId, writer, store, storage, time, _shutdown.Token, DeactivateOnIdle);
+        _audit = audit;
+        _journal = new RunJournal(RunId, writer, store, audit, storage, time, _shutdown.Token, DeactivateOnIdle);
         _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
         _decisions = new OperatorDecisions(_shutdown.Token);
     }
@@ -98,6 +102,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
+        if (_journal.Tampered is { } tampered)
+        {
+            await QuarantineAsync(tampered);
+            return;
+        }
+
         var state = State!;
         if (state.Status.IsTerminal())
         {
@@ -116,6 +126,31 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         await _journal.WriteAsync([], state.ToRunRow(RunId));
         LogResuming(_logger, RunId, History.StepsRecorded);
         StartExecution();
+    }
+
+    /// <summary>
+    /// A run whose journal, head anchor and index disagree never executes: replaying it would repeat side effects
+    /// its missing rows recorded, or act on rows someone forged. Its index says so (unless it shows the run
+    /// finished, which is final) and every call that would change it is refused.
+    /// </summary>
+    private async Task QuarantineAsync(JournalVerification tampered)
+    {
+        LogQuarantined(_logger, RunId, tampered.FirstBadSeq, tampered.Problem);
+        if (State is not null)
+        {
+            try
+            {
+                await _journal.QuarantineAsync();
+            }
+            catch (Exception e) when (e is StorageUnavailableException or OperationCanceledException)
+            {
+                // The run stays quarantined in this activation; the next one verifies and tries again.
+                LogQuarantineNotRecorded(_logger, RunId, e.Message);
+            }
+        }
+
+        _terminal.TrySetResult();
+        ScheduleIdleDeactivation();
     }
 
     /// <inheritdoc />
@@ -354,6 +389,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task<RunInfo> BeginAsync(StartRunRequest request, RunOrigin? origin, IReadOnlyList<JournalRow> reused, int journalFormat = CurrentJournalFormat)
     {
+        // Rows of this run id were deleted, or forged: a start must not write a fresh history over the gap.
+        _journal.ThrowIfTampered();
         if (State is { } existing)
         {
             // A second start of the same run id: the same request gets the run; a different one is refused.
@@ -616,6 +653,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private RunInfo Info()
     {
+        if (State is null)
+        {
+            _journal.ThrowIfTampered();
+        }
+
         var state = State ?? throw new RunNotFoundException(RunId);
         return new RunInfo
         {
@@ -636,6 +678,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             StartedBy = state.StartedBy,
         };
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} is quarantined and will not execute: its journal does not verify at row {Seq}: {Problem}")]
+    private static partial void LogQuarantined(ILogger logger, string runId, int? seq, string? problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: its quarantine could not be written to the index ({Detail}); the next activation verifies it again")]
+    private static partial void LogQuarantineNotRecorded(ILogger logger, string runId, string detail);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} started: workflow {WorkflowType} v{Version}")]
     private static partial void LogStarted(ILogger logger, string runId, string workflowType, int version);

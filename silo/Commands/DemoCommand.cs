@@ -45,6 +45,7 @@ internal static class DemoCommand
         var clusterId = $"demo-{DateTime.UtcNow:yyyyMMddHHmmss}";
         var options = new SiloProcessOptions
         {
+            AuditKey = LocalAuditKey.Read(dataDirectory),
             Demo = true,
             ConnectionString = runtime,
             ClusterId = clusterId,

@@ -40,6 +40,11 @@ internal static class SpineSiloHost
             var dataDirectory = settings.LocalDataDirectory ?? Path.Combine(RepositoryRoot.Find(), ".pgdata");
             local = await LocalPostgresServer.StartAsync(new LocalPostgresOptions { DataDirectory = dataDirectory, Port = settings.LocalPostgresPort }, logger);
             connectionString = await SpineDatabaseSetup.ApplySchemaAsync(local.ConnectionString, settings.Demo);
+            if (string.IsNullOrWhiteSpace(builder.Configuration["Spine:Audit:Key"]) && string.IsNullOrWhiteSpace(builder.Configuration["Spine:Audit:KeyFile"]))
+            {
+                // A local set-up signs its journal with a key file of its own, beside (never inside) the data folder.
+                builder.Configuration["Spine:Audit:KeyFile"] = LocalAuditKey.EnsureFile(dataDirectory);
+            }
             logger.LogInformation(
                 "No Spine:ConnectionString configured: using the embedded PostgreSQL on 127.0.0.1:{Port} with data in {DataDirectory} (schema applied, connecting as {Login})",
                 local.Port, dataDirectory, SpineDatabaseSetup.RuntimeLogin);

@@ -135,6 +135,9 @@ public sealed class BenchEnvironment : IAsyncDisposable
         }
     }
 
+    /// <summary>The journal key of this benchmark's silos: a fresh one per invocation, on a fresh database.</summary>
+    public static string AuditKey { get; } = Spine.Audit.AuditKey.Generate();
+
     private static async Task<IHost> StartSiloAsync(string runtimeConnectionString, bool memoryReminders)
     {
         var clusterId = "bench-" + DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture) + "-" + Environment.ProcessId;
@@ -145,6 +148,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
         // No command-line arguments: the benchmark's own arguments are not silo configuration. The silo is
         // wired as the shipped host wires it (ADO.NET clustering, then AddSpine), without the dashboard.
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.Configuration["Spine:Audit:Key"] = AuditKey;
         builder.UseOrleans(silo =>
         {
             silo.Configure<ClusterOptions>(o =>

@@ -42,7 +42,7 @@ public static class ChaosWorkload
 
         await using var _ = server;
         var runtime = await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: true);
-        var options = SiloProcessOptions.OnFreePorts(runtime, "chaos-" + Guid.NewGuid().ToString("N")[..8]) with
+        var options = SiloProcessOptions.OnFreePorts(runtime, "chaos-" + Guid.NewGuid().ToString("N")[..8], BenchEnvironment.AuditKey) with
         {
             LogFile = Path.Combine(Path.GetTempPath(), $"spine-chaos-{seed}.log"),
         };

@@ -54,7 +54,7 @@ internal sealed class ProcessCluster : IAsyncDisposable
         var runtime = await SpineDatabaseSetup.ApplySchemaAsync(server.ConnectionString, includeDemo: true);
         var cluster = $"{name}-" + Guid.NewGuid().ToString("N")[..8];
         var processes = Enumerable.Range(0, silos)
-            .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster) with { ResumeReminderPeriod = resumeReminderPeriod }))
+            .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster, BenchEnvironment.AuditKey) with { ResumeReminderPeriod = resumeReminderPeriod }))
             .ToList();
         await Task.WhenAll(processes.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
         var host = await SiloClientHost.StartAsync(processes[0].Options);

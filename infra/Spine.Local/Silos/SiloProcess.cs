@@ -44,6 +44,7 @@ public sealed partial class SiloProcess : IAsyncDisposable
         var environment = new Dictionary<string, string>
         {
             ["Spine__ConnectionString"] = options.ConnectionString,
+            ["Spine__Audit__Key"] = options.AuditKey,
             ["Spine__ResumeReminderPeriod"] = options.ResumeReminderPeriod.ToString("c"),
             ["Silo__ClusterId"] = options.ClusterId,
             ["Silo__ServiceId"] = options.ServiceId,

@@ -8,6 +8,9 @@ public sealed record SiloProcessOptions
     /// <summary>The runtime connection string.</summary>
     public required string ConnectionString { get; init; }
 
+    /// <summary>The journal key (<c>Spine:Audit:Key</c>, base64): every silo of a cluster signs with the same one.</summary>
+    public required string AuditKey { get; init; }
+
     /// <summary>The cluster id.</summary>
     public required string ClusterId { get; init; }
 
@@ -49,8 +52,9 @@ public sealed record SiloProcessOptions
     /// keep their reminders apart) on free loopback ports, with the demo on and the dashboard off: the set-up
     /// of process-level tests and benchmarks. Adjust the rest with <c>with { … }</c>.
     /// </summary>
-    public static SiloProcessOptions OnFreePorts(string connectionString, string clusterId) => new()
+    public static SiloProcessOptions OnFreePorts(string connectionString, string clusterId, string auditKey) => new()
     {
+        AuditKey = auditKey,
         Demo = true,
         Dashboard = false,
         ConnectionString = connectionString,

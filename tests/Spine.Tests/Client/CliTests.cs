@@ -27,7 +27,7 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.Equal(0, listExit);
         Assert.Contains(JsonDocument.Parse(list).RootElement.EnumerateArray(), r => r.GetProperty("runId").GetString() == runId);
 
-        var (verifyExit, verify) = await SpineAsync("audit", "verify", runId, "--json");
+        var (verifyExit, verify) = await SpineAsync("audit", "verify", "--run", runId, "--json");
         Assert.Equal(0, verifyExit);
         Assert.True(JsonDocument.Parse(verify).RootElement.GetProperty("intact").GetBoolean());
     }
@@ -139,8 +139,8 @@ public sealed class CliTests(SiloProcessFixture fixture)
     {
         var runId = "r-" + Guid.NewGuid().ToString("N");
 
-        var text = await RunSpineAsync(["audit", "verify", runId]);
-        var json = await RunSpineAsync(["audit", "verify", runId, "--json"]);
+        var text = await RunSpineAsync(["audit", "verify", "--run", runId]);
+        var json = await RunSpineAsync(["audit", "verify", "--run", runId, "--json"]);
 
         Assert.Equal(1, text.Exit);
         AssertOneError(text, json: false, "run_not_found");

@@ -33,6 +33,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.AddSpine(connectionString, null, o =>
             {
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
+                o.Audit.Key = TestAudit.Key;
                 o.MaxPayloadBytes = MaxPayloadBytes;
                 o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
                 o.Retry.Model = new Spine.Recovery.RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMilliseconds(100), Jitter = 0 };

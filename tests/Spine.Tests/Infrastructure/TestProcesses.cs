@@ -8,7 +8,7 @@ public static class TestProcesses
 {
     /// <summary>Options for a silo process on fresh loopback ports, with the dashboard off.</summary>
     public static SiloProcessOptions Silo(string connectionString, string cluster, bool demo = true, string? logFile = null, TimeSpan? resumeReminderPeriod = null) =>
-        SiloProcessOptions.OnFreePorts(connectionString, cluster) with
+        SiloProcessOptions.OnFreePorts(connectionString, cluster, TestAudit.Key) with
         {
             Demo = demo,
             LogFile = logFile,

@@ -1,4 +1,6 @@
+using Spine.Audit;
 using Spine.Journal;
+using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Journal;
 
@@ -8,7 +10,7 @@ public sealed class JournalHashTests
     private const string RunId = "run-hash";
     private static readonly DateTimeOffset At = new(2026, 3, 4, 5, 6, 7, TimeSpan.Zero);
 
-    public static TheoryData<string> Fields => ["run_id", "kind", "step", "name", "ok", "payload", "recorded_at", "attempt", "prev_hash", "hash"];
+    public static TheoryData<string> Fields => ["run_id", "kind", "step", "name", "ok", "payload", "recorded_at", "attempt", "prev_hash", "hash", "key_id"];
 
     [Fact]
     public void Genesis_Is32ZeroBytes()
@@ -21,7 +23,7 @@ public sealed class JournalHashTests
     {
         var rows = Chain();
 
-        var check = JournalHash.Verify(RunId, rows);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
         Assert.True(check.Intact, check.Problem);
         Assert.Equal(rows.Count, check.Rows);
@@ -37,7 +39,7 @@ public sealed class JournalHashTests
         other[31] = 1;
         rows[0] = Rehash(rows[0] with { PrevHash = other });
 
-        var check = JournalHash.Verify(RunId, rows);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
         Assert.False(check.Intact);
         Assert.Equal(0, check.FirstBadSeq);
@@ -52,7 +54,7 @@ public sealed class JournalHashTests
             var rows = Chain();
             rows[seq] = Change(rows[seq], field);
 
-            var check = JournalHash.Verify(RunId, rows);
+            var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
             Assert.False(check.Intact, $"changing {field} of row {seq} went unnoticed");
             Assert.Equal(seq, check.FirstBadSeq);
@@ -65,7 +67,7 @@ public sealed class JournalHashTests
         var rows = Chain();
         rows[2] = Rehash(rows[2] with { Payload = "{\"value\":99}" });
 
-        var check = JournalHash.Verify(RunId, rows);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
         Assert.False(check.Intact);
         Assert.Equal(3, check.FirstBadSeq);
@@ -80,7 +82,7 @@ public sealed class JournalHashTests
         var rows = Chain();
         (rows[1], rows[2]) = renumbered ? (rows[2] with { Seq = 1 }, rows[1] with { Seq = 2 }) : (rows[2], rows[1]);
 
-        var check = JournalHash.Verify(RunId, rows);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
         Assert.False(check.Intact);
         Assert.Equal(1, check.FirstBadSeq);
@@ -92,7 +94,7 @@ public sealed class JournalHashTests
         var rows = Chain();
         rows.RemoveAt(2);
 
-        var check = JournalHash.Verify(RunId, rows);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
 
         Assert.False(check.Intact);
         Assert.Equal(2, check.FirstBadSeq);
@@ -102,8 +104,8 @@ public sealed class JournalHashTests
     [Fact]
     public void Compute_TextMovedBetweenNameAndPayload_HashesDifferently()
     {
-        var a = JournalHash.Compute(JournalHash.Genesis, RunId, 1, JournalKind.Step, 1, "ab", true, "c", At);
-        var b = JournalHash.Compute(JournalHash.Genesis, RunId, 1, JournalKind.Step, 1, "a", true, "bc", At);
+        var a = JournalHash.Compute(TestAudit.Ring.Signing, JournalHash.Genesis, RunId, 1, JournalKind.Step, 1, "ab", true, "c", At);
+        var b = JournalHash.Compute(TestAudit.Ring.Signing, JournalHash.Genesis, RunId, 1, JournalKind.Step, 1, "a", true, "bc", At);
 
         Assert.NotEqual(a, b);
     }
@@ -117,8 +119,87 @@ public sealed class JournalHashTests
 
         Assert.Equal(At, stored);
         Assert.Equal(
-            JournalHash.Compute(JournalHash.Genesis, RunId, 0, JournalKind.RunStarted, null, "w", true, null, At),
-            JournalHash.Compute(JournalHash.Genesis, RunId, 0, JournalKind.RunStarted, null, "w", true, null, stored));
+            JournalHash.Compute(TestAudit.Ring.Signing, JournalHash.Genesis, RunId, 0, JournalKind.RunStarted, null, "w", true, null, At),
+            JournalHash.Compute(TestAudit.Ring.Signing, JournalHash.Genesis, RunId, 0, JournalKind.RunStarted, null, "w", true, null, stored));
+    }
+
+    [Fact]
+    public void Verify_ChainRecomputedWithoutTheKey_BreaksAtTheFirstRow()
+    {
+        // What an attacker with database access but not the key can do: rewrite a payload and recompute the
+        // chain with plain SHA-256, as the journal did before it was keyed, or under a key of their own.
+        var rows = Chain();
+        rows[2] = rows[2] with { Payload = "{\"value\":99}" };
+        var unkeyed = Recompute(rows, null, null);
+        var ownKey = AuditKey.Parse(AuditKey.Generate(), out _)!;
+        var forged = Recompute(rows, ownKey, TestAudit.Ring.Signing.Id);
+
+        var unkeyedCheck = JournalHash.Verify(RunId, unkeyed, TestAudit.Ring);
+        var forgedCheck = JournalHash.Verify(RunId, forged, TestAudit.Ring);
+
+        Assert.False(unkeyedCheck.Intact);
+        Assert.Equal(0, unkeyedCheck.FirstBadSeq);
+        Assert.Contains("not signed with a key", unkeyedCheck.Problem, StringComparison.Ordinal);
+        Assert.False(forgedCheck.Intact);
+        Assert.Equal(0, forgedCheck.FirstBadSeq);
+    }
+
+    [Fact]
+    public void Verify_UnkeyedRowsBelowTheLegacyMark_AreIntact_AndAboveItBreak()
+    {
+        // A run written before the chain was keyed: its head records how many rows it had then.
+        var rows = Recompute(Chain(), null, null);
+        var keyedTail = Recompute(Chain(), null, null);
+        keyedTail = keyedTail.Take(3).Concat(Recompute(Chain(), TestAudit.Ring.Signing, TestAudit.Ring.Signing.Id, keyedTail[2].Hash, from: 3)).ToList();
+
+        Assert.True(JournalHash.Verify(RunId, rows, TestAudit.Ring, legacyRows: rows.Count).Intact);
+        Assert.True(JournalHash.Verify(RunId, keyedTail, TestAudit.Ring, legacyRows: 3).Intact);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring, legacyRows: 3);
+        Assert.False(check.Intact);
+        Assert.Equal(3, check.FirstBadSeq);
+    }
+
+    [Fact]
+    public void Verify_RowsSignedWithARetiredKey_AreIntactOnlyWhileTheRingHoldsIt()
+    {
+        var old = AuditKey.Generate();
+        var oldKey = AuditKey.Parse(old, out _)!;
+        var rows = Recompute(Chain(), oldKey, oldKey.Id);
+        var rotated = new AuditKeyRing(new AuditOptions { Key = AuditKey.Generate(), RetiredKeys = [old] });
+
+        Assert.True(JournalHash.Verify(RunId, rows, rotated).Intact);
+        var check = JournalHash.Verify(RunId, rows, TestAudit.Ring);
+        Assert.False(check.Intact);
+        Assert.Contains("not configured", check.Problem, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("", "is not set")]
+    [InlineData("not base64!", "not base64")]
+    [InlineData("c2hvcnQ=", "at least 32")]
+    public void AuditOptions_MissingOrWeakKey_NamesTheSetting(string key, string expected)
+    {
+        var problems = new AuditOptions { Key = key }.Problems("Spine:Audit").ToList();
+
+        var problem = Assert.Single(problems);
+        Assert.Contains("Spine:Audit:Key", problem, StringComparison.Ordinal);
+        Assert.Contains(expected, problem, StringComparison.Ordinal);
+    }
+
+    /// <summary>Re-signs rows from <paramref name="from"/> on under <paramref name="key"/>, relinking them.</summary>
+    private static List<JournalRow> Recompute(List<JournalRow> rows, AuditKey? key, string? keyId, byte[]? previous = null, int from = 0)
+    {
+        var result = new List<JournalRow>();
+        previous ??= JournalHash.Genesis;
+        foreach (var row in rows.Skip(from))
+        {
+            var relinked = row with { PrevHash = previous, KeyId = keyId };
+            relinked = relinked with { Hash = JournalHash.Compute(key, relinked) };
+            result.Add(relinked);
+            previous = relinked.Hash;
+        }
+
+        return result;
     }
 
     /// <summary>A run's journal as the writer builds it: each row chained to the one before.</summary>
@@ -137,7 +218,7 @@ public sealed class JournalHashTests
         for (var seq = 0; seq < fields.Length; seq++)
         {
             var (kind, step, name, ok, payload, attempt) = fields[seq];
-            var row = Rehash(new JournalRow(RunId, seq, kind, step, name, ok, payload, At.AddSeconds(seq), previous, [], attempt));
+            var row = Rehash(new JournalRow(RunId, seq, kind, step, name, ok, payload, At.AddSeconds(seq), previous, [], attempt, TestAudit.Ring.Signing.Id));
             rows.Add(row);
             previous = row.Hash;
         }
@@ -145,7 +226,7 @@ public sealed class JournalHashTests
         return rows;
     }
 
-    private static JournalRow Rehash(JournalRow row) => row with { Hash = JournalHash.Compute(row) };
+    private static JournalRow Rehash(JournalRow row) => row with { Hash = JournalHash.Compute(TestAudit.Ring.Signing, row) };
 
     private static JournalRow Change(JournalRow row, string field) => field switch
     {
@@ -159,6 +240,7 @@ public sealed class JournalHashTests
         "attempt" => row with { Attempt = (row.Attempt ?? 0) + 1 },
         "prev_hash" => row with { PrevHash = Flip(row.PrevHash) },
         "hash" => row with { Hash = Flip(row.Hash) },
+        "key_id" => row with { KeyId = "0000000000000000" },
         _ => throw new ArgumentOutOfRangeException(nameof(field), field, "no such journal field"),
     };
 

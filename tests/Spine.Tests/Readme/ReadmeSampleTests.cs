@@ -76,6 +76,7 @@ public static class OwnSiloHost
         builder.Services.AddSingleton<IPayments, FakePayments>();
         var cluster = "readme-" + Guid.NewGuid().ToString("N")[..12];
         builder.Services.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (cluster, cluster));
+        builder.Configuration["Spine:Audit:Key"] = TestAudit.Key;   // the README's appsettings name a key file
 // README: host sample
 builder.UseOrleans(silo =>
 {

@@ -17,7 +17,11 @@ public sealed class LongStepTests
         var builder = new InProcessTestClusterBuilder(1);
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.AddSpine(postgres.RuntimeConnectionString, null, o => o.ResumeReminderPeriod = TimeSpan.FromSeconds(1));
+            silo.AddSpine(postgres.RuntimeConnectionString, null, o =>
+            {
+                o.ResumeReminderPeriod = TimeSpan.FromSeconds(1);
+                o.Audit.Key = TestAudit.Key;
+            });
             silo.Configure<GrainCollectionOptions>(o =>
             {
                 o.CollectionAge = TimeSpan.FromSeconds(2);

@@ -79,7 +79,11 @@ public sealed class LostAcknowledgementTests
         var builder = new InProcessTestClusterBuilder(1);
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.AddSpine(throughProxy, null, o => o.ResumeReminderPeriod = TimeSpan.FromSeconds(2));
+            silo.AddSpine(throughProxy, null, o =>
+            {
+                o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
+                o.Audit.Key = TestAudit.Key;
+            });
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
         });
         await using var cluster = builder.Build();

@@ -33,6 +33,21 @@ public sealed class StartupValidationTests
     }
 
     [Fact]
+    public async Task AddSpine_NoJournalKey_HostFailsToStartNamingTheSetting()
+    {
+        var missing = await StartFailureAsync(new Dictionary<string, string?> { ["Spine:Audit:Key"] = null });
+        var unreadable = await StartFailureAsync(new Dictionary<string, string?>
+        {
+            ["Spine:Audit:Key"] = null,
+            ["Spine:Audit:KeyFile"] = Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid().ToString("N"), "key"),
+        });
+
+        Assert.Contains("Spine:Audit:Key (or Spine:Audit:KeyFile) is not set", missing, StringComparison.Ordinal);
+        Assert.Contains("Spine:Audit:KeyFile '", unreadable, StringComparison.Ordinal);
+        Assert.Contains("cannot be read", unreadable, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AddSpine_ToolWithBreakerPolicyOutOfRange_HostFailsToStartNamingTheToolAndSetting()
     {
         var tool = new PolicyTool(new BreakerPolicy { MinimumCalls = 0 });
@@ -86,6 +101,7 @@ public sealed class StartupValidationTests
     {
         var postgres = await TestPostgres.GetAsync();
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
+        settings.TryAdd("Spine:Audit:Key", TestAudit.Key);
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Logging.ClearProviders();
         builder.UseOrleans(silo =>

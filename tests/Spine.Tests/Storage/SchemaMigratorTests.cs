@@ -124,10 +124,10 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
     [Fact]
     public async Task ApplyAsync_DatabaseOfTheRerunEverythingScheme_RecordsTheScriptsAndKeepsItsData()
     {
-        // What the migrator before versioning left: every script run, nothing recorded.
+        // What the migrator before versioning left: every script of the time (0001-0005) run, nothing recorded.
         await using (var data = NpgsqlDataSource.Create(_target))
         {
-            foreach (var (_, sql) in SchemaMigrator.Scripts(includeDemo: true))
+            foreach (var (_, sql) in SchemaMigrator.Scripts(includeDemo: true).Where(s => s.Name.StartsWith("0001_demo", StringComparison.Ordinal) || string.CompareOrdinal(s.Name, "0006") < 0))
             {
                 await using var command = data.CreateCommand(sql);
                 await command.ExecuteNonQueryAsync();
@@ -136,12 +136,17 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
             await using var insert = data.CreateCommand(
                 "INSERT INTO spine_runs (run_id, workflow_type, workflow_version, status, created_at, updated_at) VALUES ('kept', 't', 1, 2, now(), now())");
             await insert.ExecuteNonQueryAsync();
+            // A journal of the unkeyed chain: the keyed chain's migration anchors it with a legacy mark.
+            await using var row = data.CreateCommand(
+                "INSERT INTO spine_journal (run_id, seq, kind, name, ok, recorded_at, prev_hash, hash) VALUES ('kept', 0, 0, 'RunStarted', true, now(), '\\x00', '\\x01')");
+            await row.ExecuteNonQueryAsync();
         }
 
         var result = await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true);
 
         Assert.Equal(SchemaMigrator.Scripts(includeDemo: true).Select(s => s.Name), result.Applied);
         Assert.Equal(1L, await ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = 'kept'"));
+        Assert.Equal(1, await ScalarAsync<int>("SELECT legacy_rows FROM spine_journal_heads WHERE run_id = 'kept'"));
         Assert.Empty((await SchemaMigrator.ApplyAsync(_target, SpineDatabaseSetup.RuntimeLogin, includeDemo: true)).Applied);
     }
 
