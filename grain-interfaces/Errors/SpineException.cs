@@ -436,3 +436,28 @@ public sealed class JournalTamperedException : SpineException
     /// <inheritdoc />
     public override string Kind => "journal_tampered";
 }
+
+/// <summary>
+/// A run's journal holds rows signed with a key this silo is not configured with: the silos disagree on
+/// <c>Spine:Audit</c> (add a new key to <c>RetiredKeys</c> on every silo before any signs with it).
+/// </summary>
+[GenerateSerializer, Alias("spine.AuditKeyUnknownException")]
+public sealed class AuditKeyUnknownException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public AuditKeyUnknownException(string runId, string keyId)
+        : base($"Run {runId} has journal rows signed with key {keyId}, which this silo does not hold (Spine:Audit:Key or Spine:Audit:RetiredKeys).")
+    {
+        RunId = runId;
+        KeyId = keyId;
+    }
+
+    /// <summary>The run id.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The fingerprint of the missing key.</summary>
+    [Id(1)] public string KeyId { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "audit_key_unknown";
+}

@@ -71,13 +71,15 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
 /// <param name="Intact">True when every row's hash and link matched.</param>
 /// <param name="FirstBadSeq">The first row that does not match, when not intact.</param>
 /// <param name="Problem">What did not match.</param>
+/// <param name="UnknownKeyId">When the first bad row is signed with a key this silo does not hold: its fingerprint (a configuration gap, not necessarily tampering).</param>
 [GenerateSerializer, Immutable, Alias("spine.JournalVerification")]
 public sealed record JournalVerification(
     [property: Id(0)] string RunId,
     [property: Id(1)] int Rows,
     [property: Id(2)] bool Intact,
     [property: Id(3)] int? FirstBadSeq = null,
-    [property: Id(4)] string? Problem = null);
+    [property: Id(4)] string? Problem = null,
+    [property: Id(5)] string? UnknownKeyId = null);
 
 /// <summary>
 /// One partition of the cluster's recovery sweep (keys 0 to 15, a partition each, by a hash of the run id):

@@ -157,6 +157,12 @@ public sealed class JournalAudit
             return Broken(record, null, "the run has no index row");
         }
 
+        if (index.Status == RunStatus.Quarantined)
+        {
+            // Once quarantined, always: a cause that went away (a key configured later) does not release it.
+            return Broken(record, null, "the run is quarantined (its journal did not verify when it last activated)");
+        }
+
         if (index.JournalSeq > rows.Count)
         {
             return Broken(record, rows.Count, $"the index was written when the journal had {index.JournalSeq} rows; it has {rows.Count}");

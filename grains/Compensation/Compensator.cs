@@ -107,7 +107,7 @@ internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline
             {
                 payload = await pipeline.AttemptAsync(new StepAttempt(call with { Attempt = attempt }, attempt, run.Stopping), run);
             }
-            catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException))
+            catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or JournalTamperedException))
             {
                 var errorClass = ErrorClassifier.Classify(e, resolved?.Definition.ClassifyError);
                 var policy = resolved?.Definition.Retry ?? run.Options.Retry.Compensation;

@@ -98,7 +98,7 @@ public static class JournalHash
             }
             else if ((key = keys.Find(row.KeyId)) is null)
             {
-                return new JournalVerification(runId, rows.Count, false, row.Seq, $"the row is signed with key {row.KeyId}, which is not configured (Spine:Audit:Key or RetiredKeys)");
+                return new JournalVerification(runId, rows.Count, false, row.Seq, $"the row is signed with key {row.KeyId}, which is not configured (Spine:Audit:Key or RetiredKeys)", row.KeyId);
             }
 
             if (!CryptographicOperations.FixedTimeEquals(Compute(key, row), row.Hash))

@@ -33,6 +33,13 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
     public async Task<bool> LoadAsync(CancellationToken cancellationToken)
     {
         var (record, check) = await storage.ExecuteAsync(token => audit.ReadForActivationAsync(runId, token), cancellationToken);
+        if (check.UnknownKeyId is { } keyId)
+        {
+            // A silo that lacks a key the others sign with (a rotation rolled out in the wrong order) must not
+            // quarantine healthy runs: the activation fails, and succeeds on a silo, or later, with the key.
+            throw new AuditKeyUnknownException(runId, keyId);
+        }
+
         foreach (var row in record.Rows)
         {
             History.Add(row);
@@ -159,9 +166,11 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
                     throw;
                 }
             }
-            catch (JournalTamperedException)
+            catch (JournalTamperedException e)
             {
-                // The stored journal is not the one this activation holds: the next activation reads and verifies it.
+                // The stored journal is not the one this activation holds (cut, or finished elsewhere): nothing more
+                // is written or run here, and the next activation reads and verifies it.
+                Tampered = new JournalVerification(runId, History.Rows.Count, false, e.FirstBadSeq, e.Problem);
                 stepAside();
                 throw;
             }

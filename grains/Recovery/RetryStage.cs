@@ -39,7 +39,7 @@ internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
             {
                 return await next(attempt == call.Attempt ? call : call with { Attempt = attempt }, run);
             }
-            catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or RunCancelledException))
+            catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or JournalTamperedException or RunCancelledException))
             {
                 failure = e;
             }

@@ -296,6 +296,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     internal void ThrowIfCancelRequested()
     {
+        // Checked before every attempt: once the journal refused this run's rows as not continuing its head, no
+        // further side effect runs, even if the workflow catches the refusal.
+        _journal.ThrowIfTampered();
         if (State is { CancelRequested: true } state)
         {
             throw new RunCancelledException(RunId, state.CancelReason);
@@ -494,7 +497,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             {
                 return;
             }
-            catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+            catch (Exception e) when (e is StorageUnavailableException or JournalConflictException or JournalTamperedException)
             {
                 throw;
             }
@@ -520,7 +523,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         catch (Exception) when (_shutdown.IsCancellationRequested)
         {
         }
-        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException)
+        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException or JournalTamperedException)
         {
             if (e is StorageUnavailableException { IsTransient: false } refused && RefusesThisData(refused) && await TryDeadLetterRefusedAsync(refused))
             {
@@ -563,7 +566,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             await FinishAsync(RunStatus.DeadLettered, null, new RunError("journal_refused", RunPayloads.Clean(message)));
             return true;
         }
-        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException or OperationCanceledException)
+        catch (Exception e) when (e is StorageUnavailableException or JournalConflictException or JournalTamperedException or OperationCanceledException)
         {
             return false;
         }

@@ -26,14 +26,21 @@ public static class LocalAuditKey
                 options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
             }
 
+            // Written whole under another name, then moved into place: nobody reads a half-written key.
+            var draft = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}";
+            using (var file = new StreamWriter(draft, System.Text.Encoding.ASCII, options))
+            {
+                file.Write(AuditKey.Generate());
+            }
+
             try
             {
-                using var file = new StreamWriter(path, System.Text.Encoding.ASCII, options);
-                file.Write(AuditKey.Generate());
+                File.Move(draft, path, overwrite: false);
             }
             catch (IOException) when (File.Exists(path))
             {
                 // Another process created it first: use theirs.
+                File.Delete(draft);
             }
         }
 

@@ -41,13 +41,20 @@ ORDER BY run_id, seq DESC;
 -- mac, the rows of one statement follow each other, and nothing follows a finished run (a dead-lettered
 -- one takes only its discard). Per statement, so a group commit of many runs costs one check.
 CREATE FUNCTION spine_journal_advance_heads() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS
+    LANGUAGE plpgsql SECURITY DEFINER AS
 $$
 DECLARE
     broken text;
     expected integer;
     advanced integer;
 BEGIN
+    -- Every row appended from now on is signed: an unsigned one (a silo of an older version) would make its run
+    -- fail verification later, so it is refused now, while its writer can still tell.
+    IF EXISTS (SELECT 1 FROM new_rows WHERE key_id IS NULL) THEN
+        RAISE EXCEPTION 'spine_journal: rows must carry the key id of the key that signed them (is every silo upgraded?)'
+            USING ERRCODE = 'SPJ02';
+    END IF;
+
     -- Window functions, not a self-join: a replay's start copies thousands of rows of one run in one insert.
     SELECT r.run_id INTO broken
     FROM (
@@ -103,6 +110,15 @@ BEGIN
     END IF;
 
     RETURN NULL;
+END
+$$;
+
+-- A security-definer function resolves tables through its own search path: this schema, then pg_temp last, so
+-- that a temporary table of the caller's named spine_journal_heads cannot stand in for the real one.
+DO $$
+BEGIN
+    EXECUTE format('ALTER FUNCTION spine_journal_advance_heads() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION spine_journal_state_after(smallint) SET search_path = %I, pg_temp', current_schema());
 END
 $$;
 

@@ -10,11 +10,11 @@ public sealed class JournalTriggerTests(ClusterFixture fixture)
     // Rows seq from..to of a run with hash = sha256(run || seq) and each prev_hash the previous row's (zeros for seq 0);
     // kinds: 1 (a step) unless listed.
     private const string Rows = """
-        INSERT INTO spine_journal (run_id, seq, kind, name, ok, recorded_at, prev_hash, hash)
+        INSERT INTO spine_journal (run_id, seq, kind, name, ok, recorded_at, prev_hash, hash, key_id)
         SELECT @run, s, COALESCE((@kinds::smallint[])[s + 1], 1::smallint), 'r', true, now(),
                CASE WHEN s = 0 THEN '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
                     ELSE sha256(convert_to(@run || (s - 1 + @link_offset), 'UTF8')) END,
-               sha256(convert_to(@run || s, 'UTF8'))
+               sha256(convert_to(@run || s, 'UTF8')), CASE WHEN @signed THEN 'k' END
         FROM generate_series(@from, @to) s
         """;
 
@@ -66,10 +66,40 @@ public sealed class JournalTriggerTests(ClusterFixture fixture)
 
     private static string NewRun() => "trg-" + Guid.NewGuid().ToString("N");
 
-    private async Task InsertAsync(string run, int from, int to, int linkOffset = 0, short[]? kinds = null)
+    [Fact]
+    public async Task UnsignedRows_AreRefused()
+    {
+        var error = await RefusedAsync(() => InsertAsync(NewRun(), 0, 1, signed: false));
+
+        Assert.Equal("SPJ02", error.SqlState);
+    }
+
+    [Fact]
+    public async Task ATemporaryHeadsTableOfTheRuntimeLogin_DoesNotStandInForTheRealOne()
+    {
+        var completed = NewRun();
+        await InsertAsync(completed, 0, 1, kinds: [0, 30]);
+        await using var data = NpgsqlDataSource.Create(fixture.Postgres.RuntimeConnectionString);
+        await using var connection = await data.OpenConnectionAsync();
+        await using (var shadow = new NpgsqlCommand("""
+            CREATE TEMP TABLE spine_journal_heads (run_id text PRIMARY KEY, seq integer, mac bytea, state smallint, legacy_rows integer DEFAULT 0, updated_at timestamptz);
+            INSERT INTO spine_journal_heads VALUES (@run, 1, sha256(convert_to(@run || 1, 'UTF8')), 0, 0, now());
+            """, connection))
+        {
+            shadow.Parameters.AddWithValue("run", completed);
+            await shadow.ExecuteNonQueryAsync();
+        }
+
+        var error = await RefusedAsync(() => InsertAsync(completed, 2, 2, connection: connection));
+
+        Assert.Equal("SPJ01", error.SqlState);
+    }
+
+    private async Task InsertAsync(string run, int from, int to, int linkOffset = 0, short[]? kinds = null, bool signed = true, NpgsqlConnection? connection = null)
     {
         await using var data = NpgsqlDataSource.Create(fixture.Postgres.RuntimeConnectionString);
-        await using var command = data.CreateCommand(Rows);
+        await using var command = connection is null ? data.CreateCommand(Rows) : new NpgsqlCommand(Rows, connection);
+        command.Parameters.AddWithValue("signed", signed);
         command.Parameters.AddWithValue("run", run);
         command.Parameters.AddWithValue("from", from);
         command.Parameters.AddWithValue("to", to);
