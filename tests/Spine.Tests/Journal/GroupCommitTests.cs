@@ -27,7 +27,7 @@ public sealed class GroupCommitTests(ClusterFixture fixture)
         {
             var runId = $"{prefix}-{i}";
             var row = new JournalRow(runId, 0, JournalKind.RunStarted, null, i == 37 ? Unencodable : "RunStarted", true, "{}",
-                JournalHash.ToStoredPrecision(DateTimeOffset.UtcNow), JournalHash.Genesis, new byte[32]);
+                JournalHash.ToStoredPrecision(DateTimeOffset.UtcNow), JournalHash.Genesis, new byte[32], KeyId: TestAudit.Ring.Signing.Id);
             return (runId, Task: writer.AppendAsync(row, null));
         }).ToList();
         var outcomes = await Task.WhenAll(writes.Select(async w =>
