@@ -78,9 +78,45 @@ internal sealed class AuditStore(SpineDatabase database)
             StringComparer.Ordinal);
     }
 
-    /// <summary>One run's record.</summary>
-    public async Task<RunRecord> ReadAsync(string runId, CancellationToken cancellationToken = default) =>
-        (await ReadAsync([runId], cancellationToken))[runId];
+    /// <summary>
+    /// One run's record, in one statement (so one snapshot and one round trip: this is every activation's read).
+    /// The head and index columns repeat on each journal row; a run without rows still yields one row.
+    /// </summary>
+    public async Task<RunRecord> ReadAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        var sql = $"""
+            SELECT h.seq, h.mac, h.legacy_rows, r.status, r.journal_seq, r.result, {string.Join(", ", JournalStore.RowColumns.Split(", ").Select(c => "j." + c))}
+            FROM (SELECT @run_id::text AS run_id) k
+            LEFT JOIN spine_journal_heads h ON h.run_id = k.run_id
+            LEFT JOIN spine_runs r ON r.run_id = k.run_id
+            LEFT JOIN spine_journal j ON j.run_id = k.run_id
+            ORDER BY j.seq
+            """;
+        try
+        {
+            await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.AddWithValue("run_id", runId);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var rows = new List<JournalRow>();
+            JournalHead? head = null;
+            IndexEntry? index = null;
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                head ??= reader.IsDBNull(0) ? null : new JournalHead(reader.GetInt32(0), reader.GetFieldValue<byte[]>(1), reader.GetInt32(2));
+                index ??= reader.IsDBNull(3) ? null : new IndexEntry((RunStatus)reader.GetInt16(3), reader.GetInt32(4), reader.IsDBNull(5) ? null : reader.GetString(5));
+                if (!reader.IsDBNull(6))
+                {
+                    rows.Add(JournalStore.ReadRow(reader, 6));
+                }
+            }
+
+            return new RunRecord(runId, rows, head, index);
+        }
+        catch (Exception e) when (SpineDatabase.Classify(e, "journal read") is { } typed)
+        {
+            throw typed;
+        }
+    }
 
     /// <summary>A page of the run ids the index or the heads name, in order, after <paramref name="after"/>.</summary>
     public async Task<IReadOnlyList<string>> ListRunIdsAsync(string? after, int limit, CancellationToken cancellationToken = default)
