@@ -91,21 +91,7 @@ public sealed class JournalAudit
     {
         ArgumentNullException.ThrowIfNull(query);
         var rows = await _store.ExportAsync(query, cancellationToken);
-        return rows.Select(r => new AuditEntry
-        {
-            RunId = r.RunId,
-            Seq = r.Seq,
-            Kind = r.Kind.ToString(),
-            Step = r.Step,
-            Name = r.Name,
-            Ok = r.Ok,
-            PayloadJson = r.Payload,
-            RecordedAt = r.RecordedAt,
-            Attempt = r.Attempt,
-            KeyId = r.KeyId,
-            PrevHash = Convert.ToHexStringLower(r.PrevHash),
-            Hash = Convert.ToHexStringLower(r.Hash),
-        }).ToList();
+        return rows.Select(r => r.ToAuditEntry()).ToList();
     }
 
     /// <summary>Reads a run for its activation: its rows, and whether they verify.</summary>

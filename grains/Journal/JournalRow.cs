@@ -97,6 +97,23 @@ public sealed record JournalRow(
     public bool IsStepOutcome => Step is not null && Kind is JournalKind.Step or JournalKind.Tool or JournalKind.Model
         or JournalKind.Timer or JournalKind.Time or JournalKind.Random;
 
+    /// <summary>The row as exported for a SIEM: every field its hash covers, its key id and both hashes.</summary>
+    public Audit.AuditEntry ToAuditEntry() => new()
+    {
+        RunId = RunId,
+        Seq = Seq,
+        Kind = Kind.ToString(),
+        Step = Step,
+        Name = Name,
+        Ok = Ok,
+        PayloadJson = Payload,
+        RecordedAt = RecordedAt,
+        Attempt = Attempt,
+        KeyId = KeyId,
+        PrevHash = Convert.ToHexStringLower(PrevHash),
+        Hash = Convert.ToHexStringLower(Hash),
+    };
+
     /// <summary>The operator view of the row.</summary>
     public JournalEntryView ToView() => new()
     {
