@@ -20,7 +20,7 @@ BEGIN
                bool_or(key_id IS NULL) AS unsigned,
                (array_agg(prev_hash ORDER BY seq))[1] AS first_prev, (array_agg(hash ORDER BY seq DESC))[1] AS last_hash,
                (array_agg(kind ORDER BY seq))[1] AS first_kind, (array_agg(kind ORDER BY seq DESC))[1] AS last_kind,
-               max(seq) FILTER (WHERE kind IN (30, 31, 32, 34)) AS closed_at,
+               min(seq) FILTER (WHERE kind IN (30, 31, 32, 34)) AS closed_at,
                min(seq) FILTER (WHERE kind = 33) AS dead_lettered_at
         FROM new_rows GROUP BY run_id
     ),
@@ -30,7 +30,7 @@ BEGIN
         SELECT *, CASE WHEN last_kind = 33 THEN 1::smallint WHEN last_kind IN (30, 31, 32, 34) THEN 2::smallint ELSE 0::smallint END AS last_state
         FROM batch
         WHERE NOT unsigned AND rows = last_seq - first_seq + 1
-          -- a closing row is the last; a dead letter is the last or followed only by its discard
+          -- the first closing row is the last row; a dead letter is the last or followed only by its discard
           AND (closed_at IS NULL OR closed_at = last_seq)
           AND (dead_lettered_at IS NULL OR dead_lettered_at = last_seq OR (dead_lettered_at = last_seq - 1 AND last_kind = 34))
     ),

@@ -54,12 +54,16 @@ public sealed class JournalTriggerTests(ClusterFixture fixture)
 
         var afterEnd = await RefusedAsync(() => InsertAsync(completed, 3, 3));
         var inOneInsert = await RefusedAsync(() => InsertAsync(NewRun(), 0, 2, kinds: [0, 30, 1]));
+        var twoEndsInOneInsert = await RefusedAsync(() => InsertAsync(NewRun(), 0, 2, kinds: [0, 30, 34]));
+        var twoDiscardsInOneInsert = await RefusedAsync(() => InsertAsync(NewRun(), 0, 3, kinds: [0, 33, 34, 34]));
         var stepAfterDeadLetter = await RefusedAsync(() => InsertAsync(deadLettered, 2, 2));
         await InsertAsync(deadLettered, 2, 2, kinds: [0, 33, 34]);
         var afterDiscard = await RefusedAsync(() => InsertAsync(deadLettered, 3, 3, kinds: [0, 33, 34, 34]));
 
         Assert.Equal("SPJ01", afterEnd.SqlState);
         Assert.Equal("SPJ01", inOneInsert.SqlState);
+        Assert.Equal("SPJ01", twoEndsInOneInsert.SqlState);
+        Assert.Equal("SPJ01", twoDiscardsInOneInsert.SqlState);
         Assert.Equal("SPJ01", stepAfterDeadLetter.SqlState);
         Assert.Equal("SPJ01", afterDiscard.SqlState);
     }
