@@ -30,6 +30,21 @@ public interface ISpineClient
     /// <summary>Requests cancellation; the run stops at its next step boundary.</summary>
     Task<RunInfo> CancelAsync(string runId, string? reason = null, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Sends a signal to a run: journaled at once, and received by the run's next (or current) wait for its name
+    /// (<c>ctx.WaitForSignalAsync</c>), oldest first per name. With a <see cref="SignalRequest.SignalId"/>, sending
+    /// again (a retry after a lost answer) does not journal it twice.
+    /// </summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run has finished, or is being cancelled or compensated.</exception>
+    /// <exception cref="Spine.Errors.InvalidPayloadException">The payload is not JSON, or the name is one of Spine's own (<c>spine.</c>).</exception>
+    /// <exception cref="Spine.Errors.PayloadTooLargeException">The payload is over the configured ceiling.</exception>
+    Task<RunInfo> SignalAsync(string runId, SignalRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Sends a signal whose payload is an object serialised to JSON (camelCase), as <paramref name="actor"/> (null: the client's configured actor).</summary>
+    Task<RunInfo> SignalAsync<TPayload>(string runId, string name, TPayload payload, string? signalId = null, Identity.SpineActor? actor = null,
+        CancellationToken cancellationToken = default);
+
     /// <summary>Lists runs by status, type and account, newest first.</summary>
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default);
 

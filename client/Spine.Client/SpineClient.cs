@@ -81,6 +81,18 @@ public sealed class SpineClient : ISpineClient
         Run(runId).CancelAsync(reason, actor ?? _actor).WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<RunInfo> SignalAsync(string runId, SignalRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return Run(runId).SignalAsync(request.Actor is null && _actor is not null ? request with { Actor = _actor } : request).WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<RunInfo> SignalAsync<TPayload>(string runId, string name, TPayload payload, string? signalId = null, Identity.SpineActor? actor = null,
+        CancellationToken cancellationToken = default) =>
+        SignalAsync(runId, new SignalRequest(name, JsonSerializer.Serialize(payload, Json), signalId, actor), cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).ListAsync(query).WaitAsync(cancellationToken);
 

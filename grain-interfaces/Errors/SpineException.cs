@@ -461,3 +461,36 @@ public sealed class AuditKeyUnknownException : SpineException
     /// <inheritdoc />
     public override string Kind => "audit_key_unknown";
 }
+
+/// <summary>
+/// A workflow's wait for a signal (<c>ctx.WaitForSignalAsync</c>) reached its deadline with no signal of that name;
+/// thrown into the workflow, which may catch it. The timeout is journaled, so a re-execution throws it again.
+/// </summary>
+[GenerateSerializer, Alias("spine.SignalTimeoutException")]
+public sealed class SignalTimeoutException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public SignalTimeoutException(string runId, int step, string name, DateTimeOffset deadline)
+        : base($"Run {runId}: no signal '{name}' arrived by {deadline:O} (step {step}).")
+    {
+        RunId = runId;
+        Step = step;
+        Name = name;
+        Deadline = deadline;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The step that waited.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>The signal's name.</summary>
+    [Id(2)] public string Name { get; private set; }
+
+    /// <summary>When the wait ended.</summary>
+    [Id(3)] public DateTimeOffset Deadline { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "signal_timeout";
+}

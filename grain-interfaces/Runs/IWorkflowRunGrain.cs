@@ -29,6 +29,17 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     [Alias("CancelAsync"), AlwaysInterleave]
     Task<RunInfo> CancelAsync(string? reason, SpineActor? actor);
 
+    /// <summary>
+    /// Journals a signal for the run; the workflow receives it at its next (or current) wait for that name, in
+    /// the order signals of one name arrived. Returns once the signal is durable.
+    /// </summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>
+    /// <exception cref="Spine.Errors.InvalidRunStateException">The run has finished, or is being cancelled or compensated.</exception>
+    /// <exception cref="Spine.Errors.InvalidPayloadException">The payload is not JSON, or the name is reserved.</exception>
+    /// <exception cref="Spine.Errors.PayloadTooLargeException">The payload is over the configured ceiling.</exception>
+    [Alias("SignalAsync"), AlwaysInterleave]
+    Task<RunInfo> SignalAsync(SignalRequest request);
+
     /// <summary>Decides on a step escalated to an operator (<see cref="RunStatus.AwaitingOperator"/>).</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>
     [Alias("ResolveEscalationAsync"), AlwaysInterleave]

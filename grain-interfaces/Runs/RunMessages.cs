@@ -34,6 +34,21 @@ public sealed record ReplayRequest(
     [property: Id(3)] IReadOnlyDictionary<string, string>? Parameters = null,
     [property: Id(4)] string? IdempotencyKey = null);
 
+/// <summary>A signal to a run: a named message its workflow receives with <c>ctx.WaitForSignalAsync</c>.</summary>
+/// <param name="Name">The signal's name: printable text, not starting with <c>spine.</c> (Spine's own signals, such as approvals).</param>
+/// <param name="PayloadJson">The signal's payload as JSON text.</param>
+/// <param name="SignalId">
+/// A caller-chosen id that makes sending idempotent: a second signal with the same id to the same run is not
+/// journaled again. Null: every send is a new signal.
+/// </param>
+/// <param name="Actor">Who sends it (the client's configured actor when null); journaled with the signal.</param>
+[GenerateSerializer, Immutable, Alias("spine.SignalRequest")]
+public sealed record SignalRequest(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string PayloadJson,
+    [property: Id(2)] string? SignalId = null,
+    [property: Id(3)] SpineActor? Actor = null);
+
 /// <summary>Where a replayed run came from.</summary>
 /// <param name="SourceRunId">The source run.</param>
 /// <param name="FromStep">The first step the replay executed itself.</param>

@@ -36,6 +36,9 @@ public enum RunStatus
 
     /// <summary>The run's journal does not verify (edited, cut or forged): it never executes again; <c>audit verify</c> says where.</summary>
     Quarantined = 10,
+
+    /// <summary>Waiting for a signal (<c>ctx.WaitForSignalAsync</c>), until it arrives or the wait's deadline passes.</summary>
+    AwaitingSignal = 11,
 }
 
 /// <summary>Helpers over <see cref="RunStatus"/>.</summary>

@@ -35,6 +35,15 @@ public enum JournalKind : short
     /// <summary>A <c>ctx.SleepAsync</c> durable timer ended (its place in the journal orders it among parallel calls on replay).</summary>
     TimerFired = 9,
 
+    /// <summary>
+    /// The outcome of a <c>ctx.WaitForSignalAsync</c>: the signal it received (its row's seq, payload and sender), or,
+    /// not ok, that the wait's deadline passed.
+    /// </summary>
+    Signal = 10,
+
+    /// <summary>A <c>ctx.WaitForSignalAsync</c> began waiting, with its deadline (so a re-execution keeps the same one).</summary>
+    SignalAwaited = 11,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
 
@@ -43,6 +52,9 @@ public enum JournalKind : short
 
     /// <summary>An operator decided on an escalated step (retry, skip or fail).</summary>
     OperatorDecided = 22,
+
+    /// <summary>A signal arrived for the run (name, payload, sender), whether or not the workflow waits for it yet.</summary>
+    SignalReceived = 25,
 
     /// <summary>The run began compensating its completed steps; the payload holds how the run ends afterwards.</summary>
     CompensationStarted = 23,
@@ -95,7 +107,7 @@ public sealed record JournalRow(
 {
     /// <summary>True for the rows replay answers a workflow call from: the outcome of a step.</summary>
     public bool IsStepOutcome => Step is not null && Kind is JournalKind.Step or JournalKind.Tool or JournalKind.Model
-        or JournalKind.Timer or JournalKind.Time or JournalKind.Random;
+        or JournalKind.Timer or JournalKind.Time or JournalKind.Random or JournalKind.Signal;
 
     /// <summary>The row as exported for a SIEM: every field its hash covers, its key id and both hashes.</summary>
     public Audit.AuditEntry ToAuditEntry() => new()

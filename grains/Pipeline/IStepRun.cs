@@ -34,6 +34,13 @@ internal interface IStepRun
     /// </summary>
     Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false);
 
+    /// <summary>
+    /// Waits for the oldest signal of <paramref name="name"/> no other wait received, until <paramref name="deadline"/>
+    /// (null: no deadline); returns its <see cref="JournalKind.SignalReceived"/> row, or null when the deadline
+    /// passed. Journals the deadline before waiting when <paramref name="recordDeadline"/>.
+    /// </summary>
+    Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline);
+
     /// <summary>Throws <see cref="Errors.RunCancelledException"/> once a cancel was requested.</summary>
     void ThrowIfCancelRequested();
 

@@ -161,6 +161,50 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         }
     }
 
+    public async Task<T> WaitForSignalAsync<T>(string name, TimeSpan timeout)
+    {
+        Signals.SignalInbox.CheckName(name);
+        if (timeout != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(timeout, TimeSpan.Zero);
+        }
+
+        var (step, recorded) = Next(JournalKind.Signal, name);
+        if (recorded is not null)
+        {
+            // Delivered (or timed out) before: the journal says with what, and where among parallel calls.
+            await replay.TurnAsync(step);
+            return ReadSignal<T>(recorded, step);
+        }
+
+        // A wait that began before this execution keeps its deadline.
+        var awaited = run.EventsOf(step).LastOrDefault(e => e.Kind == JournalKind.SignalAwaited);
+        var deadline = awaited is not null
+            ? RunPayloads.Read<Signals.SignalAwaitedPayload>(awaited.Payload).Deadline
+            : timeout == Timeout.InfiniteTimeSpan ? null : run.Time.GetUtcNow() + timeout;
+
+        // A wait, not an attempt: no retries, breaker or timeout to pass through.
+        run.EnterCall();
+        try
+        {
+            var signal = await run.AwaitSignalAsync(step, name, deadline, recordDeadline: awaited is null);
+
+            // The outcome is journaled live, after everything the journal already holds, so that a replay hands
+            // it out exactly where it happened among parallel calls.
+            await replay.DrainedAsync();
+            var received = signal is null ? null : RunPayloads.Read<Signals.SignalPayload>(signal.Payload);
+            var outcome = received is null
+                ? new Signals.SignalOutcomePayload(null, null, null, deadline)
+                : new Signals.SignalOutcomePayload(received.Id, received.Payload, received.Actor);
+            var row = await run.AppendAsync(JournalKind.Signal, step, name, signal is not null, RunPayloads.Write(outcome));
+            return ReadSignal<T>(row, step);
+        }
+        finally
+        {
+            run.ExitCall();
+        }
+    }
+
     public Task<DateTimeOffset> NowAsync() =>
         RecordValueAsync(JournalKind.Time, "now", () => run.Time.GetUtcNow(),
             v => v.ToString("O", CultureInfo.InvariantCulture), s => DateTimeOffset.Parse(s, CultureInfo.InvariantCulture));
@@ -252,11 +296,11 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         }
 
         // The journal may hold attempts or an escalation of this step but no outcome: check those match too.
-        if (run.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } started)
+        if (run.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated or JournalKind.SignalAwaited) is { } started)
         {
-            if (started.Name != name)
+            if (started.Name != name || (started.Kind == JournalKind.SignalAwaited) != (kind == JournalKind.Signal))
             {
-                throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}'", $"{kind} '{name}'");
+                throw new NonDeterminismException(RunId, step, $"{(started.Kind == JournalKind.SignalAwaited ? "a wait for signal" : "attempts of")} '{started.Name}'", $"{kind} '{name}'");
             }
 
             if (argumentsHash is not null && RunPayloads.ReadError(started.Payload).ArgumentsHash is { } attempted && attempted != argumentsHash)
@@ -317,6 +361,17 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         {
             throw new NonDeterminismException(RunId, step, $"Step '{name}' with a result that does not read as {typeof(T).Name} ({e.Message})", $"Step '{name}' returning {typeof(T).Name}");
         }
+    }
+
+    private T ReadSignal<T>(JournalRow row, int step)
+    {
+        var outcome = RunPayloads.Read<Signals.SignalOutcomePayload>(row.Payload);
+        if (!row.Ok)
+        {
+            throw new SignalTimeoutException(RunId, step, row.Name, outcome.Deadline ?? row.RecordedAt);
+        }
+
+        return outcome.Payload is { } payload ? Deserialize<T>(payload.GetRawText(), step, row.Name) : default!;
     }
 
     private sealed record ToolPayload(string Version, JsonElement Input, JsonElement Output);

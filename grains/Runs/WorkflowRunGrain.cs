@@ -49,6 +49,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly RunJournal _journal;
     private readonly DurableWaits _waits;
     private readonly OperatorDecisions _decisions;
+    private readonly Signals.SignalInbox _signals;
     private Task? _execution;
     private int _liveCalls;
 
@@ -80,6 +81,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _journal = new RunJournal(RunId, writer, store, audit, storage, time, _shutdown.Token, DeactivateOnIdle);
         _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
         _decisions = new OperatorDecisions(_shutdown.Token);
+        _signals = new Signals.SignalInbox(RunId, _journal, _waits, Options, time, _shutdown.Token);
     }
 
     internal string RunId => this.GetPrimaryKeyString();
@@ -227,8 +229,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             throw;
         }
 
-        // Every waiter wakes: sleeps and retry waits see the cancel, escalations end with it.
+        // Every waiter wakes: sleeps, retry waits and signal waits see the cancel, escalations end with it.
         _waits.WakeAll();
+        _signals.WakeAll();
         _decisions.FailAll(new RunCancelledException(RunId, reason));
         state.Escalations.Clear();
         StartExecution();
@@ -280,6 +283,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _journal.AppendAsync(kind, step, name, ok, payload, attempt: attempt);
 
     Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping) => WaitUntilAsync(wakeAt, sleeping);
+
+    Task<JournalRow?> IStepRun.AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline) =>
+        _signals.AwaitAsync(step, name, deadline, recordDeadline, RefreshStatusAsync, ThrowIfCancelRequested);
 
     void IStepRun.ThrowIfCancelRequested() => ThrowIfCancelRequested();
 
@@ -348,26 +354,29 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     /// <summary>
     /// The status the run's live calls add up to: executing while any call executes (or waits for a retry),
-    /// else waiting for an operator while any step is escalated, else sleeping while any call sleeps.
+    /// else waiting for an operator while any step is escalated, else for a signal while any call waits for
+    /// one, else sleeping while any call sleeps.
     /// </summary>
     private RunStatus LiveStatus(int escalated) =>
-        _liveCalls > _waits.Sleeping + escalated ? RunStatus.Running
+        _liveCalls > _waits.Sleeping + escalated + _signals.Waiting ? RunStatus.Running
         : escalated > 0 ? RunStatus.AwaitingOperator
+        : _signals.Waiting > 0 ? RunStatus.AwaitingSignal
         : _waits.Sleeping > 0 ? RunStatus.Sleeping
         : RunStatus.Running;
 
     /// <summary>
     /// An executing run is never collected as idle (a long step must not be cancelled and run again); one that
-    /// only sleeps or waits for an operator may be, since its reminder or the decision brings it back.
+    /// only sleeps or waits for an operator or a signal may be, since its reminder, the decision or the signal
+    /// brings it back.
     /// </summary>
     private void KeepAliveWhile(RunStatus live) =>
-        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator ? TimeSpan.Zero : TimeSpan.MaxValue);
+        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal ? TimeSpan.Zero : TimeSpan.MaxValue);
 
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
     {
         var state = State!;
-        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator))
+        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal))
         {
             return;
         }

@@ -122,6 +122,9 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
             }
         }
 
+        /// <summary>Ends this wait now (what it waited for came another way).</summary>
+        public void Wake() => wake.TrySetResult();
+
         public void Dispose()
         {
             if (owner._waiters.Remove(wake))

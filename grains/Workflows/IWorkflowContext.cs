@@ -65,6 +65,17 @@ public interface IWorkflowContext
     /// <summary>A durable timer: the wake-up time is journaled, so the wait survives restarts and resumes where it left off.</summary>
     Task SleepAsync(TimeSpan duration);
 
+    /// <summary>
+    /// Waits durably for a signal named <paramref name="name"/> (<c>ISpineClient.SignalAsync</c>) and returns its
+    /// payload. A signal sent before the wait is kept and delivered here; signals of one name are delivered one per
+    /// wait, oldest first. The run shows as <see cref="RunStatus.AwaitingSignal"/> meanwhile, and the wait survives
+    /// restarts: its deadline is journaled and a reminder backs it.
+    /// </summary>
+    /// <param name="name">The signal's name.</param>
+    /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for as long as it takes.</param>
+    /// <exception cref="SignalTimeoutException">No such signal arrived before the deadline (journaled; a re-execution throws it again).</exception>
+    Task<T> WaitForSignalAsync<T>(string name, TimeSpan timeout);
+
     /// <summary>The current time, recorded so that re-execution sees the same value.</summary>
     Task<DateTimeOffset> NowAsync();
 

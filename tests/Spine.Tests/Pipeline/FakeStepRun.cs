@@ -57,6 +57,9 @@ internal sealed class FakeStepRun : IStepRun
         return Task.FromResult(row);
     }
 
+    public Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline) =>
+        throw new NotSupportedException("The pipeline does not wait for signals.");
+
     public Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false)
     {
         Waits.Add(wakeAt);
