@@ -147,6 +147,20 @@ cancel.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     return Print(parse, info, RunText(info));
 }, ct));
 
+var signalName = new Argument<string>("name") { Description = "The signal's name (what the workflow waits for)." };
+var signalPayload = new Option<string?>("--payload") { Description = "The signal's payload as JSON (default: null)." };
+var signalPayloadFile = new Option<string?>("--payload-file") { Description = "Read the payload from this file; - reads standard input." };
+var signalId = new Option<string?>("--id") { Description = "A signal id: sending the same id again does not deliver it twice." };
+var signal = new Command("signal", "Send a signal to a run (journaled; delivered to its next wait for that name).")
+    { runId, signalName, signalPayload, signalPayloadFile, signalId, operatorName, operatorRoles };
+signal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var payload = await ReadInputAsync(parse.GetValue(signalPayload), parse.GetValue(signalPayloadFile), ct) ?? "null";
+    var request = new SignalRequest(parse.GetValue(signalName)!, payload, parse.GetValue(signalId), Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles)));
+    var info = await client.SignalAsync(parse.GetValue(runId)!, request, ct);
+    return Print(parse, info, RunText(info));
+}, ct));
+
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
 var typeFilter = new Option<string?>("--type") { Description = "Only runs of this workflow type." };
 var limit = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
@@ -277,7 +291,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

@@ -33,6 +33,26 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task Signal_JournalsThePayloadAndItsSender_AndAnUnknownRunFailsTyped()
+    {
+        var run = await fixture.Client.StartAsync("ledger", new { steps = 30, stepMilliseconds = 500 });
+
+        var (exit, output) = await SpineAsync("signal", run.RunId, "nudge", "--payload", "{\"n\":1}", "--id", "s-1", "--as", "carol", "--role", "operator", "--json");
+        var (unknownExit, unknown) = await SpineAsync("signal", "r-doesnotexist", "nudge", "--json");
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+        await fixture.Client.CancelAsync(run.RunId);
+
+        Assert.Equal(0, exit);
+        Assert.Equal(run.RunId, JsonDocument.Parse(output).RootElement.GetProperty("runId").GetString());
+        var received = JsonDocument.Parse(journal.Single(r => r.Kind == "SignalReceived").PayloadJson!).RootElement;
+        Assert.Equal(1, received.GetProperty("payload").GetProperty("n").GetInt32());
+        Assert.Equal("s-1", received.GetProperty("id").GetString());
+        Assert.Equal("carol", received.GetProperty("actor").GetProperty("id").GetString());
+        Assert.Equal(1, unknownExit);
+        Assert.Equal("run_not_found", JsonDocument.Parse(unknown).RootElement.GetProperty("error").GetProperty("kind").GetString());
+    }
+
+    [Fact]
     public async Task Status_UnknownRun_PrintsTypedJsonErrorAndFails()
     {
         var (exit, output) = await SpineAsync("status", "r-doesnotexist", "--json");
