@@ -161,6 +161,34 @@ signal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     return Print(parse, info, RunText(info));
 }, ct));
 
+var approvalRole = new Option<string?>("--role") { Description = "Only approvals this role may decide." };
+var approvalsList = new Command("list", "List the approvals runs wait for.") { account, approvalRole, new Option<int>("--limit") { Description = "Look at this many waiting runs at most.", DefaultValueFactory = _ => 100 } };
+approvalsList.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var pending = await client.ListApprovalsAsync(new Spine.Approvals.ApprovalQuery { AccountId = parse.GetValue(account), Role = parse.GetValue(approvalRole), Limit = parse.GetValue<int>("--limit") }, ct);
+    return Print(parse, pending, string.Join(Environment.NewLine, pending.Select(a =>
+        $"{a.RunId}  step {a.Step} '{a.Name}'  roles={string.Join(",", a.ApproverRoles)}  deadline={a.Deadline:O}{(a.Escalated ? "  escalated" : "")}  {a.Question}")));
+}, ct));
+var deciderRole = new Option<string>("--role") { Description = "The approver role you decide as (you must hold it).", Required = true };
+var decider = new Option<string?>("--as") { Description = "Who decides (journaled); default: SpineClient__ActorId." };
+var comment = new Option<string?>("--comment") { Description = "Why, for the journal." };
+var approvalStep = new Option<int?>("--step") { Description = "Which approval, when the run waits for several." };
+Command Decide(string name, bool approve)
+{
+    var command = new Command(name, approve ? "Approve what a run waits for." : "Reject what a run waits for.") { runId, decider, deciderRole, comment, approvalStep };
+    command.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+    {
+        // --as names the actor with the one role it decides as; without it, the client's configured actor decides.
+        var role = parse.GetValue(deciderRole)!;
+        var actor = Actor(parse.GetValue(decider), [role]);
+        var info = await client.DecideApprovalAsync(parse.GetValue(runId)!, new Spine.Approvals.ApprovalVerdict(approve, role, parse.GetValue(comment), parse.GetValue(approvalStep), actor), ct);
+        return Print(parse, info, RunText(info));
+    }, ct));
+    return command;
+}
+
+var approvals = new Command("approvals", "Human approvals runs wait for.") { approvalsList, Decide("approve", true), Decide("reject", false) };
+
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
 var typeFilter = new Option<string?>("--type") { Description = "Only runs of this workflow type." };
 var limit = new Option<int>("--limit") { Description = "At most this many runs.", DefaultValueFactory = _ => 50 };
@@ -291,7 +319,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }
@@ -463,6 +491,7 @@ static string RunText(RunInfo r) =>
     $"{r.RunId}  {r.WorkflowType} v{r.WorkflowVersion}  {r.Status}  steps={r.StepsRecorded}  created={r.CreatedAt:O}" +
     (r.Origin is null ? "" : $"  replay-of={r.Origin.SourceRunId}@{r.Origin.FromStep}") +
     (r.Escalation is null ? "" : $"  awaiting-operator: step {r.Escalation.Step} '{r.Escalation.StepName}': {r.Escalation.Error.Message}") +
+    string.Concat(r.Approvals.Select(a => $"  awaiting-approval: step {a.Step} '{a.Name}' by {string.Join(" or ", a.ApproverRoles)} until {a.Deadline:O}")) +
     (r.Error is null ? "" : $"  error={r.Error.Kind}{(r.Error.Step is { } step ? $" at step {step} '{r.Error.StepName}'" : "")}: {r.Error.Message}");
 
 internal static class CliJson

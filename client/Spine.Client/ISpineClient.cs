@@ -45,6 +45,18 @@ public interface ISpineClient
     Task<RunInfo> SignalAsync<TPayload>(string runId, string name, TPayload payload, string? signalId = null, Identity.SpineActor? actor = null,
         CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Decides an approval a run waits for (<c>ctx.RequestApprovalAsync</c>), as <see cref="Spine.Approvals.ApprovalVerdict.Actor"/>
+    /// (null: the client's configured actor), who must hold <see cref="Spine.Approvals.ApprovalVerdict.Role"/>, a role the
+    /// approval accepts. The decision, actor, role and comment are journaled.
+    /// </summary>
+    /// <exception cref="Spine.Errors.ApprovalForbiddenException">No actor, or one without the role, or a role the approval does not accept.</exception>
+    /// <exception cref="Spine.Errors.ApprovalNotPendingException">The run waits for no such approval, or it was decided already.</exception>
+    Task<RunInfo> DecideApprovalAsync(string runId, Spine.Approvals.ApprovalVerdict verdict, CancellationToken cancellationToken = default);
+
+    /// <summary>The approvals runs wait for, by account and by the role that may decide them.</summary>
+    Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default);
+
     /// <summary>Lists runs by status, type and account, newest first.</summary>
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default);
 

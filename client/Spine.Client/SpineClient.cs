@@ -93,6 +93,17 @@ public sealed class SpineClient : ISpineClient
         SignalAsync(runId, new SignalRequest(name, JsonSerializer.Serialize(payload, Json), signalId, actor), cancellationToken);
 
     /// <inheritdoc />
+    public Task<RunInfo> DecideApprovalAsync(string runId, Spine.Approvals.ApprovalVerdict verdict, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(verdict);
+        return Run(runId).DecideApprovalAsync(verdict.Actor is null && _actor is not null ? verdict with { Actor = _actor } : verdict).WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).ListApprovalsAsync(query).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).ListAsync(query).WaitAsync(cancellationToken);
 

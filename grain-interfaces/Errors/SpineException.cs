@@ -494,3 +494,51 @@ public sealed class SignalTimeoutException : SpineException
     /// <inheritdoc />
     public override string Kind => "signal_timeout";
 }
+
+/// <summary>An actor tried to decide an approval without holding a role the approval accepts (or named no actor).</summary>
+[GenerateSerializer, Alias("spine.ApprovalForbiddenException")]
+public sealed class ApprovalForbiddenException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public ApprovalForbiddenException(string runId, int step, string? actor, string detail)
+        : base($"Run {runId}, approval at step {step}: {actor ?? "an anonymous caller"} may not decide: {detail}")
+    {
+        RunId = runId;
+        Step = step;
+        Actor = actor;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The approval's step.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>Who tried.</summary>
+    [Id(2)] public string? Actor { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "approval_forbidden";
+}
+
+/// <summary>A decision for an approval the run does not wait for: none is pending, or it was decided already.</summary>
+[GenerateSerializer, Alias("spine.ApprovalNotPendingException")]
+public sealed class ApprovalNotPendingException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public ApprovalNotPendingException(string runId, Spine.Runs.RunStatus status, string detail)
+        : base($"Run {runId} ({status}): {detail}")
+    {
+        RunId = runId;
+        Status = status;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The run's status when the decision came.</summary>
+    [Id(1)] public Spine.Runs.RunStatus Status { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "approval_not_pending";
+}

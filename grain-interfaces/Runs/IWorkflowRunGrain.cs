@@ -40,6 +40,15 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     [Alias("SignalAsync"), AlwaysInterleave]
     Task<RunInfo> SignalAsync(SignalRequest request);
 
+    /// <summary>
+    /// Decides an approval the run waits for, as an actor holding one of its approver roles; the decision, actor,
+    /// role and comment are journaled and the run goes on.
+    /// </summary>
+    /// <exception cref="Spine.Errors.ApprovalForbiddenException">No actor, or one that does not hold the role, or a role the approval does not accept.</exception>
+    /// <exception cref="Spine.Errors.ApprovalNotPendingException">The run waits for no such approval, or it was decided already.</exception>
+    [Alias("DecideApprovalAsync"), AlwaysInterleave]
+    Task<RunInfo> DecideApprovalAsync(Spine.Approvals.ApprovalVerdict verdict);
+
     /// <summary>Decides on a step escalated to an operator (<see cref="RunStatus.AwaitingOperator"/>).</summary>
     /// <exception cref="Spine.Errors.InvalidRunStateException">The run is not awaiting an operator.</exception>
     [Alias("ResolveEscalationAsync"), AlwaysInterleave]
@@ -74,6 +83,10 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     /// <summary>Runs matching <paramref name="query"/>, newest first.</summary>
     [Alias("ListAsync")]
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query);
+
+    /// <summary>The approvals runs in <see cref="RunStatus.AwaitingApproval"/> wait for, newest run first.</summary>
+    [Alias("ListApprovalsAsync")]
+    Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query);
 }
 
 /// <summary>The outcome of verifying a run's journal (<see cref="Spine.Audit.IAuditGrain"/>).</summary>

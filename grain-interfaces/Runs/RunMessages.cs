@@ -151,6 +151,9 @@ public sealed record RunInfo
 
     /// <summary>Who started the run, when the start named an actor.</summary>
     [Id(14)] public SpineActor? StartedBy { get; init; }
+
+    /// <summary>The approvals the run waits for, in step order.</summary>
+    [Id(15)] public IReadOnlyList<Spine.Approvals.PendingApproval> Approvals { get; init; } = [];
 }
 
 /// <summary>A filter for listing runs. Every set member must match.</summary>

@@ -39,6 +39,9 @@ public enum RunStatus
 
     /// <summary>Waiting for a signal (<c>ctx.WaitForSignalAsync</c>), until it arrives or the wait's deadline passes.</summary>
     AwaitingSignal = 11,
+
+    /// <summary>Waiting for a human's approval (<c>ctx.RequestApprovalAsync</c>), until an approver decides or the deadline acts.</summary>
+    AwaitingApproval = 12,
 }
 
 /// <summary>Helpers over <see cref="RunStatus"/>.</summary>

@@ -44,6 +44,15 @@ public enum JournalKind : short
     /// <summary>A <c>ctx.WaitForSignalAsync</c> began waiting, with its deadline (so a re-execution keeps the same one).</summary>
     SignalAwaited = 11,
 
+    /// <summary>The outcome of a <c>ctx.RequestApprovalAsync</c>: approved or rejected, by whom, or by its deadline.</summary>
+    Approval = 12,
+
+    /// <summary>A <c>ctx.RequestApprovalAsync</c> asked: the question, the proposed action, the approver roles and the deadline.</summary>
+    ApprovalRequested = 13,
+
+    /// <summary>An approval's deadline passed undecided and it went to other approver roles, with a new deadline.</summary>
+    ApprovalEscalated = 14,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
 
@@ -107,7 +116,7 @@ public sealed record JournalRow(
 {
     /// <summary>True for the rows replay answers a workflow call from: the outcome of a step.</summary>
     public bool IsStepOutcome => Step is not null && Kind is JournalKind.Step or JournalKind.Tool or JournalKind.Model
-        or JournalKind.Timer or JournalKind.Time or JournalKind.Random or JournalKind.Signal;
+        or JournalKind.Timer or JournalKind.Time or JournalKind.Random or JournalKind.Signal or JournalKind.Approval;
 
     /// <summary>The row as exported for a SIEM: every field its hash covers, its key id and both hashes.</summary>
     public Audit.AuditEntry ToAuditEntry() => new()

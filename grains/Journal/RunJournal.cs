@@ -188,6 +188,7 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             foreach (var row in rows)
             {
                 History.Add(row);
+                State?.Observe(row);
             }
 
             return rows;

@@ -37,9 +37,11 @@ internal interface IStepRun
     /// <summary>
     /// Waits for the oldest signal of <paramref name="name"/> no other wait received, until <paramref name="deadline"/>
     /// (null: no deadline); returns its <see cref="JournalKind.SignalReceived"/> row, or null when the deadline
-    /// passed. Journals the deadline before waiting when <paramref name="recordDeadline"/>.
+    /// passed. Journals the deadline before waiting when <paramref name="recordDeadline"/>. An <paramref name="approval"/>
+    /// wait shows the run as awaiting approval; with <paramref name="closeOnTimeout"/> a passed deadline refuses later
+    /// signals of the name.
     /// </summary>
-    Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline);
+    Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval = false, bool closeOnTimeout = false);
 
     /// <summary>Throws <see cref="Errors.RunCancelledException"/> once a cancel was requested.</summary>
     void ThrowIfCancelRequested();

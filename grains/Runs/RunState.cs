@@ -45,8 +45,28 @@ internal sealed class RunState
     /// </summary>
     public SortedDictionary<int, PendingEscalation> Escalations { get; } = [];
 
+    /// <summary>The approvals the run waits for, by step number (see <see cref="Spine.Approvals.ApprovalGate"/>).</summary>
+    public SortedDictionary<int, Spine.Approvals.ApprovalWait> Approvals { get; } = [];
+
     /// <summary>Set once compensation began: how the run ends after it.</summary>
     public CompensationPlan? Compensation { get; set; }
+
+    /// <summary>
+    /// Applies a row whose effect on the state is the row alone (approvals), both when folding a journal and as
+    /// the run appends the row live; everything else a live append changes, its caller sets.
+    /// </summary>
+    public void Observe(JournalRow row)
+    {
+        switch (row.Kind)
+        {
+            case JournalKind.ApprovalRequested or JournalKind.ApprovalEscalated or JournalKind.Approval:
+                Spine.Approvals.ApprovalGate.Fold(this, row);
+                break;
+            case JournalKind.SignalReceived when Spine.Approvals.ApprovalGate.StepOf(row.Name) is { } decided:
+                Spine.Approvals.ApprovalGate.FoldDecision(this, decided);
+                break;
+        }
+    }
 
     /// <summary>The state of a run as its first journal row describes it.</summary>
     public static RunState Started(StartedPayload started, DateTimeOffset at) => new()
@@ -85,6 +105,10 @@ internal sealed class RunState
                 }
 
                 state.Escalations.Clear();
+                state.Approvals.Clear();
+                break;
+            case JournalKind.ApprovalRequested or JournalKind.ApprovalEscalated or JournalKind.Approval or JournalKind.SignalReceived:
+                state!.Observe(row);
                 break;
             case JournalKind.Escalated when state!.CancelRequested:
                 // Written by an attempt that ended after the cancel: the run is on its way to its end.
@@ -104,6 +128,7 @@ internal sealed class RunState
                 state!.Compensation = RunPayloads.Read<CompensationPlan>(row.Payload);
                 state.Status = RunStatus.Compensating;
                 state.Escalations.Clear();
+                state.Approvals.Clear();
                 break;
             case JournalKind.RunCompleted:
                 state!.Status = RunStatus.Completed;
@@ -118,6 +143,7 @@ internal sealed class RunState
                 };
                 state.Error = RunPayloads.ReadError(row.Payload).ToRunError();
                 state.Escalations.Clear();
+                state.Approvals.Clear();
                 break;
             case JournalKind.RunDiscarded:
                 state!.Status = RunStatus.Discarded;

@@ -179,9 +179,10 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
 
         // A wait that began before this execution keeps its deadline.
         var awaited = run.EventsOf(step).LastOrDefault(e => e.Kind == JournalKind.SignalAwaited);
+        var now = run.Time.GetUtcNow();
         var deadline = awaited is not null
             ? RunPayloads.Read<Signals.SignalAwaitedPayload>(awaited.Payload).Deadline
-            : timeout == Timeout.InfiniteTimeSpan ? null : run.Time.GetUtcNow() + timeout;
+            : timeout == Timeout.InfiniteTimeSpan || timeout >= DateTimeOffset.MaxValue - now ? null : now + timeout;
 
         // A wait, not an attempt: no retries, breaker or timeout to pass through.
         run.EnterCall();
@@ -198,6 +199,28 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
                 : new Signals.SignalOutcomePayload(received.Id, received.Payload, received.Actor);
             var row = await run.AppendAsync(JournalKind.Signal, step, name, signal is not null, RunPayloads.Write(outcome));
             return ReadSignal<T>(row, step);
+        }
+        finally
+        {
+            run.ExitCall();
+        }
+    }
+
+    public async Task<Approvals.ApprovalDecision> RequestApprovalAsync(Approvals.ApprovalRequest request)
+    {
+        Approvals.ApprovalGate.Check(request);
+        var (step, recorded) = Next(JournalKind.Approval, request.Name);
+        if (recorded is not null)
+        {
+            await replay.TurnAsync(step);
+            return Approvals.ApprovalGate.Read(recorded);
+        }
+
+        // A wait, not an attempt: it journals its request, waits for a decision or its deadline, and journals the outcome.
+        run.EnterCall();
+        try
+        {
+            return Approvals.ApprovalGate.Read(await Approvals.ApprovalGate.AwaitAsync(run, step, request, replay.DrainedAsync));
         }
         finally
         {
@@ -371,7 +394,20 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
             throw new SignalTimeoutException(RunId, step, row.Name, outcome.Deadline ?? row.RecordedAt);
         }
 
-        return outcome.Payload is { } payload ? Deserialize<T>(payload.GetRawText(), step, row.Name) : default!;
+        if (outcome.Payload is not { } payload)
+        {
+            return default!;
+        }
+
+        try
+        {
+            return payload.Deserialize<T>(SpineJson.Options)!;
+        }
+        catch (Exception e) when (e is JsonException or NotSupportedException)
+        {
+            // The sender's mistake, not a code change: typed, and the same on every re-execution.
+            throw new InvalidPayloadException($"signal '{row.Name}' received at step {step}", $"its payload does not read as {typeof(T).Name}: {e.Message}");
+        }
     }
 
     private sealed record ToolPayload(string Version, JsonElement Input, JsonElement Output);

@@ -156,6 +156,7 @@ public sealed partial class WorkflowRunGrain
             .Where(r => r.Step < fromStep && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired))
             .Where(r => !r.IsStepOutcome || (source.History.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Seq == r.Seq))
             .OrderBy(r => r.Seq)
+            .Select(r => r.Kind == JournalKind.Signal ? r with { Payload = Signals.SignalInbox.ForgetId(r.Payload) } : r)
             .ToList();
         var start = new StartRunRequest(sourceState.WorkflowType, request.InputJson ?? sourceState.InputJson, sourceState.WorkflowVersion,
             request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters);

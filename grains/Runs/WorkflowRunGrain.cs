@@ -284,8 +284,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping) => WaitUntilAsync(wakeAt, sleeping);
 
-    Task<JournalRow?> IStepRun.AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline) =>
-        _signals.AwaitAsync(step, name, deadline, recordDeadline, RefreshStatusAsync, ThrowIfCancelRequested);
+    Task<JournalRow?> IStepRun.AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval, bool closeOnTimeout) =>
+        _signals.AwaitAsync(step, name, deadline, recordDeadline, approval, closeOnTimeout, RefreshStatusAsync, ThrowIfCancelRequested);
 
     void IStepRun.ThrowIfCancelRequested() => ThrowIfCancelRequested();
 
@@ -354,12 +354,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     /// <summary>
     /// The status the run's live calls add up to: executing while any call executes (or waits for a retry),
-    /// else waiting for an operator while any step is escalated, else for a signal while any call waits for
-    /// one, else sleeping while any call sleeps.
+    /// else waiting for an operator while any step is escalated, else for an approval or a signal while any
+    /// call waits for one, else sleeping while any call sleeps.
     /// </summary>
     private RunStatus LiveStatus(int escalated) =>
-        _liveCalls > _waits.Sleeping + escalated + _signals.Waiting ? RunStatus.Running
+        _liveCalls > _waits.Sleeping + escalated + _signals.Waiting + _signals.WaitingForApproval ? RunStatus.Running
         : escalated > 0 ? RunStatus.AwaitingOperator
+        : _signals.WaitingForApproval > 0 ? RunStatus.AwaitingApproval
         : _signals.Waiting > 0 ? RunStatus.AwaitingSignal
         : _waits.Sleeping > 0 ? RunStatus.Sleeping
         : RunStatus.Running;
@@ -370,13 +371,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// brings it back.
     /// </summary>
     private void KeepAliveWhile(RunStatus live) =>
-        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal ? TimeSpan.Zero : TimeSpan.MaxValue);
+        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval ? TimeSpan.Zero : TimeSpan.MaxValue);
 
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
     {
         var state = State!;
-        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal))
+        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval))
         {
             return;
         }
@@ -584,6 +585,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// <summary>Ends the run: compensations first when it did not complete, then the final row.</summary>
     private async Task EndAsync(RunStatus status, string? result, ErrorPayload? error, bool deadLetter)
     {
+        // The workflow is done: a signal from now on would only be journaled after the run's last row.
+        _signals.Close();
         var state = State!;
         var compensator = new Compensator(this, History, _pipeline, _tools);
         if (status != RunStatus.Completed && compensator.Pending().Any())
@@ -613,6 +616,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task FinishAsync(RunStatus status, string? result, RunError? error)
     {
+        _signals.Close();
         var state = State!;
         var kind = status switch
         {
@@ -688,6 +692,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             Escalations = state.Escalations.Values.Select(e => e.Escalation).ToList(),
             Origin = state.Origin,
             StartedBy = state.StartedBy,
+            Approvals = state.Approvals.Values.Select(a => a.ToPending(RunId, state.AccountId)).ToList(),
         };
     }
 

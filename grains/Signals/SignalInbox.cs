@@ -33,10 +33,16 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
 
     private readonly Dictionary<string, List<TaskCompletionSource>> _waiting = new(StringComparer.Ordinal);
     private readonly HashSet<string> _claimed = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _sending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Task<bool>> _sending = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _arriving = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _closedNames = new(StringComparer.Ordinal);
+    private bool _closed;
 
-    /// <summary>How many of the workflow's calls wait for a signal now.</summary>
+    /// <summary>How many of the workflow's calls wait for a signal now (approvals not counted).</summary>
     public int Waiting { get; private set; }
+
+    /// <summary>How many of the workflow's calls wait for an approval now.</summary>
+    public int WaitingForApproval { get; private set; }
 
     /// <summary>Checks a signal's name, payload and sender, with typed errors, before anything is journaled.</summary>
     public JsonElement Check(SignalRequest request)
@@ -64,48 +70,86 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         RunIds.CheckIdentifier(name, "signal name");
     }
 
+    /// <summary>Whether a wait for <paramref name="name"/> is armed (or woken and not yet resumed): it states the run's status itself.</summary>
+    public bool IsAwaited(string name) => _waiting.ContainsKey(name);
+
+    /// <summary>The run's workflow has ended (it is finishing): no signal is taken from now on.</summary>
+    public void Close() => _closed = true;
+
+    /// <summary>Whether signals of <paramref name="name"/> are refused because the one wait for them ended (an approval's deadline acted).</summary>
+    public bool IsClosed(string name) => _closed || _closedNames.Contains(name);
+
     /// <summary>
-    /// Journals a signal and wakes the waits for its name. A signal whose id the run already holds (a sender's
-    /// retry) is not journaled again. Returns false when it was such a repeat.
+    /// Journals a signal and wakes the waits for its name. A signal whose (name, id) the run already holds (a
+    /// sender's retry) is not journaled again, even after the run finished; one being journaled right now is
+    /// waited for. Returns false when it was such a repeat. The row commits with the run's index row saying the run
+    /// executes, so that a silo dying before the signal is handed over leaves the run where the recovery sweep looks.
     /// </summary>
     /// <exception cref="InvalidRunStateException">The run has finished or is on its way to its end.</exception>
-    public async Task<bool> ReceiveAsync(SignalRequest request, JsonElement payload)
+    public async Task<bool> ReceiveAsync(string name, JsonElement payload, string? signalId, SpineActor? actor)
     {
         var state = journal.State ?? throw new RunNotFoundException(runId);
-        if (state.Status.IsTerminal() || state.CancelRequested || state.Compensation is not null)
+        var id = signalId ?? "g-" + Guid.NewGuid().ToString("N");
+        var key = name + "\n" + id;
+        while (_sending.TryGetValue(key, out var inFlight))
         {
-            var why = state.Status.IsTerminal() ? "" : state.CancelRequested ? " that is being cancelled" : " that is compensating";
-            throw new InvalidRunStateException(runId, state.Status, $"signal '{request.Name}' to a run{why}");
+            // A retry while the first send is being journaled: answered once that one is durable (or tried again if it failed).
+            if (await inFlight)
+            {
+                return false;
+            }
         }
 
-        var id = request.SignalId ?? "g-" + Guid.NewGuid().ToString("N");
-
-        // Claimed before the first await: this interleaves, and a second send of the same id must not get through.
-        if (Received(id) || !_sending.Add(id))
+        if (Received(name, id))
         {
             return false;
         }
 
+        if (IsClosed(name) || state.Status.IsTerminal() || state.CancelRequested || state.Compensation is not null)
+        {
+            var why = state.Status.IsTerminal() || _closed ? " that has finished" : state.CancelRequested ? " that is being cancelled"
+                : state.Compensation is not null ? " that is compensating" : " whose wait for it has ended";
+            throw new InvalidRunStateException(runId, state.Status, $"signal '{name}' to a run{why}");
+        }
+
+        // Claimed before the first await: this interleaves, and a second send of the same id must not get through.
+        var sending = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _sending[key] = sending.Task;
+        _arriving[name] = _arriving.GetValueOrDefault(name) + 1;
         try
         {
-            await journal.AppendAsync(JournalKind.SignalReceived, null, request.Name, true, RunPayloads.Write(new SignalPayload(id, payload, request.Actor)));
+            await journal.TransitionAsync([new PendingRow(JournalKind.SignalReceived, null, name, true, RunPayloads.Write(new SignalPayload(id, payload, actor)), null)], RunStatus.Running);
+            sending.SetResult(true);
+        }
+        catch
+        {
+            sending.SetResult(false);
+            throw;
         }
         finally
         {
-            _sending.Remove(id);
+            _sending.Remove(key);
+            if (--_arriving[name] == 0)
+            {
+                _arriving.Remove(name);
+            }
+
+            Wake(name);
         }
 
-        Wake(request.Name);
         return true;
     }
 
     /// <summary>
     /// Waits for the oldest signal of <paramref name="name"/> that no other wait received, until
     /// <paramref name="deadline"/> (null: for as long as it takes). Returns its row, claimed for this wait, or null
-    /// when the deadline passed first. The deadline is journaled before the first real wait when
-    /// <paramref name="recordDeadline"/>, so a re-execution keeps it; the run's reminder backs it across silos.
+    /// when the deadline passed first (a signal being journaled at the deadline is waited for, and wins). The
+    /// deadline is journaled before the first real wait when <paramref name="recordDeadline"/>, so a re-execution
+    /// keeps it; the run's reminder backs it across silos. With <paramref name="closeOnTimeout"/>, a deadline that
+    /// passed refuses later signals of the name.
     /// </summary>
-    public async Task<JournalRow?> AwaitAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, Func<Task> refreshStatus, Action throwIfCancelled)
+    public async Task<JournalRow?> AwaitAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval, bool closeOnTimeout,
+        Func<Task> refreshStatus, Action throwIfCancelled)
     {
         while (true)
         {
@@ -117,8 +161,14 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
                 return signal;
             }
 
-            if (deadline is { } due && due <= time.GetUtcNow())
+            var due = deadline is { } d && d <= time.GetUtcNow();
+            if (due && !_arriving.ContainsKey(name))
             {
+                if (closeOnTimeout)
+                {
+                    _closedNames.Add(name);
+                }
+
                 return null;
             }
 
@@ -129,7 +179,7 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
                 continue;
             }
 
-            await WaitOnceAsync(name, deadline, refreshStatus);
+            await WaitOnceAsync(name, due ? null : deadline, approval, refreshStatus);
         }
     }
 
@@ -142,7 +192,7 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         }
     }
 
-    private async Task WaitOnceAsync(string name, DateTimeOffset? deadline, Func<Task> refreshStatus)
+    private async Task WaitOnceAsync(string name, DateTimeOffset? deadline, bool approval, Func<Task> refreshStatus)
     {
         var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_waiting.TryGetValue(name, out var list))
@@ -151,7 +201,7 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         }
 
         list.Add(wake);
-        Waiting++;
+        Count(approval, +1);
         var timer = deadline is { } due ? waits.Register(due, sleeping: false) : null;
         Task? elapsed = null;
         try
@@ -172,7 +222,7 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         }
         finally
         {
-            Waiting--;
+            Count(approval, -1);
             list.Remove(wake);
             if (list.Count == 0)
             {
@@ -197,6 +247,18 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         {
             // The reminder may have been due at this wait: it must now cover the earliest wait still pending.
             await waits.EnsureReminderAsync();
+        }
+    }
+
+    private void Count(bool approval, int change)
+    {
+        if (approval)
+        {
+            WaitingForApproval += change;
+        }
+        else
+        {
+            Waiting += change;
         }
     }
 
@@ -239,6 +301,13 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         return null;
     }
 
-    private bool Received(string id) =>
-        journal.History.Rows.Any(r => r.Kind == JournalKind.SignalReceived && RunPayloads.Read<SignalPayload>(r.Payload).Id == id);
+    private bool Received(string name, string id) =>
+        journal.History.Rows.Any(r => r.Kind == JournalKind.SignalReceived && r.Name == name && RunPayloads.Read<SignalPayload>(r.Payload).Id == id);
+
+    /// <summary>
+    /// A signal outcome as a replay copies it into a new run: without the id of the source run's signal, which the
+    /// new run never received (its own signals may reuse the id).
+    /// </summary>
+    public static string? ForgetId(string? outcome) =>
+        outcome is null ? null : RunPayloads.Write(RunPayloads.Read<SignalOutcomePayload>(outcome) with { Id = null });
 }

@@ -74,7 +74,17 @@ public interface IWorkflowContext
     /// <param name="name">The signal's name.</param>
     /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for as long as it takes.</param>
     /// <exception cref="SignalTimeoutException">No such signal arrived before the deadline (journaled; a re-execution throws it again).</exception>
+    /// <exception cref="InvalidPayloadException">The signal's payload does not read as <typeparamref name="T"/> (the signal is taken).</exception>
     Task<T> WaitForSignalAsync<T>(string name, TimeSpan timeout);
+
+    /// <summary>
+    /// Asks a human to approve and waits durably for the decision: the request (question, proposed action, approver
+    /// roles, deadline) is journaled, the run shows as <see cref="RunStatus.AwaitingApproval"/>, and only an actor
+    /// holding one of the roles can decide (<c>ISpineClient.DecideApprovalAsync</c>). An undecided request's deadline,
+    /// backed by a reminder, rejects, approves or escalates to other roles as the request says. A rejection is a
+    /// decision the workflow reads, not an exception.
+    /// </summary>
+    Task<Approvals.ApprovalDecision> RequestApprovalAsync(Approvals.ApprovalRequest request);
 
     /// <summary>The current time, recorded so that re-execution sees the same value.</summary>
     Task<DateTimeOffset> NowAsync();

@@ -25,6 +25,7 @@ public static class DemoServiceCollectionExtensions
         services.AddSpineTool<LedgerApplyTool>();
         services.AddSpineWorkflow<LedgerWorkflow, LedgerInput, LedgerOutput>();
         services.AddSpineWorkflow<ChaosWorkflow, ChaosInput, ChaosOutput>();
+        services.AddSpineWorkflow<PayoutWorkflow, PayoutInput, PayoutOutput>();
 
         var endpoint = configuration["Model:Endpoint"];
         if (string.IsNullOrWhiteSpace(endpoint))

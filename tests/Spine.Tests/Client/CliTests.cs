@@ -53,6 +53,31 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task Approvals_ListRefuseApprove_ThroughTheCli()
+    {
+        var account = "cli-" + Guid.NewGuid().ToString("N");
+        var run = await fixture.Client.StartAsync("payout", new { amount = 1200, approverRole = "approver" }, accountId: account);
+        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == Spine.Runs.RunStatus.AwaitingApproval, TimeSpan.FromSeconds(30), "the run to wait for its approval");
+
+        var (listExit, list) = await SpineAsync("approvals", "list", "--account", account, "--role", "approver", "--json");
+        var (forbiddenExit, forbidden) = await SpineAsync("approvals", "approve", run.RunId, "--as", "dave", "--role", "viewer", "--json");
+        var (approveExit, approve) = await SpineAsync("approvals", "approve", run.RunId, "--as", "dave", "--role", "approver", "--comment", "ok by me", "--json");
+        var (againExit, again) = await SpineAsync("approvals", "reject", run.RunId, "--as", "dave", "--role", "approver", "--json");
+        var done = await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(0, listExit);
+        Assert.Equal(run.RunId, Assert.Single(JsonDocument.Parse(list).RootElement.EnumerateArray()).GetProperty("runId").GetString());
+        Assert.Equal(1, forbiddenExit);
+        Assert.Equal("approval_forbidden", JsonDocument.Parse(forbidden).RootElement.GetProperty("error").GetProperty("kind").GetString());
+        Assert.Equal(0, approveExit);
+        Assert.Equal(run.RunId, JsonDocument.Parse(approve).RootElement.GetProperty("runId").GetString());
+        Assert.Equal(1, againExit);
+        Assert.Equal("approval_not_pending", JsonDocument.Parse(again).RootElement.GetProperty("error").GetProperty("kind").GetString());
+        Assert.Equal(Spine.Runs.RunStatus.Completed, done.Status);
+        Assert.Contains("\"paid\":true", done.ResultJson, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Status_UnknownRun_PrintsTypedJsonErrorAndFails()
     {
         var (exit, output) = await SpineAsync("status", "r-doesnotexist", "--json");

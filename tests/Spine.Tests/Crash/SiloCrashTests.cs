@@ -65,6 +65,29 @@ public sealed class SiloCrashTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task SiloKilled_WhileARunWaitsForApproval_TheDeadlineStillEscalatesOnTime_AndTheEscalationsApproverDecides()
+    {
+        var run = await fixture.Client.StartAsync("payout", new PayoutInput(250_00, TimeoutSeconds: 5, EscalateToRole: "manager", EscalateTimeoutSeconds: 600));
+        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.AwaitingApproval, TimeSpan.FromSeconds(30), "the run to wait for its approval");
+
+        await fixture.KillSiloAsync();
+        await fixture.StartSiloAsync();
+        var escalated = await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Approvals is [{ Escalated: true }], TimeSpan.FromSeconds(90), "the approval to escalate");
+        await fixture.Client.DecideApprovalAsync(run.RunId, new Spine.Approvals.ApprovalVerdict(true, "manager", "approved after the restart", Actor: new Spine.Identity.SpineActor("carol", ["manager"])));
+        var output = await fixture.Client.GetResultAsync<PayoutOutput>(run.RunId);
+
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+        var deadline = System.Text.Json.JsonDocument.Parse(journal.Single(r => r.Kind == "ApprovalRequested").PayloadJson!).RootElement.GetProperty("deadline").GetDateTimeOffset();
+        var escalatedAt = journal.Single(r => r.Kind == "ApprovalEscalated").RecordedAt;
+        Assert.True(escalatedAt >= deadline, $"escalated at {escalatedAt:O}, before its deadline {deadline:O}");
+        Assert.True(escalatedAt - deadline < TimeSpan.FromSeconds(60), $"escalated {escalatedAt - deadline} after its deadline");
+        Assert.Equal(["manager"], escalated.Approvals[0].ApproverRoles);
+        Assert.True(output.Paid);
+        Assert.Equal("carol", output.Decision.Actor!.Id);
+        Assert.Equal(1L, await fixture.Postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = @id", ("id", run.RunId)));
+    }
+
+    [Fact]
     public async Task SiloKilled_WhileRetryIsScheduled_RetryHappensOnNewSiloNotBeforeItsDueTime()
     {
         var run = await fixture.Client.StartAsync("chaos", new ChaosInput(Steps: 1, FailureRate: 0, FailFirst: 1, RetryDelayMilliseconds: 4000));

@@ -57,7 +57,7 @@ internal sealed class FakeStepRun : IStepRun
         return Task.FromResult(row);
     }
 
-    public Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline) =>
+    public Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval = false, bool closeOnTimeout = false) =>
         throw new NotSupportedException("The pipeline does not wait for signals.");
 
     public Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false)
