@@ -130,7 +130,8 @@ public sealed class ApprovalTests(ClusterFixture fixture)
     {
         var run = await fixture.Client.StartAsync("payout", new PayoutInput(900_00, TimeoutSeconds: 1, EscalateToRole: "manager", EscalateTimeoutSeconds: 60));
 
-        var escalated = await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Approvals is [{ Escalated: true }], Patience, "the approval to escalate");
+        var escalated = await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Approvals is [{ Escalated: true }] && i.Status == RunStatus.AwaitingApproval,
+            Patience, "the approval to escalate and wait again");
         var firstRole = await Assert.ThrowsAsync<ApprovalForbiddenException>(() =>
             fixture.Client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "approver", Actor: Alice)));
         await fixture.Client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "manager", "ok", Actor: new SpineActor("carol", ["manager"])));
