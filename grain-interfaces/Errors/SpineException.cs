@@ -542,3 +542,40 @@ public sealed class ApprovalNotPendingException : SpineException
     /// <inheritdoc />
     public override string Kind => "approval_not_pending";
 }
+
+/// <summary>
+/// A call outside the run's policy (a tool, version, argument or call count it does not permit, or a chat client it
+/// does not allow). It never reached the tool or model; the denial and the rule that denied it are journaled.
+/// </summary>
+[GenerateSerializer, Alias("spine.PolicyDeniedException")]
+public sealed class PolicyDeniedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public PolicyDeniedException(string runId, int step, string target, string rule, string reason)
+        : base($"Run {runId}, step {step}: '{target}' is not permitted by policy ({rule}): {reason}")
+    {
+        RunId = runId;
+        Step = step;
+        Target = target;
+        Rule = rule;
+        Reason = reason;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The denied step.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>The tool or chat client the call was for.</summary>
+    [Id(2)] public string Target { get; private set; }
+
+    /// <summary>The rule that denied it (its name or its setting path), or <c>deny-by-default</c>.</summary>
+    [Id(3)] public string Rule { get; private set; }
+
+    /// <summary>Why.</summary>
+    [Id(4)] public string Reason { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "policy_denied";
+}

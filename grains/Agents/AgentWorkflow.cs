@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Spine.Errors;
+using Spine.Policies;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -33,17 +34,23 @@ public sealed record AgentToolCall(string Tool, bool Ok, JsonElement Result);
 /// model answers in text. Every model turn and every tool call is one journaled step, so a crash mid-loop resumes at
 /// the first unrecorded turn or call without asking the model again or repeating a tool's side effect.
 /// A malformed or unknown tool call is given back to the model as an error result, as a model expects.
+/// The model is shown only the tools the run's policy permits; a call to another tool, or one the policy denies
+/// (arguments over a limit, too many calls), is answered "not permitted", and after <see cref="PolicyEngine.MaxDenials"/>
+/// such answers the run fails with <c>policy_denied</c>.
 /// </summary>
 [Workflow("agent")]
-public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, AgentOutput>
+public sealed class AgentWorkflow(ToolRegistry tools, PolicyEngine policies) : IWorkflow<AgentInput, AgentOutput>
 {
     /// <inheritdoc />
     public async Task<AgentOutput> RunAsync(IWorkflowContext context, AgentInput input)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
-        var available = (input.Tools ?? []).Select(name => tools.Resolve(name, null)).ToList();
+        var permitted = policies.PermittedTools(context.WorkflowType, context.StartedBy, input.Tools ?? []);
+        var available = permitted.Select(name => tools.Resolve(name, null)).ToList();
         var options = new ChatOptions { Tools = available.Select(t => (AITool)t.ToDeclaration()).ToList() };
+        var offered = new StepOptions { AllowedTools = permitted.ToHashSet(StringComparer.Ordinal) };
+        var denials = 0;
 
         var history = new List<ChatMessage>();
         if (input.SystemPrompt is { Length: > 0 } system)
@@ -69,10 +76,16 @@ public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, Ag
 
             // A turn's tool calls run in parallel. They are issued in the model's order, so each gets the same
             // step number on every execution, whichever finishes first.
-            var outcomes = await Task.WhenAll(requested.Select(call => CallAsync(context, call)));
+            var outcomes = await Task.WhenAll(requested.Select(call => CallAsync(context, call, offered)));
             var results = new List<AIContent>();
             for (var i = 0; i < requested.Count; i++)
             {
+                if (outcomes[i].Denied is { } denied && ++denials >= policies.MaxDenials)
+                {
+                    // The model keeps asking for what it may not do: the run stops here.
+                    throw denied;
+                }
+
                 calls.Add(new AgentToolCall(requested[i].Name, outcomes[i].Ok, outcomes[i].Result));
                 results.Add(new FunctionResultContent(requested[i].CallId, outcomes[i].Result));
             }
@@ -83,22 +96,27 @@ public sealed class AgentWorkflow(ToolRegistry tools) : IWorkflow<AgentInput, Ag
         return new AgentOutput(null, input.MaxTurns, calls, inputTokens, outputTokens);
     }
 
-    private static async Task<(bool Ok, JsonElement Result)> CallAsync(IWorkflowContext context, FunctionCallContent call)
+    private static async Task<(bool Ok, JsonElement Result, PolicyDeniedException? Denied)> CallAsync(IWorkflowContext context, FunctionCallContent call, StepOptions offered)
     {
         if (call.Exception is not null)
         {
             // The model's arguments were not parseable JSON: tell the model, the model turn that produced it is journaled.
-            return (false, Error("invalid_payload", $"The arguments for '{call.Name}' are not valid JSON: {call.Exception.Message}"));
+            return (false, Error("invalid_payload", $"The arguments for '{call.Name}' are not valid JSON: {call.Exception.Message}"), null);
         }
 
         var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
         try
         {
-            return (true, await context.CallToolAsync(call.Name, arguments));
+            return (true, await context.CallToolAsync(call.Name, arguments, options: offered), null);
+        }
+        catch (PolicyDeniedException e)
+        {
+            // Journaled as a denial with its rule; the model hears only that it may not.
+            return (false, Error("not_permitted", $"The tool '{call.Name}' is not permitted here: {e.Reason}"), e);
         }
         catch (StepFailedException e) when (e.ErrorKind is "unknown_tool" or "schema_validation" or "invalid_payload" or "payload_too_large")
         {
-            return (false, Error(e.ErrorKind, e.ErrorMessage));
+            return (false, Error(e.ErrorKind, e.ErrorMessage), null);
         }
     }
 

@@ -5,9 +5,9 @@ using Spine.Workflows;
 namespace Spine.Hosting;
 
 /// <summary>
-/// Builds the tool and workflow registries while the silo starts, so that a bad tool definition (schema,
-/// version, retry, breaker or timeout policy) or workflow registration stops the silo with a message naming
-/// it, instead of failing the first run that uses it. Resolved lazily: tools may depend on services (the
+/// Builds the tool and workflow registries and compiles the run policies while the silo starts, so that a bad
+/// tool definition (schema, version, retry, breaker or timeout policy), workflow registration or policy rule
+/// stops the silo with a message naming it, instead of failing the first run that uses it. Resolved lazily: tools may depend on services (the
 /// database) whose options are validated first.
 /// </summary>
 internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecycleParticipant<ISiloLifecycle>
@@ -20,6 +20,7 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
             {
                 services.GetRequiredService<ToolRegistry>();
                 services.GetRequiredService<WorkflowRegistry>();
+                services.GetRequiredService<Policies.PolicyEngine>();
                 return Task.CompletedTask;
             });
 }

@@ -37,6 +37,8 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Audit.JournalAudit>();
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
+        services.AddOptions<Policies.PolicyOptions>();
+        services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
@@ -51,6 +53,7 @@ public static class SpineServiceCollectionExtensions
     private static void AddStepPipeline(this IServiceCollection services)
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, ReplayStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, Policies.PolicyStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, LiveCallStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, CompensationStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, JournalStage>());
@@ -60,6 +63,15 @@ public static class SpineServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, BreakerStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, TimeoutStage>());
         services.TryAddSingleton(services => new StepPipeline(services.GetServices<IStepStage>(), services.GetServices<IAttemptStage>()));
+    }
+
+    /// <summary>Adds a run policy rule in code, next to those of <c>Spine:Policies</c> (checked at start-up like them).</summary>
+    public static IServiceCollection AddSpinePolicy(this IServiceCollection services, Policies.PolicyRule rule)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(rule);
+        services.Configure<Policies.PolicyOptions>(o => o.Rules.Add(rule));
+        return services;
     }
 
     /// <summary>Registers a workflow class under the name and version of its <see cref="WorkflowAttribute"/>.</summary>

@@ -37,6 +37,7 @@ public static class SpineSiloBuilderExtensions
         if (configuration is not null)
         {
             options.Bind(configuration);
+            silo.Services.AddOptions<Policies.PolicyOptions>().Bind(configuration.GetSection("Policies"));
         }
 
         if (configure is not null)

@@ -53,6 +53,9 @@ public enum JournalKind : short
     /// <summary>An approval's deadline passed undecided and it went to other approver roles, with a new deadline.</summary>
     ApprovalEscalated = 14,
 
+    /// <summary>A call the run's policy does not permit: the rule that denied it and why (the step's outcome follows, failed).</summary>
+    PolicyDenied = 15,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
 

@@ -12,6 +12,15 @@ internal interface IStepRun
 {
     string RunId { get; }
 
+    /// <summary>The run's workflow type.</summary>
+    string WorkflowType { get; }
+
+    /// <summary>Who started the run (its policies apply by that actor's roles); null when no actor was named.</summary>
+    Identity.SpineActor? StartedBy { get; }
+
+    /// <summary>Every step outcome the journal holds, in no particular order.</summary>
+    IEnumerable<JournalRow> Outcomes { get; }
+
     SpineOptions Options { get; }
 
     TimeProvider Time { get; }

@@ -47,6 +47,8 @@ internal static class StepStageOrder
 
     /// <summary>Policy, budget, approval and rate limits go here (300 to 599).</summary>
     public const int ControlPlane = 300;
+    /// <summary>Refuses calls the run's policy does not permit (the first control: nothing is reserved or asked for a denied call).</summary>
+    public const int Policy = 300;
 
     /// <summary>Registers the step's compensation before its first attempt.</summary>
     public const int Compensation = 600;

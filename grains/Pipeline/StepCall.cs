@@ -50,6 +50,12 @@ internal sealed record StepCall
     /// <summary>The hash of a tool call's arguments, recorded with its failed attempts (non-determinism checks compare it).</summary>
     public string? ArgumentsHash { get; init; }
 
+    /// <summary>A model call: the keyed chat client asked for (null: the default one).</summary>
+    public string? ChatClient { get; init; }
+
+    /// <summary>The tools this call may use, whatever the policies permit (an agent's own list); null: no such limit.</summary>
+    public IReadOnlyCollection<string>? AllowedTools { get; init; }
+
     /// <summary>A tool call: the tool, its arguments and the version asked for (null: not a tool call).</summary>
     public ToolCall? Tool { get; init; }
 

@@ -38,6 +38,8 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
 
     public RunOrigin? Origin => state.Origin;
 
+    public Identity.SpineActor? StartedBy => state.StartedBy;
+
     public string? GetParameter(string name) => state.Parameters?.GetValueOrDefault(name);
 
     public async Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action, StepOptions? options = null)
@@ -76,6 +78,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         var outcome = await pipeline.RunAsync(Call(JournalKind.Tool, step, tool, recorded, options, policy, options?.ClassifyError ?? newest?.Definition.ClassifyError) with
         {
             ArgumentsHash = argumentsHash,
+            AllowedTools = options?.AllowedTools,
             Tool = new ToolCall(tool, arguments, () => version ?? _pinnedTools.GetValueOrDefault(tool)),
             Execute = async attempt =>
             {
@@ -97,6 +100,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         var history = recorded is null ? messages.ToList() : null;
         var outcome = await pipeline.RunAsync(Call(JournalKind.Model, step, name, recorded, null, run.Options.Retry.Model, null) with
         {
+            ChatClient = clientKey,
             Execute = async attempt =>
             {
                 var client = (clientKey is null
@@ -370,6 +374,12 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         }
 
         var error = RunPayloads.ReadError(row.Payload);
+        if (error.Kind == Policies.PolicyDenials.Kind && run.EventsOf(row.Step!.Value).LastOrDefault(e => e.Kind == JournalKind.PolicyDenied) is { } denied)
+        {
+            var denial = RunPayloads.Read<Policies.PolicyDeniedPayload>(denied.Payload);
+            throw new PolicyDeniedException(RunId, row.Step.Value, row.Name, denial.Rule, denial.Reason);
+        }
+
         throw new StepFailedException(RunId, row.Step!.Value, row.Name, error.Kind, error.Message, error.ExceptionType,
             error.Class ?? ErrorClass.Terminal.Name(), row.Attempt ?? 1, error.Exhausted);
     }

@@ -269,6 +269,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     string IStepRun.RunId => RunId;
 
+    string IStepRun.WorkflowType => State!.WorkflowType;
+
+    SpineActor? IStepRun.StartedBy => State!.StartedBy;
+
+    IEnumerable<JournalRow> IStepRun.Outcomes => History.Outcomes;
+
     SpineOptions IStepRun.Options => Options;
 
     TimeProvider IStepRun.Time => Time;

@@ -36,6 +36,9 @@ public interface IWorkflowContext
     /// <summary>The run this one was replayed from, if any.</summary>
     RunOrigin? Origin { get; }
 
+    /// <summary>Who started the run (the run's policies apply by this actor's roles); null when the start named none.</summary>
+    Identity.SpineActor? StartedBy { get; }
+
     /// <summary>A named step parameter given at start (or changed by a replay); null when not set.</summary>
     string? GetParameter(string name);
 
@@ -119,6 +122,12 @@ public sealed record StepOptions
 
     /// <summary>Whether exhausting the retries hands the step to an operator; null takes the workflow's <see cref="WorkflowAttribute.EscalateToOperator"/>.</summary>
     public bool? EscalateToOperator { get; init; }
+
+    /// <summary>
+    /// For a tool call: the tools it may be (an agent passes the tools it offered its model); any other is denied
+    /// by policy, journaled, whatever the run's policies permit. Null: only the policies decide.
+    /// </summary>
+    public IReadOnlyCollection<string>? AllowedTools { get; init; }
 }
 
 /// <summary>A compensating tool call: it receives its own idempotency key (<c>{runId}/{step}/compensate</c>).</summary>

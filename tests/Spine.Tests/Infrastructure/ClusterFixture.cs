@@ -67,6 +67,8 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddKeyedSingleton<IChatClient>("gatekeeper", new GatekeeperChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("rate-limited", new RateLimitedChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
+            silo.Services.AddKeyedSingleton<IChatClient>("adversary", new Policies.AdversaryChatClient());
+            silo.Services.AddSpinePolicy(Policies.PolicyTests.AnalystRule());
         });
         Cluster = builder.Build();
         await Cluster.DeployAsync();

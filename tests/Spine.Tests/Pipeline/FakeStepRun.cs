@@ -17,6 +17,12 @@ internal sealed class FakeStepRun : IStepRun
 
     public RunHistory History { get; } = new();
 
+    public string WorkflowType { get; init; } = "test.fake";
+
+    public Spine.Identity.SpineActor? StartedBy { get; init; }
+
+    public IEnumerable<JournalRow> Outcomes => History.Outcomes;
+
     public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
 
     public List<DateTimeOffset> Waits { get; } = [];

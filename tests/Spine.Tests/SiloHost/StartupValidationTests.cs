@@ -58,6 +58,37 @@ public sealed class StartupValidationTests
     }
 
     [Fact]
+    public async Task AddSpine_MalformedPolicies_HostFailsToStartNamingEachSetting()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"spine-policy-{Guid.NewGuid():N}.json");
+        await File.WriteAllTextAsync(file, "{ \"rules\": [ { \"workflow\": \"no.such.workflow\" } ] }");
+        try
+        {
+            var error = await StartFailureAsync(new Dictionary<string, string?>
+            {
+                ["Spine:Policies:Rules:0:Workflow"] = "*",
+                ["Spine:Policies:Rules:0:Tools:no_such_tool:MaxCalls"] = "1",
+                ["Spine:Policies:Rules:0:Tools:test_bad_policy:Versions"] = "not a range",
+                ["Spine:Policies:Rules:0:Tools:test_bad_policy:Arguments"] = "{\"maxLength\": \"twelve\"}",
+                ["Spine:Policies:Rules:0:MaxToolCalls"] = "-1",
+                ["Spine:Policies:MaxDenials"] = "0",
+                ["Spine:Policies:File"] = file,
+            }, services => services.AddSingleton<ITool>(new PolicyTool(new BreakerPolicy())));
+
+            Assert.Contains("Spine:Policies:Rules:0:Tools:no_such_tool names a tool this silo does not register", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:0:Tools:test_bad_policy:Versions 'not a range' is not a version range", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:0:Tools:test_bad_policy:Arguments is not a JSON Schema", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:0:MaxToolCalls is -1", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:MaxDenials is 0", error, StringComparison.Ordinal);
+            Assert.Contains($"{file}: rules[0]:Workflow 'no.such.workflow' is not a registered workflow type", error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task SiloProcess_BreakerThresholdOutOfRange_ExitsWithUsageErrorNamingTheSetting()
     {
         var postgres = await TestPostgres.GetAsync();
