@@ -187,6 +187,21 @@ Command Decide(string name, bool approve)
     return command;
 }
 
+var policiesShow = new Command("show", "Show the run policies the cluster enforces.");
+policiesShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var set = await client.GetPoliciesAsync(ct);
+    var lines = new List<string> { $"deny-by-default={set.DenyByDefault}  max-denials={set.MaxDenials}  rules={set.Rules.Count}" };
+    foreach (var rule in set.Rules)
+    {
+        lines.Add($"{rule.Name}: workflow={rule.Workflow} role={rule.Role ?? "*"} max-tool-calls={rule.MaxToolCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} chat-clients={(rule.ChatClients is null ? "*" : string.Join(",", rule.ChatClients))}");
+        lines.AddRange(rule.Tools.Select(t => $"  {t.Tool}: versions={t.Versions ?? "*"} max-calls={t.MaxCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}{(t.ArgumentsSchema is null ? "" : " arguments=" + t.ArgumentsSchema)}"));
+    }
+
+    return Print(parse, set, string.Join(Environment.NewLine, lines));
+}, ct));
+var policies = new Command("policies", "Run policies (guardrails).") { policiesShow };
+
 var approvals = new Command("approvals", "Human approvals runs wait for.") { approvalsList, Decide("approve", true), Decide("reject", false) };
 
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
@@ -319,7 +334,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

@@ -54,6 +54,9 @@ public interface ISpineClient
     /// <exception cref="Spine.Errors.ApprovalNotPendingException">The run waits for no such approval, or it was decided already.</exception>
     Task<RunInfo> DecideApprovalAsync(string runId, Spine.Approvals.ApprovalVerdict verdict, CancellationToken cancellationToken = default);
 
+    /// <summary>The run policies the cluster enforces (as one silo reports them: every silo is configured alike).</summary>
+    Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default);
+
     /// <summary>The approvals runs wait for, by account and by the role that may decide them.</summary>
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default);
 

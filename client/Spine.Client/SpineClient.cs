@@ -100,6 +100,10 @@ public sealed class SpineClient : ISpineClient
     }
 
     /// <inheritdoc />
+    public Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).ListApprovalsAsync(query).WaitAsync(cancellationToken);
 

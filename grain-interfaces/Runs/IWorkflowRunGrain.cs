@@ -84,6 +84,10 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("ListAsync")]
     Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query);
 
+    /// <summary>The run policies the answering silo enforces.</summary>
+    [Alias("GetPoliciesAsync")]
+    Task<Spine.Policies.PolicySetView> GetPoliciesAsync();
+
     /// <summary>The approvals runs in <see cref="RunStatus.AwaitingApproval"/> wait for, newest run first.</summary>
     [Alias("ListApprovalsAsync")]
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query);

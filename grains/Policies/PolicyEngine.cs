@@ -131,11 +131,21 @@ public sealed class PolicyEngine
         return candidates.Where(t => matching.Any(r => r.Lists(t))).ToList();
     }
 
-    /// <summary>The compiled rules, as configured (for <c>spine policies show</c>).</summary>
-    public IEnumerable<PolicyRule> Rules => _rules.Select(r => r.Source);
-
-    /// <summary>Whether a run no rule matches is denied everything.</summary>
-    public bool DeniesByDefault => _denyByDefault;
+    /// <summary>The policies as configured (for <c>spine policies show</c>).</summary>
+    public PolicySetView View() => new()
+    {
+        DenyByDefault = _denyByDefault,
+        MaxDenials = MaxDenials,
+        Rules = _rules.Select(r => new PolicyRuleView
+        {
+            Name = r.Name,
+            Workflow = r.Workflow,
+            Role = r.Role,
+            MaxToolCalls = r.MaxToolCalls,
+            ChatClients = r.Source.ChatClients?.ToList(),
+            Tools = r.Source.Tools.Select(t => new ToolRuleView { Tool = t.Key, Versions = t.Value.Versions, MaxCalls = t.Value.MaxCalls, ArgumentsSchema = t.Value.Arguments }).ToList(),
+        }).ToList(),
+    };
 
     private IEnumerable<CompiledRule> Matching(string workflowType, SpineActor? startedBy) =>
         _rules.Where(r => (r.Workflow == "*" || r.Workflow == workflowType) && (r.Role is null || (startedBy?.HasRole(r.Role) ?? false)));

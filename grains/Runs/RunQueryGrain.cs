@@ -6,8 +6,11 @@ namespace Spine.Runs;
 
 /// <summary>Answers run listings from PostgreSQL on whichever silo takes the call.</summary>
 [StatelessWorker]
-public sealed class RunQueryGrain(JournalStore store) : Grain, IRunQueryGrain
+public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies) : Grain, IRunQueryGrain
 {
+    /// <inheritdoc />
+    public Task<Policies.PolicySetView> GetPoliciesAsync() => Task.FromResult(policies.View());
+
     /// <inheritdoc />
     public Task<IReadOnlyList<RunInfo>> ListAsync(RunQuery query) => store.ListAsync(query);
 

@@ -78,6 +78,20 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task PoliciesShow_PrintsWhatTheSiloEnforces()
+    {
+        var (exit, output) = await SpineAsync("policies", "show", "--json");
+        var (textExit, text) = await SpineAsync("policies", "show");
+
+        Assert.Equal(0, exit);
+        var set = JsonDocument.Parse(output).RootElement;
+        Assert.False(set.GetProperty("denyByDefault").GetBoolean());
+        Assert.Equal(JsonValueKind.Array, set.GetProperty("rules").ValueKind);
+        Assert.Equal(0, textExit);
+        Assert.StartsWith("deny-by-default=False", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Status_UnknownRun_PrintsTypedJsonErrorAndFails()
     {
         var (exit, output) = await SpineAsync("status", "r-doesnotexist", "--json");

@@ -91,6 +91,20 @@ public sealed class PolicyTests(ClusterFixture fixture)
         Assert.DoesNotContain(await fixture.Client.GetJournalAsync(run.RunId), r => r.Kind == "PolicyDenied");
     }
 
+    [Fact]
+    public async Task ThePolicies_AreShownAsConfigured()
+    {
+        var set = await fixture.Client.GetPoliciesAsync();
+
+        var rule = Assert.Single(set.Rules);
+        Assert.False(set.DenyByDefault);
+        Assert.Equal(3, set.MaxDenials);
+        Assert.Equal(("analysts", "agent", "analyst", 6), (rule.Name, rule.Workflow, rule.Role, rule.MaxToolCalls!.Value));
+        Assert.Equal(["adversary"], rule.ChatClients);
+        Assert.Equal("[2.0.0,3.0.0)", rule.Tools.Single(t => t.Tool == "text_stats").Versions);
+        Assert.Contains("maxLength", rule.Tools.Single(t => t.Tool == "calculator").ArgumentsSchema, StringComparison.Ordinal);
+    }
+
     private static JsonElement Payload(JournalEntryView row) => JsonDocument.Parse(row.PayloadJson!).RootElement;
 }
 
