@@ -12,6 +12,7 @@ namespace Spine.Approvals;
 
 /// <summary>What an <see cref="JournalKind.ApprovalRequested"/> row records.</summary>
 internal sealed record ApprovalRequestedPayload(
+    string RequestHash,
     string Question,
     string? ProposedActionJson,
     IReadOnlyList<string> ApproverRoles,
@@ -21,6 +22,9 @@ internal sealed record ApprovalRequestedPayload(
 
 /// <summary>What an <see cref="JournalKind.ApprovalEscalated"/> row records: who may decide now, until when, and what then.</summary>
 internal sealed record ApprovalEscalatedPayload(IReadOnlyList<string> ApproverRoles, DateTimeOffset Deadline, ApprovalTimeoutAction OnTimeout);
+
+/// <summary>What an <see cref="JournalKind.Approval"/> outcome records: the decision, on the request of that hash.</summary>
+internal sealed record ApprovalOutcomePayload(ApprovalDecision Decision, string RequestHash);
 
 /// <summary>An approver's decision, as the payload of the approval's signal.</summary>
 internal sealed record ApprovalVerdictPayload(bool Approve, string Role, string? Comment);
@@ -72,6 +76,9 @@ internal static class ApprovalGate
 {
     private const string SignalPrefix = SignalInbox.ReservedPrefix + "approval.";
 
+    /// <summary>The request-context key under which a run's own execution marks the grain calls it makes.</summary>
+    public const string CallerRunKey = "spine.run";
+
     /// <summary>The longest an approver may be given (a deadline is a time, and times end).</summary>
     private static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(3650);
 
@@ -84,7 +91,7 @@ internal static class ApprovalGate
         && int.TryParse(name.AsSpan(SignalPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var step) ? step : null;
 
     /// <summary>Refuses a request that could never be decided, with a typed error naming what is wrong.</summary>
-    public static void Check(ApprovalRequest request)
+    public static void Check(ApprovalRequest request, int maxBytes)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (string.IsNullOrWhiteSpace(request.Name))
@@ -94,6 +101,11 @@ internal static class ApprovalGate
 
         RunIds.CheckIdentifier(request.Name, "approval name");
         CheckRoles(request.ApproverRoles, $"approver roles of approval '{request.Name}'");
+        RunPayloads.CheckSize(request.Question ?? "", $"question of approval '{request.Name}'", maxBytes);
+        if (request.ProposedActionJson is { } proposed)
+        {
+            RunPayloads.CheckJson(proposed, $"proposed action of approval '{request.Name}'", maxBytes);
+        }
         if (request.Timeout <= TimeSpan.Zero || request.Timeout > MaxTimeout)
         {
             throw new InvalidPayloadException($"approval '{request.Name}'", $"its timeout must be positive and at most {MaxTimeout.TotalDays:0} days, not {request.Timeout}");
@@ -122,14 +134,16 @@ internal static class ApprovalGate
         ApprovalRequestedPayload requested;
         if (asked is null)
         {
-            requested = new ApprovalRequestedPayload(request.Question, request.ProposedActionJson, request.ApproverRoles,
+            requested = new ApprovalRequestedPayload(RequestHash(request), request.Question, request.ProposedActionJson, request.ApproverRoles,
                 run.Time.GetUtcNow() + request.Timeout, request.OnTimeout, request.OnTimeout == ApprovalTimeoutAction.Escalate ? request.EscalateTo : null);
             await run.AppendAsync(JournalKind.ApprovalRequested, step, request.Name, true, RunPayloads.Write(requested));
         }
         else
         {
-            // Asked before this execution: its deadline and escalation are the journal's, not today's code's.
+            // Asked before this execution: its deadline and escalation are the journal's, not today's code's; what is
+            // asked must be what the journal asked.
             requested = RunPayloads.Read<ApprovalRequestedPayload>(asked.Payload);
+            CheckSameRequest(run.RunId, step, request, requested.RequestHash);
         }
 
         var escalated = events.LastOrDefault(e => e.Kind == JournalKind.ApprovalEscalated) is { } row ? RunPayloads.Read<ApprovalEscalatedPayload>(row.Payload) : null;
@@ -149,9 +163,10 @@ internal static class ApprovalGate
 
             if (!final)
             {
-                // Counted from the deadline that passed, not from now: a silo that was down does not lengthen it.
+                // Counted from the deadline that passed (a slow wake-up does not lengthen it), unless the run was down past
+                // it: then the escalation's approvers get their whole time from now.
                 var next = requested.EscalateTo!;
-                escalated = new ApprovalEscalatedPayload(next.ApproverRoles, deadline + next.Timeout, next.OnTimeout);
+                escalated = new ApprovalEscalatedPayload(next.ApproverRoles, EscalatedDeadline(deadline, next, run.Time.GetUtcNow()), next.OnTimeout);
                 await run.AppendAsync(JournalKind.ApprovalEscalated, step, request.Name, true, RunPayloads.Write(escalated));
                 continue;
             }
@@ -161,19 +176,50 @@ internal static class ApprovalGate
         }
 
         await drained();
-        return await run.AppendAsync(JournalKind.Approval, step, request.Name, true, RunPayloads.Write(decision));
+        return await run.AppendAsync(JournalKind.Approval, step, request.Name, true, RunPayloads.Write(new ApprovalOutcomePayload(decision, requested.RequestHash)));
     }
 
-    /// <summary>The decision an <see cref="JournalKind.Approval"/> outcome records.</summary>
-    public static ApprovalDecision Read(JournalRow row) => RunPayloads.Read<ApprovalDecision>(row.Payload);
+    /// <summary>The decision an <see cref="JournalKind.Approval"/> outcome records, for the request it was made on.</summary>
+    /// <exception cref="NonDeterminismException">The workflow now asks something else at this step than was approved.</exception>
+    public static ApprovalDecision Read(string runId, JournalRow row, ApprovalRequest request)
+    {
+        var outcome = RunPayloads.Read<ApprovalOutcomePayload>(row.Payload);
+        CheckSameRequest(runId, row.Step!.Value, request, outcome.RequestHash);
+        return outcome.Decision;
+    }
+
+    /// <summary>The escalation's deadline: its timeout after the first deadline, or after now when that passed long ago.</summary>
+    private static DateTimeOffset EscalatedDeadline(DateTimeOffset first, ApprovalEscalation escalation, DateTimeOffset now) =>
+        first + escalation.Timeout > now ? first + escalation.Timeout : now + escalation.Timeout;
+
+    /// <summary>A hash of what is asked (name, question, proposed action, approver roles): a decision is on exactly that.</summary>
+    private static string RequestHash(ApprovalRequest request) =>
+        RunPayloads.ArgumentsHash(JsonSerializer.SerializeToElement(new { request.Name, request.Question, request.ProposedActionJson, request.ApproverRoles }, SpineJson.Options));
+
+    private static void CheckSameRequest(string runId, int step, ApprovalRequest request, string recorded)
+    {
+        var current = RequestHash(request);
+        if (!string.Equals(current, recorded, StringComparison.Ordinal))
+        {
+            throw new NonDeterminismException(runId, step, $"Approval '{request.Name}' of a request hashing to {recorded[..12]}",
+                $"Approval '{request.Name}' of a request hashing to {current[..12]} ({request.Question})");
+        }
+    }
 
     /// <summary>
     /// Checks a decision against the approval it is for, as the journal says the run waits: the approval is pending
     /// and undecided, the actor holds the role it decides as, and the approval accepts that role now.
     /// </summary>
-    public static ApprovalWait Authorize(string runId, RunState state, ApprovalVerdict verdict)
+    public static ApprovalWait Authorize(string runId, RunState state, ApprovalVerdict verdict, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(verdict);
+        if (Orleans.Runtime.RequestContext.Get(CallerRunKey) is string caller)
+        {
+            // The call comes from a run's own execution: its workflow, a tool or what a model made them do.
+            throw new ApprovalForbiddenException(runId, verdict.Step ?? 0, verdict.Actor?.Id,
+                $"decisions come from clients, never from a run (this call comes from run {caller})");
+        }
+
         ApprovalWait? wait;
         if (verdict.Step is { } chosen)
         {
@@ -211,9 +257,22 @@ internal static class ApprovalGate
             throw new ApprovalForbiddenException(runId, wait.Step, actor.Id, "actor ids starting with 'spine' are Spine's own");
         }
 
-        if (!wait.ApproverRoles.Contains(verdict.Role, StringComparer.Ordinal))
+        // The roles that may decide now: past a deadline that escalates, the escalation's, even before the workflow has
+        // journaled the escalation; past a final deadline, nobody's.
+        var roles = wait.ApproverRoles;
+        if (wait.Deadline <= now)
         {
-            throw new ApprovalForbiddenException(runId, wait.Step, actor.Id, $"the approval accepts {string.Join(" or ", wait.ApproverRoles.Select(r => $"'{r}'"))}, not '{verdict.Role}'");
+            if (wait.Escalated || wait.OnTimeout != ApprovalTimeoutAction.Escalate || wait.Request.EscalateTo is not { } escalation)
+            {
+                throw new ApprovalNotPendingException(runId, state.Status, $"the approval at step {wait.Step} passed its deadline ({wait.Deadline:O}); it is {(wait.OnTimeout == ApprovalTimeoutAction.Approve ? "approved" : "rejected")} by it");
+            }
+
+            roles = escalation.ApproverRoles;
+        }
+
+        if (!roles.Contains(verdict.Role, StringComparer.Ordinal))
+        {
+            throw new ApprovalForbiddenException(runId, wait.Step, actor.Id, $"the approval accepts {string.Join(" or ", roles.Select(r => $"'{r}'"))}, not '{verdict.Role}'");
         }
 
         if (!actor.HasRole(verdict.Role))

@@ -68,6 +68,9 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
         return storage.ExecuteAsync(_ => writer.UpdateRunAsync(index), stopping);
     }
 
+    /// <summary>The status of the last index row this activation committed (null before its first).</summary>
+    public RunStatus? IndexedStatus { get; private set; }
+
     /// <summary>Throws when the run is quarantined.</summary>
     /// <exception cref="JournalTamperedException">The run's journal does not verify.</exception>
     public void ThrowIfTampered()
@@ -189,6 +192,12 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             {
                 History.Add(row);
                 State?.Observe(row);
+            }
+
+            if (run is not null)
+            {
+                // Writes are serialized by the lock, so this is the status of the index row that committed last.
+                IndexedStatus = run.Status;
             }
 
             return rows;

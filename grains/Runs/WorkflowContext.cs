@@ -212,19 +212,19 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
 
     public async Task<Approvals.ApprovalDecision> RequestApprovalAsync(Approvals.ApprovalRequest request)
     {
-        Approvals.ApprovalGate.Check(request);
+        Approvals.ApprovalGate.Check(request, run.Options.MaxPayloadBytes);
         var (step, recorded) = Next(JournalKind.Approval, request.Name);
         if (recorded is not null)
         {
             await replay.TurnAsync(step);
-            return Approvals.ApprovalGate.Read(recorded);
+            return Approvals.ApprovalGate.Read(RunId, recorded, request);
         }
 
         // A wait, not an attempt: it journals its request, waits for a decision or its deadline, and journals the outcome.
         run.EnterCall();
         try
         {
-            return Approvals.ApprovalGate.Read(await Approvals.ApprovalGate.AwaitAsync(run, step, request, replay.DrainedAsync));
+            return Approvals.ApprovalGate.Read(RunId, await Approvals.ApprovalGate.AwaitAsync(run, step, request, replay.DrainedAsync), request);
         }
         finally
         {

@@ -153,7 +153,8 @@ public sealed partial class WorkflowRunGrain
         // The reused outcomes keep their journal order (a replay hands them back in it), with the ends of
         // the sleeps among them (format 2).
         var reused = source.History.Rows
-            .Where(r => r.Step < fromStep && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired))
+            // A human's approval is of one run: a replay asks again.
+            .Where(r => r.Step < fromStep && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired) && r.Kind != JournalKind.Approval)
             .Where(r => !r.IsStepOutcome || (source.History.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Seq == r.Seq))
             .OrderBy(r => r.Seq)
             .Select(r => r.Kind == JournalKind.Signal ? r with { Payload = Signals.SignalInbox.ForgetId(r.Payload) } : r)

@@ -21,7 +21,7 @@ public sealed partial class WorkflowRunGrain
     {
         _journal.ThrowIfTampered();
         var state = State ?? throw new RunNotFoundException(RunId);
-        var wait = ApprovalGate.Authorize(RunId, state, verdict);
+        var wait = ApprovalGate.Authorize(RunId, state, verdict, Time.GetUtcNow());
         var name = ApprovalGate.SignalName(wait.Step);
         if (_signals.IsClosed(name))
         {

@@ -234,6 +234,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _signals.WakeAll();
         _decisions.FailAll(new RunCancelledException(RunId, reason));
         state.Escalations.Clear();
+        state.Approvals.Clear();
         StartExecution();
         return Info();
     }
@@ -390,7 +391,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         var live = LiveStatus(state.Escalations.Count);
         KeepAliveWhile(live);
-        if (live != state.Status)
+
+        // Against the index too: a write of another status (a decision's, a signal's) may have committed before an
+        // earlier refresh's, which then left the index behind what this activation believes it says.
+        if (live != state.Status || live != _journal.IndexedStatus)
         {
             // Set before the write, so that calls refreshing meanwhile do not write it again. No journal row
             // goes with it: a stale status after a crash is restated by the next activation.
@@ -475,6 +479,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     private async Task ExecuteAsync()
     {
+        // Every grain call the workflow, its tools or its model client make carries the run: an approval decision
+        // arriving with it comes from inside a run, and is refused (see ApprovalGate.Authorize).
+        RequestContext.Set(Approvals.ApprovalGate.CallerRunKey, RunId);
         var state = State!;
         try
         {
@@ -601,7 +608,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             {
                 var plan = new CompensationPlan(status, error, deadLetter);
                 await _journal.TransitionAsync([new(JournalKind.CompensationStarted, null, "CompensationStarted", true, RunPayloads.Write(plan), null)], RunStatus.Compensating,
-                    apply: s => s.Compensation = plan);
+                    apply: s =>
+                    {
+                        s.Compensation = plan;
+                        s.Approvals.Clear();
+                    });
             }
 
             var failure = await compensator.CompensateAsync();
@@ -636,6 +647,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // Only once the final row is durable do readers see the run as finished.
         await _journal.TransitionAsync([new(kind, null, kind.ToString(), status == RunStatus.Completed, payload, null)], status, new RunEnd(result, error));
         state.Escalations.Clear();
+        state.Approvals.Clear();
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);

@@ -108,19 +108,38 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
         /// <summary>Completes at the wake-up time, or when every wait is woken; cancelled when the activation ends.</summary>
         public async Task ElapsedAsync()
         {
-            var left = wakeAt - owner._time.GetUtcNow();
-            using var timer = owner._grain.RegisterGrainTimer(
-                () =>
-                {
-                    wake.TrySetResult();
-                    return Task.CompletedTask;
-                },
-                new GrainTimerCreationOptions { DueTime = left > TimeSpan.Zero ? left : TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan, Interleave = true });
             await using (owner._stopping.Register(() => wake.TrySetCanceled()))
             {
-                await wake.Task;
+                while (true)
+                {
+                    var left = wakeAt - owner._time.GetUtcNow();
+                    if (left <= TimeSpan.Zero)
+                    {
+                        wake.TrySetResult();
+                    }
+
+                    if (wake.Task.IsCompleted)
+                    {
+                        await wake.Task;
+                        return;
+                    }
+
+                    // A grain timer cannot be due later than about 49 days: a longer wait re-arms until its time.
+                    var tick = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    using var timer = owner._grain.RegisterGrainTimer(
+                        () =>
+                        {
+                            tick.TrySetResult();
+                            return Task.CompletedTask;
+                        },
+                        new GrainTimerCreationOptions { DueTime = left < MaxTimerDue ? left : MaxTimerDue, Period = Timeout.InfiniteTimeSpan, Interleave = true });
+                    await Task.WhenAny(wake.Task, tick.Task);
+                }
             }
         }
+
+        /// <summary>The longest a single grain timer is armed for (well below its limit of 2^32 - 2 ms).</summary>
+        private static readonly TimeSpan MaxTimerDue = TimeSpan.FromDays(30);
 
         /// <summary>Ends this wait now (what it waited for came another way).</summary>
         public void Wake() => wake.TrySetResult();

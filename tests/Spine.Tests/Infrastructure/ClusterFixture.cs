@@ -49,6 +49,7 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<ReorderWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<TimeoutSagaWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<Signals.SignalWorkflow, Signals.SignalInput, string[]>();
+            silo.Services.AddSpineWorkflow<Approvals.SelfApprovalWorkflow, int, string>();
             silo.Services.AddSpineTool<SlowTool>();
             silo.Services.AddSingleton<Spine.Tools.ITool>(new DownTool("test_down", TimeSpan.FromHours(1)));
             silo.Services.AddSingleton<Spine.Tools.ITool>(new DownTool("test_down_briefly_waited", TimeSpan.FromSeconds(1)));
