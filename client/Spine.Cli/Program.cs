@@ -289,7 +289,7 @@ var replayInputFile = new Option<string?>("--input-file") { Description = "Read 
 var parameter = new Option<string[]>("--param") { Description = "A changed step parameter, name=value (repeatable).", AllowMultipleArgumentsPerToken = false };
 Command ReplayCommand()
 {
-    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, replayInputFile, parameter, key, wait };
+    var command = new Command("replay", "Fork a new run from a finished run, reusing its steps before --from-step.") { runId, fromStep, replayInput, replayInputFile, parameter, key, wait, operatorName, operatorRoles };
     command.SetAction((parse, ct) => RunAsync(parse, async () =>
     {
         var parameters = parse.GetValue(parameter) is { Length: > 0 } pairs
@@ -297,7 +297,8 @@ Command ReplayCommand()
             : null;
         var changedInput = await ReadInputAsync(parse.GetValue(replayInput), parse.GetValue(replayInputFile), ct);
         await using var spine = await ConnectAsync(parse, ct);
-        var info = await spine.Client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), changedInput, parameters, parse.GetValue(key)), ct);
+        var info = await spine.Client.ReplayAsync(new ReplayRequest(parse.GetValue(runId)!, parse.GetValue(fromStep), changedInput, parameters, parse.GetValue(key),
+            Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles))), ct);
         if (parse.GetValue(wait))
         {
             info = await spine.Client.WaitAsync(info.RunId, null, ct);

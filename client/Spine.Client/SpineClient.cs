@@ -163,6 +163,11 @@ public sealed class SpineClient : ISpineClient
     public Task<RunInfo> ReplayAsync(ReplayRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.Actor is null && _actor is not null)
+        {
+            request = request with { Actor = _actor };
+        }
+
         var runId = request.IdempotencyKey is { Length: > 0 } key ? RunIds.FromIdempotencyKey("replay:" + request.SourceRunId, key) : RunIds.New();
         var run = Run(runId);
         return UntilKnownAsync(runId, () => run.StartReplayAsync(request), cancellationToken);

@@ -26,13 +26,15 @@ public sealed record StartRunRequest(
 /// <param name="InputJson">A changed input; null keeps the source's input.</param>
 /// <param name="Parameters">Changed step parameters; null keeps the source's.</param>
 /// <param name="IdempotencyKey">Makes the replay itself idempotent (per account).</param>
+/// <param name="Actor">Who replays (the client's configured actor when null): the replay records it as who started it, and its policies apply by its roles.</param>
 [GenerateSerializer, Immutable, Alias("spine.ReplayRequest")]
 public sealed record ReplayRequest(
     [property: Id(0)] string SourceRunId,
     [property: Id(1)] int? FromStep = null,
     [property: Id(2)] string? InputJson = null,
     [property: Id(3)] IReadOnlyDictionary<string, string>? Parameters = null,
-    [property: Id(4)] string? IdempotencyKey = null);
+    [property: Id(4)] string? IdempotencyKey = null,
+    [property: Id(5)] SpineActor? Actor = null);
 
 /// <summary>A signal to a run: a named message its workflow receives with <c>ctx.WaitForSignalAsync</c>.</summary>
 /// <param name="Name">The signal's name: printable text, not starting with <c>spine.</c> (Spine's own signals, such as approvals).</param>

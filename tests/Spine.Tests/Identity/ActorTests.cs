@@ -59,6 +59,20 @@ public sealed class ActorTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Replay_AsAnActor_RecordsTheReplayerAsWhoStartedTheReplay()
+    {
+        var source = await fixture.Client.StartAsync("test.steps", new StepsInput(2), actor: new SpineActor("svc:first", ["starter"]));
+        await fixture.Client.WaitAsync(source.RunId, Patience);
+        var replayer = new SpineActor("ops:dana", ["operator"]);
+
+        var replay = await fixture.Client.ReplayAsync(new ReplayRequest(source.RunId, FromStep: 2, Actor: replayer));
+        await fixture.Client.WaitAsync(replay.RunId, Patience);
+
+        AssertActor(replayer, replay.StartedBy);
+        Assert.Contains("\"ops:dana\"", (await fixture.Client.GetJournalAsync(replay.RunId))[0].PayloadJson, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Cancel_AsAnActor_JournalsWhoCancelled()
     {
         var run = await fixture.Client.StartAsync("test.steps", new StepsInput(50, SleepMilliseconds: 100));
