@@ -202,6 +202,29 @@ policiesShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var policies = new Command("policies", "Run policies (guardrails).") { policiesShow };
 
+var budgetAccount = new Argument<string>("account") { Description = "The account." };
+var budgetsShow = new Command("show", "Show an account's budget: ceilings, spent, reserved and remaining.") { budgetAccount };
+budgetsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var view = await client.GetBudgetAsync(parse.GetValue(budgetAccount)!, ct);
+    return Print(parse, view, BudgetText(view));
+}, ct));
+var dailyTokens = new Option<long?>("--daily-tokens") { Description = "Tokens per UTC day." };
+var dailyCost = new Option<decimal?>("--daily-cost") { Description = "Cost per UTC day." };
+var totalTokens = new Option<long?>("--total-tokens") { Description = "Tokens in total." };
+var totalCost = new Option<decimal?>("--total-cost") { Description = "Cost in total." };
+var budgetsSet = new Command("set", "Set an account's ceilings (a ceiling left out is none).") { budgetAccount, dailyTokens, dailyCost, totalTokens, totalCost, operatorName, operatorRoles };
+budgetsSet.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var ceilings = new Spine.Budgets.BudgetCeilings
+    {
+        DailyTokens = parse.GetValue(dailyTokens), DailyCost = parse.GetValue(dailyCost), TotalTokens = parse.GetValue(totalTokens), TotalCost = parse.GetValue(totalCost),
+    };
+    var view = await client.SetBudgetAsync(parse.GetValue(budgetAccount)!, ceilings, Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles)), ct);
+    return Print(parse, view, BudgetText(view));
+}, ct));
+var budgets = new Command("budgets", "Account budgets.") { budgetsShow, budgetsSet };
+
 var approvals = new Command("approvals", "Human approvals runs wait for.") { approvalsList, Decide("approve", true), Decide("reject", false) };
 
 var statusFilter = new Option<RunStatus?>("--status") { Description = "Only runs in this status." };
@@ -335,7 +358,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }
@@ -501,6 +524,15 @@ static int Fail(ParseResult parse, string kind, string message, int exitCode, in
     }
 
     return exitCode;
+}
+
+static string BudgetText(Spine.Budgets.BudgetView b)
+{
+    static string Of<T>(T? value) where T : struct => value?.ToString() ?? "none";
+    return $"{b.AccountId}  day={b.Day:yyyy-MM-dd}" + Environment.NewLine +
+        $"  ceilings: daily tokens={Of(b.Ceilings.DailyTokens)} cost={Of(b.Ceilings.DailyCost)}; total tokens={Of(b.Ceilings.TotalTokens)} cost={Of(b.Ceilings.TotalCost)}" + Environment.NewLine +
+        $"  spent today: tokens={b.SpentTokensToday} cost={b.SpentCostToday}; in total: tokens={b.SpentTokensTotal} cost={b.SpentCostTotal}" + Environment.NewLine +
+        $"  reserved: tokens={b.ReservedTokens} cost={b.ReservedCost} ({b.Reservations} calls); remaining: tokens={Of(b.RemainingTokens)} cost={Of(b.RemainingCost)}";
 }
 
 static string RunText(RunInfo r) =>

@@ -54,6 +54,14 @@ public interface ISpineClient
     /// <exception cref="Spine.Errors.ApprovalNotPendingException">The run waits for no such approval, or it was decided already.</exception>
     Task<RunInfo> DecideApprovalAsync(string runId, Spine.Approvals.ApprovalVerdict verdict, CancellationToken cancellationToken = default);
 
+    /// <summary>An account's budget: ceilings, and spent, reserved and remaining tokens and cost per window.</summary>
+    /// <exception cref="Spine.Errors.UnknownAccountException">No budget was ever set or spent for the account.</exception>
+    Task<Spine.Budgets.BudgetView> GetBudgetAsync(string accountId, CancellationToken cancellationToken = default);
+
+    /// <summary>Sets an account's ceilings, as <paramref name="actor"/> (null: the client's configured actor).</summary>
+    /// <exception cref="Spine.Errors.InvalidPayloadException">A ceiling is negative.</exception>
+    Task<Spine.Budgets.BudgetView> SetBudgetAsync(string accountId, Spine.Budgets.BudgetCeilings ceilings, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default);
+
     /// <summary>The run policies the cluster enforces (as one silo reports them: every silo is configured alike).</summary>
     Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default);
 

@@ -100,6 +100,25 @@ public sealed class SpineClient : ISpineClient
     }
 
     /// <inheritdoc />
+    public Task<Spine.Budgets.BudgetView> GetBudgetAsync(string accountId, CancellationToken cancellationToken = default) =>
+        Budget(accountId).GetAsync().WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Spine.Budgets.BudgetView> SetBudgetAsync(string accountId, Spine.Budgets.BudgetCeilings ceilings, Identity.SpineActor? actor = null, CancellationToken cancellationToken = default) =>
+        Budget(accountId).SetAsync(ceilings, actor ?? _actor).WaitAsync(cancellationToken);
+
+    private Spine.Budgets.IBudgetGrain Budget(string accountId)
+    {
+        if (string.IsNullOrWhiteSpace(accountId))
+        {
+            throw new InvalidIdentifierException("account id", 0);
+        }
+
+        RunIds.CheckIdentifier(accountId, "account id");
+        return _grains.GetGrain<Spine.Budgets.IBudgetGrain>(accountId);
+    }
+
+    /// <inheritdoc />
     public Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 

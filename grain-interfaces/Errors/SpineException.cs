@@ -579,3 +579,21 @@ public sealed class PolicyDeniedException : SpineException
     /// <inheritdoc />
     public override string Kind => "policy_denied";
 }
+
+/// <summary>No budget was ever set or spent for this account.</summary>
+[GenerateSerializer, Alias("spine.UnknownAccountException")]
+public sealed class UnknownAccountException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public UnknownAccountException(string accountId)
+        : base($"Account '{accountId}' has no budget: none was set and nothing was spent (spine budgets set {accountId} ...).")
+    {
+        AccountId = accountId;
+    }
+
+    /// <summary>The account.</summary>
+    [Id(0)] public string AccountId { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "unknown_account";
+}

@@ -38,6 +38,9 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
         services.AddOptions<Policies.PolicyOptions>();
+        services.AddOptions<Budgets.BudgetOptions>()
+            .Validate(o => o.ReservationTtl > TimeSpan.Zero, "Spine:Budgets:ReservationTtl must be positive.")
+            .ValidateOnStart();
         services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();

@@ -38,6 +38,7 @@ public static class SpineSiloBuilderExtensions
         {
             options.Bind(configuration);
             silo.Services.AddOptions<Policies.PolicyOptions>().Bind(configuration.GetSection("Policies"));
+            silo.Services.AddOptions<Budgets.BudgetOptions>().Bind(configuration.GetSection("Budgets"));
         }
 
         if (configure is not null)

@@ -92,6 +92,28 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task Budgets_SetShowAndBadInput_ThroughTheCli()
+    {
+        var account = "cli-" + Guid.NewGuid().ToString("N");
+
+        var (unknownExit, unknown) = await SpineAsync("budgets", "show", account, "--json");
+        var (negativeExit, negative) = await SpineAsync("budgets", "set", account, "--daily-tokens", "-5", "--json");
+        var (setExit, set) = await SpineAsync("budgets", "set", account, "--daily-tokens", "1000", "--total-cost", "12.5", "--as", "ops", "--json");
+        var (showExit, show) = await SpineAsync("budgets", "show", account);
+
+        Assert.Equal(1, unknownExit);
+        Assert.Equal("unknown_account", JsonDocument.Parse(unknown).RootElement.GetProperty("error").GetProperty("kind").GetString());
+        Assert.Equal(1, negativeExit);
+        Assert.Equal("invalid_payload", JsonDocument.Parse(negative).RootElement.GetProperty("error").GetProperty("kind").GetString());
+        Assert.Equal(0, setExit);
+        var view = JsonDocument.Parse(set).RootElement;
+        Assert.Equal(1000, view.GetProperty("ceilings").GetProperty("dailyTokens").GetInt64());
+        Assert.Equal(1000, view.GetProperty("remainingTokens").GetInt64());
+        Assert.Equal(0, showExit);
+        Assert.Contains("ceilings: daily tokens=1000", show, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Status_UnknownRun_PrintsTypedJsonErrorAndFails()
     {
         var (exit, output) = await SpineAsync("status", "r-doesnotexist", "--json");

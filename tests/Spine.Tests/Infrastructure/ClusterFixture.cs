@@ -38,6 +38,7 @@ public sealed class ClusterFixture : IAsyncLifetime
                 o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
                 o.Retry.Model = new Spine.Recovery.RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMilliseconds(100), Jitter = 0 };
             });
+            silo.Services.Configure<Spine.Budgets.BudgetOptions>(o => o.ReservationTtl = TimeSpan.FromSeconds(3));
             silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
             silo.Services.AddSpineWorkflow<FlipWorkflow, int, string>();
