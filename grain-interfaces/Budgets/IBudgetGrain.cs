@@ -117,7 +117,10 @@ public interface IBudgetGrain : IGrainWithStringKey
     [Alias("ReserveAsync")]
     Task<BudgetVerdict> ReserveAsync(BudgetReservation reservation);
 
-    /// <summary>Replaces a call's reservation by what it used. Settling a (run, step) twice counts it once.</summary>
+    /// <summary>
+    /// Replaces a call's reservation by what it used. Settling a (run, step) twice counts it once (within one activation
+    /// of the grain; a run journals its settlement and does not send it again).
+    /// </summary>
     [Alias("SettleAsync")]
     Task<BudgetView> SettleAsync(string runId, int step, long tokens, decimal cost);
 

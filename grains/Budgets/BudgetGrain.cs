@@ -27,12 +27,10 @@ public sealed class BudgetRecord
 
     [Id(5)] public decimal CostTotal { get; set; }
 
+    /// <summary>The calls in flight: their size is bounded by the calls in flight, not by the account's history.</summary>
     [Id(6)] public Dictionary<string, HeldReservation> Reservations { get; set; } = new(StringComparer.Ordinal);
 
-    /// <summary>Keys settled recently, so that a settlement sent twice counts once.</summary>
-    [Id(7)] public Dictionary<string, DateTimeOffset> Settled { get; set; } = new(StringComparer.Ordinal);
-
-    [Id(8)] public SpineActor? SetBy { get; set; }
+    [Id(7)] public SpineActor? SetBy { get; set; }
 }
 
 /// <summary>A call's reserved worst case.</summary>
@@ -48,6 +46,14 @@ public sealed class BudgetGrain(
     IOptions<BudgetOptions> options,
     TimeProvider time) : Grain, IBudgetGrain
 {
+    /// <summary>How many settled keys the activation remembers to count a repeated settlement once.</summary>
+    private const int RememberedSettlements = 100_000;
+
+    // In memory only: every write stores the whole record, so it must not grow with the account's history. A run
+    // journals its settlement and never sends it again after a crash; this catches a caller's retry.
+    private readonly HashSet<string> _settled = new(StringComparer.Ordinal);
+    private readonly Queue<string> _settledOrder = new();
+
     private BudgetRecord State => record.State;
 
     /// <inheritdoc />
@@ -94,7 +100,7 @@ public sealed class BudgetGrain(
 
         var changed = Roll();
         var key = Key(reservation.RunId, reservation.Step);
-        if (State.Reservations.ContainsKey(key) || State.Settled.ContainsKey(key))
+        if (State.Reservations.ContainsKey(key) || _settled.Contains(key))
         {
             // A retry or re-execution of a call that holds its reservation (or already spent it).
             if (changed)
@@ -130,17 +136,22 @@ public sealed class BudgetGrain(
 
         Roll();
         var key = Key(runId, step);
-        if (!State.Settled.ContainsKey(key))
+        if (_settled.Add(key))
         {
+            _settledOrder.Enqueue(key);
+            if (_settledOrder.Count > RememberedSettlements)
+            {
+                _settled.Remove(_settledOrder.Dequeue());
+            }
+
             State.Reservations.Remove(key);
             State.TokensToday += tokens;
             State.CostToday += cost;
             State.TokensTotal += tokens;
             State.CostTotal += cost;
-            State.Settled[key] = time.GetUtcNow();
+            await record.WriteStateAsync();
         }
 
-        await record.WriteStateAsync();
         return View();
     }
 
@@ -158,7 +169,7 @@ public sealed class BudgetGrain(
 
     private static string Key(string runId, int step) => runId + "/" + step.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>Starts a new UTC day, expires reservations past their time and forgets old settlements; true when anything changed.</summary>
+    /// <summary>Starts a new UTC day and expires reservations past their time; true when anything changed.</summary>
     private bool Roll()
     {
         var now = time.GetUtcNow();
@@ -175,13 +186,6 @@ public sealed class BudgetGrain(
         foreach (var expired in State.Reservations.Where(r => r.Value.ExpiresAt <= now).Select(r => r.Key).ToList())
         {
             State.Reservations.Remove(expired);
-            changed = true;
-        }
-
-        var forget = now - (options.Value.ReservationTtl * 4);
-        foreach (var old in State.Settled.Where(s => s.Value <= forget).Select(s => s.Key).ToList())
-        {
-            State.Settled.Remove(old);
             changed = true;
         }
 
