@@ -256,9 +256,7 @@ public sealed class PolicyEngine
                 var result = schema.Evaluate(JsonNode.Parse(arguments.ValueKind == JsonValueKind.Undefined ? "null" : arguments.GetRawText()), Evaluation);
                 if (!result.IsValid)
                 {
-                    var errors = (result.Details ?? []).Where(d => d.Errors is { Count: > 0 })
-                        .SelectMany(d => d.Errors!.Select(e => $"{(d.InstanceLocation.ToString() is { Length: > 0 } at ? at : "/")}: {e.Value}"))
-                        .Distinct().DefaultIfEmpty("/: the arguments do not match the rule's schema");
+                    var errors = RegisteredTool.Errors(result, "the arguments do not match the rule's schema");
                     return new PolicyDenial(Name, $"the arguments break the rule's constraints: {string.Join("; ", errors)}");
                 }
             }

@@ -51,6 +51,12 @@ public sealed class RegisteredTool
             return;
         }
 
+        throw new SchemaValidationException(Definition.Name, Definition.Version, direction, Errors(result, "the value does not match the schema"));
+    }
+
+    /// <summary>A failed evaluation's errors as <c>/location: message</c> lines (<paramref name="fallback"/> when it names none).</summary>
+    internal static List<string> Errors(EvaluationResults result, string fallback)
+    {
         var errors = (result.Details ?? [])
             .Where(d => d.Errors is { Count: > 0 })
             .SelectMany(d => d.Errors!.Select(e => $"{(d.InstanceLocation.ToString() is { Length: > 0 } at ? at : "/")}: {e.Value}"))
@@ -58,10 +64,10 @@ public sealed class RegisteredTool
             .ToList();
         if (errors.Count == 0)
         {
-            errors.Add("/: the value does not match the schema");
+            errors.Add("/: " + fallback);
         }
 
-        throw new SchemaValidationException(Definition.Name, Definition.Version, direction, errors);
+        return errors;
     }
 
     private static JsonSchema Parse(ToolDefinition definition, string schema, string direction)
