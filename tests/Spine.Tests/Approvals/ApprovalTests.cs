@@ -21,7 +21,9 @@ public sealed class ApprovalTests(ClusterFixture fixture)
         var account = "acct-" + Guid.NewGuid().ToString("N");
         var run = await fixture.Client.StartAsync("payout", new PayoutInput(42_00), accountId: account);
         var waiting = await WaitingAsync(run.RunId);
-        var listed = await fixture.Client.ListApprovalsAsync(new ApprovalQuery { AccountId = account, Role = "approver" });
+        // The snapshot shows the status as soon as the run decides it; the index (which the listing reads), once its write commits.
+        var listed = await Eventually.GetAsync(() => fixture.Client.ListApprovalsAsync(new ApprovalQuery { AccountId = account, Role = "approver" }),
+            l => l.Count > 0, Patience, "the index to list the run as waiting");
         var otherRole = await fixture.Client.ListApprovalsAsync(new ApprovalQuery { AccountId = account, Role = "auditor" });
 
         await fixture.Client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "approver", "within limits", Actor: Alice));

@@ -57,7 +57,10 @@ public sealed class CliTests(SiloProcessFixture fixture)
     {
         var account = "cli-" + Guid.NewGuid().ToString("N");
         var run = await fixture.Client.StartAsync("payout", new { amount = 1200, approverRole = "approver" }, accountId: account);
-        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == Spine.Runs.RunStatus.AwaitingApproval, TimeSpan.FromSeconds(30), "the run to wait for its approval");
+
+        // The listing reads the index: wait for the index, not the run's snapshot, to say it waits.
+        await Eventually.GetAsync(() => fixture.Postgres.ScalarAsync<short>("SELECT status FROM spine_runs WHERE run_id = @id", ("id", run.RunId)),
+            s => s == (short)Spine.Runs.RunStatus.AwaitingApproval, TimeSpan.FromSeconds(30), "the index to show the run waiting for its approval");
 
         var (listExit, list) = await SpineAsync("approvals", "list", "--account", account, "--role", "approver", "--json");
         var (forbiddenExit, forbidden) = await SpineAsync("approvals", "approve", run.RunId, "--as", "dave", "--role", "viewer", "--json");

@@ -38,7 +38,9 @@ public sealed class SignalTests(ClusterFixture fixture)
         var run = await fixture.Client.StartAsync("test.signals", new SignalInput("go", TimeoutMilliseconds: 60_000));
 
         await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.AwaitingSignal, Patience, "the run to wait for its signal");
-        var listed = await fixture.Client.ListAsync(new RunQuery { Status = RunStatus.AwaitingSignal, WorkflowType = "test.signals", Limit = 1000 });
+        // The snapshot shows the status as soon as the run decides it; the index, once its write commits.
+        var listed = await Eventually.GetAsync(() => fixture.Client.ListAsync(new RunQuery { Status = RunStatus.AwaitingSignal, WorkflowType = "test.signals", Limit = 1000 }),
+            runs => runs.Any(r => r.RunId == run.RunId), Patience, "the index to list the run as waiting");
         await fixture.Client.SignalAsync(run.RunId, "go", "now");
         var result = await fixture.Client.GetResultAsync<string[]>(run.RunId);
 
