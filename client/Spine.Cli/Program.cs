@@ -213,12 +213,14 @@ var dailyTokens = new Option<long?>("--daily-tokens") { Description = "Tokens pe
 var dailyCost = new Option<decimal?>("--daily-cost") { Description = "Cost per UTC day." };
 var totalTokens = new Option<long?>("--total-tokens") { Description = "Tokens in total." };
 var totalCost = new Option<decimal?>("--total-cost") { Description = "Cost in total." };
-var budgetsSet = new Command("set", "Set an account's ceilings (a ceiling left out is none).") { budgetAccount, dailyTokens, dailyCost, totalTokens, totalCost, operatorName, operatorRoles };
+var budgetWindow = new Option<TimeSpan?>("--window") { Description = "The length of the daily window (default a UTC day; a shorter one such as 01:00:00 divides a day evenly)." };
+var budgetsSet = new Command("set", "Set an account's ceilings (a ceiling left out is none).") { budgetAccount, dailyTokens, dailyCost, totalTokens, totalCost, budgetWindow, operatorName, operatorRoles };
 budgetsSet.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 {
     var ceilings = new Spine.Budgets.BudgetCeilings
     {
         DailyTokens = parse.GetValue(dailyTokens), DailyCost = parse.GetValue(dailyCost), TotalTokens = parse.GetValue(totalTokens), TotalCost = parse.GetValue(totalCost),
+        Window = parse.GetValue(budgetWindow),
     };
     var view = await client.SetBudgetAsync(parse.GetValue(budgetAccount)!, ceilings, Actor(parse.GetValue(operatorName), parse.GetValue(operatorRoles)), ct);
     return Print(parse, view, BudgetText(view));
@@ -529,7 +531,7 @@ static int Fail(ParseResult parse, string kind, string message, int exitCode, in
 static string BudgetText(Spine.Budgets.BudgetView b)
 {
     static string Of<T>(T? value) where T : struct => value?.ToString() ?? "none";
-    return $"{b.AccountId}  day={b.Day:yyyy-MM-dd}" + Environment.NewLine +
+    return $"{b.AccountId}  window={b.WindowStart:O}..{b.WindowEnds:O}" + Environment.NewLine +
         $"  ceilings: daily tokens={Of(b.Ceilings.DailyTokens)} cost={Of(b.Ceilings.DailyCost)}; total tokens={Of(b.Ceilings.TotalTokens)} cost={Of(b.Ceilings.TotalCost)}" + Environment.NewLine +
         $"  spent today: tokens={b.SpentTokensToday} cost={b.SpentCostToday}; in total: tokens={b.SpentTokensTotal} cost={b.SpentCostTotal}" + Environment.NewLine +
         $"  reserved: tokens={b.ReservedTokens} cost={b.ReservedCost} ({b.Reservations} calls); remaining: tokens={Of(b.RemainingTokens)} cost={Of(b.RemainingCost)}";

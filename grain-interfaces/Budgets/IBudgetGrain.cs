@@ -17,6 +17,23 @@ public sealed record BudgetCeilings
 
     /// <summary>Cost in total.</summary>
     [Id(3)] public decimal? TotalCost { get; init; }
+
+    /// <summary>
+    /// How long the "daily" window is: a UTC day when null; a shorter one (an hour, a minute) that divides a day
+    /// evenly starts at UTC midnight and at every multiple of it after.
+    /// </summary>
+    [Id(4)] public TimeSpan? Window { get; init; }
+}
+
+/// <summary>One run's own ceilings, carried by the run (its account's ceilings apply as well). Null: no ceiling.</summary>
+[GenerateSerializer, Immutable, Alias("spine.RunBudget")]
+public sealed record RunBudget
+{
+    /// <summary>Tokens (input and output) the run may use in all.</summary>
+    [Id(0)] public long? MaxTokens { get; init; }
+
+    /// <summary>What the run may cost in all.</summary>
+    [Id(1)] public decimal? MaxCost { get; init; }
 }
 
 /// <summary>A reservation of the worst case a call may spend, keyed by the call (run and step).</summary>
@@ -24,12 +41,25 @@ public sealed record BudgetCeilings
 /// <param name="Step">The step: retries and re-executions of it share the reservation.</param>
 /// <param name="Tokens">The most tokens the call may use.</param>
 /// <param name="Cost">The most it may cost.</param>
+/// <param name="Fallback">
+/// A cheaper way to make the call (another chat client): reserved instead when the account has used at least
+/// <see cref="BudgetFallback.At"/> of a ceiling, or when the call itself would not fit but its fallback does.
+/// </param>
 [GenerateSerializer, Immutable, Alias("spine.BudgetReservation")]
 public sealed record BudgetReservation(
     [property: Id(0)] string RunId,
     [property: Id(1)] int Step,
     [property: Id(2)] long Tokens,
-    [property: Id(3)] decimal Cost);
+    [property: Id(3)] decimal Cost,
+    [property: Id(4)] BudgetFallback? Fallback = null);
+
+/// <summary>The worst case of a call's cheaper way, and from which used fraction of a ceiling it is preferred.</summary>
+[GenerateSerializer, Immutable, Alias("spine.BudgetFallback")]
+public sealed record BudgetFallback([property: Id(0)] long Tokens, [property: Id(1)] decimal Cost, [property: Id(2)] double At);
+
+/// <summary>What a call used, to replace its reservation.</summary>
+[GenerateSerializer, Immutable, Alias("spine.BudgetSettlement")]
+public sealed record BudgetSettlement([property: Id(0)] string RunId, [property: Id(1)] int Step, [property: Id(2)] long Tokens, [property: Id(3)] decimal Cost);
 
 /// <summary>The answer to a reservation.</summary>
 [GenerateSerializer, Immutable, Alias("spine.BudgetVerdict")]
@@ -44,8 +74,17 @@ public sealed record BudgetVerdict
     /// <summary>The largest fraction of any ceiling that spent and reserved amounts use now, this reservation included when granted (0..1+).</summary>
     [Id(2)] public double UsedFraction { get; init; }
 
-    /// <summary>When the daily window the verdict counted in ends (UTC midnight).</summary>
+    /// <summary>When the daily window the verdict counted in ends (UTC midnight, or the end of a shorter window).</summary>
     [Id(3)] public DateTimeOffset WindowEnds { get; init; }
+
+    /// <summary>The reservation's fallback was reserved instead of the call itself.</summary>
+    [Id(4)] public bool Fallback { get; init; }
+
+    /// <summary>The largest fraction of any ceiling used before this reservation.</summary>
+    [Id(5)] public double UsedBefore { get; init; }
+
+    /// <summary>When refused: whether only daily ceilings stood in the way (so the call fits once the day is over).</summary>
+    [Id(6)] public bool DailyOnly { get; init; }
 }
 
 /// <summary>An account's budget: ceilings, spent, reserved and remaining per window.</summary>
@@ -58,7 +97,7 @@ public sealed record BudgetView
     /// <summary>The ceilings.</summary>
     [Id(1)] public BudgetCeilings Ceilings { get; init; } = new();
 
-    /// <summary>The UTC day the daily figures are for.</summary>
+    /// <summary>The UTC day the daily figures' window began on.</summary>
     [Id(2)] public DateOnly Day { get; init; }
 
     /// <summary>Tokens settled today.</summary>
@@ -90,6 +129,12 @@ public sealed record BudgetView
 
     /// <summary>Who last set the ceilings.</summary>
     [Id(12)] public SpineActor? SetBy { get; init; }
+
+    /// <summary>When the window the daily figures are for began (UTC).</summary>
+    [Id(13)] public DateTimeOffset WindowStart { get; init; }
+
+    /// <summary>When it ends, and the daily figures start again from zero.</summary>
+    [Id(14)] public DateTimeOffset WindowEnds { get; init; }
 }
 
 /// <summary>
@@ -118,13 +163,22 @@ public interface IBudgetGrain : IGrainWithStringKey
     Task<BudgetVerdict> ReserveAsync(BudgetReservation reservation);
 
     /// <summary>
-    /// Replaces a call's reservation by what it used. Settling a (run, step) twice counts it once (within one activation
-    /// of the grain; a run journals its settlement and does not send it again).
+    /// Replaces a call's reservation by what it used. Only a held (or expired) reservation is settled: settling a
+    /// (run, step) again, or one that was never reserved, changes nothing, so a run may send its journaled
+    /// settlements again after a crash.
     /// </summary>
     [Alias("SettleAsync")]
     Task<BudgetView> SettleAsync(string runId, int step, long tokens, decimal cost);
 
+    /// <summary>Settles several calls in one write (see <see cref="SettleAsync"/>); what a resuming run sends.</summary>
+    [Alias("SettleAllAsync")]
+    Task<BudgetView> SettleAllAsync(IReadOnlyList<BudgetSettlement> settlements);
+
     /// <summary>Drops a call's reservation without spending (it never ran).</summary>
     [Alias("ReleaseAsync")]
     Task<BudgetView> ReleaseAsync(string runId, int step);
+
+    /// <summary>Drops several reservations in one write (the calls of a run that ended without making them).</summary>
+    [Alias("ReleaseAllAsync")]
+    Task<BudgetView> ReleaseAllAsync(string runId, IReadOnlyList<int> steps);
 }

@@ -580,6 +580,43 @@ public sealed class PolicyDeniedException : SpineException
     public override string Kind => "policy_denied";
 }
 
+/// <summary>
+/// A model or tool call its run's or its account's budget has no room for, whose workflow stops rather than waits
+/// (class <c>budget_exhausted</c>). Nothing was called; the refusal and the ceiling are journaled.
+/// </summary>
+[GenerateSerializer, Alias("spine.BudgetExhaustedException")]
+public sealed class BudgetExhaustedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public BudgetExhaustedException(string runId, int step, string target, string scope, string reason)
+        : base($"Run {runId}, step {step}: '{target}' does not fit the {scope}'s budget: {reason}")
+    {
+        RunId = runId;
+        Step = step;
+        Target = target;
+        Scope = scope;
+        Reason = reason;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The refused step.</summary>
+    [Id(1)] public int Step { get; private set; }
+
+    /// <summary>The chat client or tool the call was for.</summary>
+    [Id(2)] public string Target { get; private set; }
+
+    /// <summary>Whose budget: <c>run</c> or <c>account</c>.</summary>
+    [Id(3)] public string Scope { get; private set; }
+
+    /// <summary>Which ceiling and by how much.</summary>
+    [Id(4)] public string Reason { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "budget_exhausted";
+}
+
 /// <summary>No budget was ever set or spent for this account.</summary>
 [GenerateSerializer, Alias("spine.UnknownAccountException")]
 public sealed class UnknownAccountException : SpineException

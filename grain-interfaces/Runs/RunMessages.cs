@@ -10,6 +10,7 @@ namespace Spine.Runs;
 /// <param name="AccountId">The account the run is billed to and listed under.</param>
 /// <param name="Parameters">Named step parameters the workflow reads with <c>ctx.GetParameter</c>; a replay can change them.</param>
 /// <param name="Actor">Who starts the run (the client's configured actor when null); the run records it.</param>
+/// <param name="Budget">The run's own ceilings (null: those configured for its workflow type, if any); its account's apply too.</param>
 [GenerateSerializer, Immutable, Alias("spine.StartRunRequest")]
 public sealed record StartRunRequest(
     [property: Id(0)] string WorkflowType,
@@ -18,7 +19,8 @@ public sealed record StartRunRequest(
     [property: Id(3)] string? IdempotencyKey = null,
     [property: Id(4)] string? AccountId = null,
     [property: Id(5)] IReadOnlyDictionary<string, string>? Parameters = null,
-    [property: Id(6)] SpineActor? Actor = null);
+    [property: Id(6)] SpineActor? Actor = null,
+    [property: Id(7)] Budgets.RunBudget? Budget = null);
 
 /// <summary>A request to fork a new run from step <paramref name="FromStep"/> of an earlier run.</summary>
 /// <param name="SourceRunId">The run to fork from (completed, failed, cancelled, dead-lettered or discarded).</param>

@@ -42,6 +42,9 @@ public enum RunStatus
 
     /// <summary>Waiting for a human's approval (<c>ctx.RequestApprovalAsync</c>), until an approver decides or the deadline acts.</summary>
     AwaitingApproval = 12,
+
+    /// <summary>Paused by its account's budget until the budget's window resets (a durable wait on a reminder).</summary>
+    AwaitingBudget = 13,
 }
 
 /// <summary>Helpers over <see cref="RunStatus"/>.</summary>

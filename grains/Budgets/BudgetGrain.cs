@@ -4,20 +4,14 @@ using Spine.Identity;
 
 namespace Spine.Budgets;
 
-/// <summary>How long a reservation lives without being settled or released (<c>Spine:Budgets</c>).</summary>
-public sealed class BudgetOptions
-{
-    /// <summary>A reservation whose run neither settles nor releases it within this time expires (its run died and never came back).</summary>
-    public TimeSpan ReservationTtl { get; set; } = TimeSpan.FromMinutes(15);
-}
-
 /// <summary>What the budget grain keeps in PostgreSQL.</summary>
 [GenerateSerializer, Alias("spine.BudgetRecord")]
 public sealed class BudgetRecord
 {
     [Id(0)] public BudgetCeilings Ceilings { get; set; } = new();
 
-    [Id(1)] public DateOnly Day { get; set; }
+    /// <summary>When the current daily window began.</summary>
+    [Id(8)] public DateTimeOffset WindowStart { get; set; }
 
     [Id(2)] public long TokensToday { get; set; }
 
@@ -33,26 +27,34 @@ public sealed class BudgetRecord
     [Id(7)] public SpineActor? SetBy { get; set; }
 }
 
-/// <summary>A call's reserved worst case.</summary>
+/// <summary>A call's reserved worst case; an expired one is kept a while so that a late settlement still counts.</summary>
 [GenerateSerializer, Immutable, Alias("spine.HeldReservation")]
-public sealed record HeldReservation([property: Id(0)] long Tokens, [property: Id(1)] decimal Cost, [property: Id(2)] DateTimeOffset ExpiresAt);
+public sealed record HeldReservation([property: Id(0)] long Tokens, [property: Id(1)] decimal Cost, [property: Id(2)] DateTimeOffset ExpiresAt)
+{
+    /// <summary>Past its time: it no longer holds budget, but its run may still settle it.</summary>
+    [Id(3)] public bool Expired { get; init; }
+}
 
 /// <summary>
 /// One account's budget (see <see cref="IBudgetGrain"/>). Calls are handled one at a time, so reservations can never
 /// together exceed a ceiling; every change is written to PostgreSQL before it is answered.
 /// </summary>
+/// <remarks>
+/// A reservation is held until its call settles or releases it, or until it expires. Settling counts only a
+/// reservation the record still has (held or expired): a settlement sent again (a caller's retry, a resuming run
+/// sending its journaled settlements) finds none and changes nothing, and the record stays the size of the
+/// calls in flight, not of the account's history.
+/// </remarks>
 public sealed class BudgetGrain(
     [PersistentState("budget", "spine")] IPersistentState<BudgetRecord> record,
     IOptions<BudgetOptions> options,
     TimeProvider time) : Grain, IBudgetGrain
 {
-    /// <summary>How many settled keys the activation remembers to count a repeated settlement once.</summary>
-    private const int RememberedSettlements = 100_000;
+    /// <summary>How long an expired reservation waits for a late settlement before it is forgotten.</summary>
+    private static readonly TimeSpan ExpiredKept = TimeSpan.FromDays(7);
 
-    // In memory only: every write stores the whole record, so it must not grow with the account's history. A run
-    // journals its settlement and never sends it again after a crash; this catches a caller's retry.
-    private readonly HashSet<string> _settled = new(StringComparer.Ordinal);
-    private readonly Queue<string> _settledOrder = new();
+    /// <summary>How many expired reservations are kept at most (the oldest go first).</summary>
+    private const int MaxExpiredKept = 10_000;
 
     private BudgetRecord State => record.State;
 
@@ -82,6 +84,11 @@ public sealed class BudgetGrain(
             throw new InvalidPayloadException($"budget ceilings of account '{this.GetPrimaryKeyString()}'", "a ceiling may not be negative (leave it out for none)");
         }
 
+        if (ceilings.Window is { } window && (window < TimeSpan.FromSeconds(1) || window > TimeSpan.FromDays(1) || TimeSpan.FromDays(1).Ticks % window.Ticks != 0))
+        {
+            throw new InvalidPayloadException($"budget ceilings of account '{this.GetPrimaryKeyString()}'", $"the window {window} must be between 1 second and a day and divide a day evenly (an hour, 15 minutes)");
+        }
+
         Roll();
         State.Ceilings = ceilings;
         State.SetBy = actor;
@@ -93,72 +100,72 @@ public sealed class BudgetGrain(
     public async Task<BudgetVerdict> ReserveAsync(BudgetReservation reservation)
     {
         ArgumentNullException.ThrowIfNull(reservation);
-        if (reservation.Tokens < 0 || reservation.Cost < 0)
+        if (reservation.Tokens < 0 || reservation.Cost < 0 || reservation.Fallback is { Tokens: < 0 } or { Cost: < 0 })
         {
             throw new InvalidPayloadException("budget reservation", "tokens and cost may not be negative");
         }
 
         var changed = Roll();
         var key = Key(reservation.RunId, reservation.Step);
-        if (State.Reservations.ContainsKey(key) || _settled.Contains(key))
+        if (State.Reservations.TryGetValue(key, out var held) && !held.Expired)
         {
-            // A retry or re-execution of a call that holds its reservation (or already spent it).
+            // A retry or re-execution of a call that holds its reservation: answered as the first was.
             if (changed)
             {
                 await record.WriteStateAsync();
             }
 
-            return Verdict(true, null, 0, 0);
+            var fallback = reservation.Fallback is { } f && held.Tokens == f.Tokens && held.Cost == f.Cost && (held.Tokens != reservation.Tokens || held.Cost != reservation.Cost);
+            return Verdict(true, null, 0, 0) with { Fallback = fallback };
         }
 
-        if (Refusal(reservation.Tokens, reservation.Cost) is { } reason)
+        var before = UsedFraction(0, 0);
+        var primaryRefusal = Refusal(reservation.Tokens, reservation.Cost);
+        var useFallback = reservation.Fallback is { } alternative
+            && (before >= alternative.At || primaryRefusal is not null)
+            && Refusal(alternative.Tokens, alternative.Cost) is null;
+        if (!useFallback && primaryRefusal is { } reason)
         {
             if (changed)
             {
                 await record.WriteStateAsync();
             }
 
-            return Verdict(false, reason, reservation.Tokens, reservation.Cost);
+            return Verdict(false, reason.Text, reservation.Tokens, reservation.Cost) with { UsedBefore = before, DailyOnly = reason.DailyOnly };
         }
 
-        State.Reservations[key] = new HeldReservation(reservation.Tokens, reservation.Cost, time.GetUtcNow() + options.Value.ReservationTtl);
+        var (tokens, cost) = useFallback ? (reservation.Fallback!.Tokens, reservation.Fallback.Cost) : (reservation.Tokens, reservation.Cost);
+        State.Reservations[key] = new HeldReservation(tokens, cost, time.GetUtcNow() + options.Value.ReservationTtl);
         await record.WriteStateAsync();
-        return Verdict(true, null, 0, 0);
+        return Verdict(true, null, 0, 0) with { Fallback = useFallback, UsedBefore = before };
     }
 
     /// <inheritdoc />
-    public async Task<BudgetView> SettleAsync(string runId, int step, long tokens, decimal cost)
+    public Task<BudgetView> SettleAsync(string runId, int step, long tokens, decimal cost) =>
+        SettleAllAsync([new BudgetSettlement(runId, step, tokens, cost)]);
+
+    /// <inheritdoc />
+    public async Task<BudgetView> SettleAllAsync(IReadOnlyList<BudgetSettlement> settlements)
     {
-        if (tokens < 0 || cost < 0)
+        ArgumentNullException.ThrowIfNull(settlements);
+        if (settlements.Any(s => s.Tokens < 0 || s.Cost < 0))
         {
             throw new InvalidPayloadException("budget settlement", "tokens and cost may not be negative");
         }
 
-        Roll();
-        var key = Key(runId, step);
-        if (_settled.Add(key))
+        var changed = Roll();
+        foreach (var settlement in settlements)
         {
-            _settledOrder.Enqueue(key);
-            if (_settledOrder.Count > RememberedSettlements)
+            if (State.Reservations.Remove(Key(settlement.RunId, settlement.Step)))
             {
-                _settled.Remove(_settledOrder.Dequeue());
+                State.TokensToday += settlement.Tokens;
+                State.CostToday += settlement.Cost;
+                State.TokensTotal += settlement.Tokens;
+                State.CostTotal += settlement.Cost;
+                changed = true;
             }
-
-            State.Reservations.Remove(key);
-            State.TokensToday += tokens;
-            State.CostToday += cost;
-            State.TokensTotal += tokens;
-            State.CostTotal += cost;
-            await record.WriteStateAsync();
         }
 
-        return View();
-    }
-
-    /// <inheritdoc />
-    public async Task<BudgetView> ReleaseAsync(string runId, int step)
-    {
-        var changed = Roll() | State.Reservations.Remove(Key(runId, step));
         if (changed)
         {
             await record.WriteStateAsync();
@@ -167,87 +174,166 @@ public sealed class BudgetGrain(
         return View();
     }
 
+    /// <inheritdoc />
+    public Task<BudgetView> ReleaseAsync(string runId, int step) => ReleaseAllAsync(runId, [step]);
+
+    /// <inheritdoc />
+    public async Task<BudgetView> ReleaseAllAsync(string runId, IReadOnlyList<int> steps)
+    {
+        ArgumentNullException.ThrowIfNull(steps);
+        var changed = Roll();
+        foreach (var step in steps)
+        {
+            changed |= State.Reservations.Remove(Key(runId, step));
+        }
+
+        if (changed)
+        {
+            await record.WriteStateAsync();
+        }
+
+        return View();
+    }
+
+    private TimeSpan WindowLength => State.Ceilings.Window ?? TimeSpan.FromDays(1);
+
     private static string Key(string runId, int step) => runId + "/" + step.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Starts a new UTC day and expires reservations past their time; true when anything changed.</summary>
     private bool Roll()
     {
         var now = time.GetUtcNow();
-        var today = DateOnly.FromDateTime(now.UtcDateTime);
+        var window = WindowLength;
+        var midnight = new DateTimeOffset(now.UtcDateTime.Date, TimeSpan.Zero);
+        var start = midnight + window * Math.Floor((now - midnight) / window);
         var changed = false;
-        if (State.Day != today)
+        if (State.WindowStart != start)
         {
-            State.Day = today;
+            State.WindowStart = start;
             State.TokensToday = 0;
             State.CostToday = 0;
             changed = true;
         }
 
-        foreach (var expired in State.Reservations.Where(r => r.Value.ExpiresAt <= now).Select(r => r.Key).ToList())
+        List<string>? forget = null;
+        var expired = 0;
+        foreach (var (key, held) in State.Reservations)
         {
-            State.Reservations.Remove(expired);
+            if (held.Expired)
+            {
+                expired++;
+                if (held.ExpiresAt + ExpiredKept <= now)
+                {
+                    (forget ??= []).Add(key);
+                }
+            }
+            else if (held.ExpiresAt <= now)
+            {
+                // Its run died and did not come back in time: the budget is free again, but a late settlement still counts.
+                State.Reservations[key] = held with { Expired = true };
+                expired++;
+                changed = true;
+            }
+        }
+
+        if (expired - (forget?.Count ?? 0) > MaxExpiredKept)
+        {
+            forget ??= [];
+            forget.AddRange(State.Reservations.Where(r => r.Value.Expired && !forget.Contains(r.Key))
+                .OrderBy(r => r.Value.ExpiresAt).Take(expired - forget.Count - MaxExpiredKept).Select(r => r.Key));
+        }
+
+        foreach (var key in forget ?? [])
+        {
+            State.Reservations.Remove(key);
             changed = true;
         }
 
         return changed;
     }
 
-    private (long Tokens, decimal Cost) Reserved() =>
-        (State.Reservations.Values.Sum(r => r.Tokens), State.Reservations.Values.Sum(r => r.Cost));
-
-    private string? Refusal(long tokens, decimal cost)
+    private (long Tokens, decimal Cost) Reserved()
     {
-        var (reservedTokens, reservedCost) = Reserved();
-        var c = State.Ceilings;
-        if (c.DailyTokens is { } dailyTokens && State.TokensToday + reservedTokens + tokens > dailyTokens)
+        long tokens = 0;
+        decimal cost = 0;
+        foreach (var held in State.Reservations.Values)
         {
-            return $"the daily token ceiling ({dailyTokens}) would be passed: {State.TokensToday} spent, {reservedTokens} reserved, {tokens} asked";
+            if (!held.Expired)
+            {
+                tokens += held.Tokens;
+                cost += held.Cost;
+            }
         }
 
-        if (c.TotalTokens is { } totalTokens && State.TokensTotal + reservedTokens + tokens > totalTokens)
-        {
-            return $"the total token ceiling ({totalTokens}) would be passed: {State.TokensTotal} spent, {reservedTokens} reserved, {tokens} asked";
-        }
-
-        if (c.DailyCost is { } dailyCost && State.CostToday + reservedCost + cost > dailyCost)
-        {
-            return $"the daily cost ceiling ({dailyCost}) would be passed: {State.CostToday} spent, {reservedCost} reserved, {cost} asked";
-        }
-
-        if (c.TotalCost is { } totalCost && State.CostTotal + reservedCost + cost > totalCost)
-        {
-            return $"the total cost ceiling ({totalCost}) would be passed: {State.CostTotal} spent, {reservedCost} reserved, {cost} asked";
-        }
-
-        return null;
+        return (tokens, cost);
     }
 
-    private BudgetVerdict Verdict(bool granted, string? reason, long extraTokens, decimal extraCost)
+    private (string Text, bool DailyOnly)? Refusal(long tokens, decimal cost)
     {
         var (reservedTokens, reservedCost) = Reserved();
         var c = State.Ceilings;
-        var fractions = new List<double>();
+        string? daily = null, total = null;
+        if (c.TotalTokens is { } totalTokens && State.TokensTotal + reservedTokens + tokens > totalTokens)
+        {
+            total = $"the total token ceiling ({totalTokens}) would be passed: {State.TokensTotal} spent, {reservedTokens} reserved, {tokens} asked";
+        }
+        else if (c.TotalCost is { } totalCost && State.CostTotal + reservedCost + cost > totalCost)
+        {
+            total = $"the total cost ceiling ({totalCost}) would be passed: {State.CostTotal} spent, {reservedCost} reserved, {cost} asked";
+        }
+
+        if (c.DailyTokens is { } dailyTokens && State.TokensToday + reservedTokens + tokens > dailyTokens)
+        {
+            daily = $"the daily token ceiling ({dailyTokens}) would be passed: {State.TokensToday} spent, {reservedTokens} reserved, {tokens} asked";
+        }
+        else if (c.DailyCost is { } dailyCost && State.CostToday + reservedCost + cost > dailyCost)
+        {
+            daily = $"the daily cost ceiling ({dailyCost}) would be passed: {State.CostToday} spent, {reservedCost} reserved, {cost} asked";
+        }
+
+        // A call that passes a total ceiling never fits; one that passes only a daily one fits once the day is over
+        // (unless it is larger than the ceiling itself).
+        if (total is not null)
+        {
+            return (total, false);
+        }
+
+        if (daily is null)
+        {
+            return null;
+        }
+
+        var fitsADay = (c.DailyTokens is not { } dt || tokens <= dt) && (c.DailyCost is not { } dc || cost <= dc);
+        return (daily, fitsADay);
+    }
+
+    private double UsedFraction(long extraTokens, decimal extraCost)
+    {
+        var (reservedTokens, reservedCost) = Reserved();
+        var c = State.Ceilings;
+        var max = 0.0;
         void Add(decimal used, decimal? ceiling)
         {
             if (ceiling is { } limit)
             {
-                fractions.Add(limit == 0 ? (used > 0 ? double.PositiveInfinity : 1) : (double)(used / limit));
+                max = Math.Max(max, limit == 0 ? (used > 0 ? double.PositiveInfinity : 1) : (double)(used / limit));
             }
         }
 
-        Add(State.TokensToday + reservedTokens + (granted ? 0 : extraTokens), c.DailyTokens);
-        Add(State.TokensTotal + reservedTokens + (granted ? 0 : extraTokens), c.TotalTokens);
-        Add(State.CostToday + reservedCost + (granted ? 0 : extraCost), c.DailyCost);
-        Add(State.CostTotal + reservedCost + (granted ? 0 : extraCost), c.TotalCost);
-        return new BudgetVerdict
-        {
-            Granted = granted,
-            Reason = reason,
-            UsedFraction = fractions.Count == 0 ? 0 : fractions.Max(),
-            WindowEnds = new DateTimeOffset(State.Day.AddDays(1).ToDateTime(TimeOnly.MinValue), TimeSpan.Zero),
-        };
+        Add(State.TokensToday + reservedTokens + extraTokens, c.DailyTokens);
+        Add(State.TokensTotal + reservedTokens + extraTokens, c.TotalTokens);
+        Add(State.CostToday + reservedCost + extraCost, c.DailyCost);
+        Add(State.CostTotal + reservedCost + extraCost, c.TotalCost);
+        return max;
     }
 
+    private BudgetVerdict Verdict(bool granted, string? reason, long extraTokens, decimal extraCost) => new()
+    {
+        Granted = granted,
+        Reason = reason,
+        UsedFraction = granted ? UsedFraction(0, 0) : UsedFraction(extraTokens, extraCost),
+        WindowEnds = State.WindowStart + WindowLength,
+    };
     private BudgetView View()
     {
         var (reservedTokens, reservedCost) = Reserved();
@@ -256,14 +342,16 @@ public sealed class BudgetGrain(
         {
             AccountId = this.GetPrimaryKeyString(),
             Ceilings = c,
-            Day = State.Day,
+            Day = DateOnly.FromDateTime(State.WindowStart.UtcDateTime),
+            WindowStart = State.WindowStart,
+            WindowEnds = State.WindowStart + WindowLength,
             SpentTokensToday = State.TokensToday,
             SpentCostToday = State.CostToday,
             SpentTokensTotal = State.TokensTotal,
             SpentCostTotal = State.CostTotal,
             ReservedTokens = reservedTokens,
             ReservedCost = reservedCost,
-            Reservations = State.Reservations.Count,
+            Reservations = State.Reservations.Values.Count(r => !r.Expired),
             RemainingTokens = Min(c.DailyTokens - State.TokensToday - reservedTokens, c.TotalTokens - State.TokensTotal - reservedTokens),
             RemainingCost = Min(c.DailyCost - State.CostToday - reservedCost, c.TotalCost - State.CostTotal - reservedCost),
             SetBy = State.SetBy,

@@ -6,7 +6,7 @@ namespace Spine.Hosting;
 
 /// <summary>
 /// Builds the tool and workflow registries and compiles the run policies while the silo starts, so that a bad
-/// tool definition (schema, version, retry, breaker or timeout policy), workflow registration or policy rule
+/// tool definition (schema, version, retry, breaker or timeout policy), workflow registration, policy rule or budget setting
 /// stops the silo with a message naming it, instead of failing the first run that uses it. Resolved lazily: tools may depend on services (the
 /// database) whose options are validated first.
 /// </summary>
@@ -21,6 +21,7 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
                 services.GetRequiredService<ToolRegistry>();
                 services.GetRequiredService<WorkflowRegistry>();
                 services.GetRequiredService<Policies.PolicyEngine>();
+                services.GetRequiredService<Budgets.CallCosts>();
                 return Task.CompletedTask;
             });
 }

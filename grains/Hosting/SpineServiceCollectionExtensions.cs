@@ -38,9 +38,8 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<WorkflowRegistry>();
         services.TryAddSingleton<ToolRegistry>();
         services.AddOptions<Policies.PolicyOptions>();
-        services.AddOptions<Budgets.BudgetOptions>()
-            .Validate(o => o.ReservationTtl > TimeSpan.Zero, "Spine:Budgets:ReservationTtl must be positive.")
-            .ValidateOnStart();
+        services.AddOptions<Budgets.BudgetOptions>();
+        services.TryAddSingleton<Budgets.CallCosts>();
         services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();
@@ -57,6 +56,8 @@ public static class SpineServiceCollectionExtensions
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, ReplayStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, Policies.PolicyStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, Budgets.BudgetStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IRunHook, Budgets.BudgetRunHook>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, LiveCallStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, CompensationStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, JournalStage>());
@@ -65,7 +66,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, ToolContractStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, BreakerStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, TimeoutStage>());
-        services.TryAddSingleton(services => new StepPipeline(services.GetServices<IStepStage>(), services.GetServices<IAttemptStage>()));
+        services.TryAddSingleton(services => new StepPipeline(services.GetServices<IStepStage>(), services.GetServices<IAttemptStage>(), services.GetServices<IRunHook>()));
     }
 
     /// <summary>Adds a run policy rule in code, next to those of <c>Spine:Policies</c> (checked at start-up like them).</summary>

@@ -56,6 +56,18 @@ public enum JournalKind : short
     /// <summary>A call the run's policy does not permit: the rule that denied it and why (the step's outcome follows, failed).</summary>
     PolicyDenied = 15,
 
+    /// <summary>A model or tool call's worst case was reserved in its run's and account's budgets (and at what price, on which client).</summary>
+    BudgetReserved = 16,
+
+    /// <summary>What a call used, replacing its reservation (journaled in one commit with the call's outcome).</summary>
+    BudgetSettled = 17,
+
+    /// <summary>A call did not fit its run's or account's budget and was not made (the step's outcome follows, failed).</summary>
+    BudgetRefused = 18,
+
+    /// <summary>A call did not fit its account's daily budget and the run waits until the window resets.</summary>
+    BudgetPaused = 19,
+
     /// <summary>A caller asked to cancel the run.</summary>
     CancelRequested = 20,
 

@@ -20,7 +20,14 @@ internal sealed class JournalStage : IStepStage
             return outcome;
         }
 
-        var row = await run.AppendAsync(call.Kind, call.Step, call.Name, outcome.Ok, outcome.JournalPayload, call.Instant ? null : outcome.Attempt);
+        var attempt = call.Instant ? null : outcome.Attempt;
+        if (call.WithOutcome?.Invoke(outcome) is { Count: > 0 } extra)
+        {
+            var rows = await run.AppendAsync([.. extra, new PendingRow(call.Kind, call.Step, call.Name, outcome.Ok, outcome.JournalPayload, attempt)]);
+            return outcome with { Row = rows[^1] };
+        }
+
+        var row = await run.AppendAsync(call.Kind, call.Step, call.Name, outcome.Ok, outcome.JournalPayload, attempt);
         return outcome with { Row = row };
     }
 }

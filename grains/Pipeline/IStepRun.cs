@@ -18,6 +18,15 @@ internal interface IStepRun
     /// <summary>Who started the run (its policies apply by that actor's roles); null when no actor was named.</summary>
     Identity.SpineActor? StartedBy { get; }
 
+    /// <summary>The account the run is billed to, if any.</summary>
+    string? AccountId { get; }
+
+    /// <summary>The run's own ceilings, as its start asked for (null: none asked).</summary>
+    Budgets.RunBudget? Budget { get; }
+
+    /// <summary>Every journaled event of a kind (not outcomes), in journal order per step.</summary>
+    IEnumerable<JournalRow> Events(JournalKind kind);
+
     /// <summary>Every step outcome the journal holds, in no particular order.</summary>
     IEnumerable<JournalRow> Outcomes { get; }
 
@@ -37,11 +46,14 @@ internal interface IStepRun
     /// <summary>Appends one row and waits until it is durable.</summary>
     Task<JournalRow> AppendAsync(JournalKind kind, int step, string name, bool ok, string? payload, int? attempt = null);
 
+    /// <summary>Appends rows in one commit (all or none) and waits until they are durable.</summary>
+    Task<IReadOnlyList<JournalRow>> AppendAsync(IReadOnlyList<PendingRow> rows);
+
     /// <summary>
     /// Waits, durably (a reminder backs it), until <paramref name="wakeAt"/>. A retry wait leaves the run
-    /// executing; a sleep (<paramref name="sleeping"/>) lets it show as sleeping.
+    /// executing; a sleep lets it show as sleeping, a budget pause as awaiting budget.
     /// </summary>
-    Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false);
+    Task WaitUntilAsync(DateTimeOffset wakeAt, Waits.WaitKind kind = Waits.WaitKind.Retry);
 
     /// <summary>
     /// Waits for the oldest signal of <paramref name="name"/> no other wait received, until <paramref name="deadline"/>

@@ -20,6 +20,20 @@ internal interface IStepStage
 }
 
 /// <summary>
+/// A control that keeps state outside the run (a budget's reservations) and must square it with the journal when
+/// an execution begins (after a crash, the journal says what happened) and when the run ends. Called once per
+/// execution and once per end; a hook that cannot reach what it squares logs and leaves it to the next time.
+/// </summary>
+internal interface IRunHook
+{
+    /// <summary>An execution of the run begins (its journal is loaded; no step has run yet).</summary>
+    Task ExecutingAsync(IStepRun run);
+
+    /// <summary>The run's workflow is done (its compensations too); its final row is about to be written.</summary>
+    Task EndingAsync(IStepRun run);
+}
+
+/// <summary>
 /// A stage every attempt of a call passes through, inside the retry stage: it may fail the attempt (an
 /// exception the retry stage classifies), or pass it on. The innermost handler runs the call.
 /// </summary>
@@ -49,6 +63,9 @@ internal static class StepStageOrder
     public const int ControlPlane = 300;
     /// <summary>Refuses calls the run's policy does not permit (the first control: nothing is reserved or asked for a denied call).</summary>
     public const int Policy = 300;
+
+    /// <summary>Reserves a model or priced tool call's worst case in its run's and account's budgets, and settles what it used.</summary>
+    public const int Budget = 400;
 
     /// <summary>Registers the step's compensation before its first attempt.</summary>
     public const int Compensation = 600;

@@ -50,8 +50,17 @@ internal sealed record StepCall
     /// <summary>The hash of a tool call's arguments, recorded with its failed attempts (non-determinism checks compare it).</summary>
     public string? ArgumentsHash { get; init; }
 
-    /// <summary>A model call: the keyed chat client asked for (null: the default one).</summary>
+    /// <summary>A model call: the keyed chat client to call (null: the default one). A budget may pass on a cheaper one.</summary>
     public string? ChatClient { get; init; }
+
+    /// <summary>A model call: the messages and options it sends (null: not a model call, or a recorded one).</summary>
+    public ModelRequest? Model { get; init; }
+
+    /// <summary>
+    /// Rows to journal in the same commit as the call's outcome, right before it, made from the outcome (a budget's
+    /// settlement): the outcome is never durable without them. Stages that add rows chain the one they were given.
+    /// </summary>
+    public Func<StepOutcome, IReadOnlyList<PendingRow>>? WithOutcome { get; init; }
 
     /// <summary>The tools this call may use, whatever the policies permit (an agent's own list); null: no such limit.</summary>
     public IReadOnlyCollection<string>? AllowedTools { get; init; }
@@ -71,6 +80,9 @@ internal sealed record StepCall
 /// newest), since the run may pin a version while the call waits for a retry.
 /// </summary>
 internal sealed record ToolCall(string Name, JsonElement Arguments, Func<string?> Version);
+
+/// <summary>What a model call sends.</summary>
+internal sealed record ModelRequest(IReadOnlyList<Microsoft.Extensions.AI.ChatMessage> Messages, Microsoft.Extensions.AI.ChatOptions? Options);
 
 /// <summary>One attempt of a call, as attempt stages pass it on.</summary>
 internal sealed record StepAttempt(StepCall Call, int Number, CancellationToken Cancellation)

@@ -10,10 +10,11 @@ public sealed class StepPipeline
     private readonly StepHandler _call;
     private readonly AttemptHandler _attempt;
 
-    internal StepPipeline(IEnumerable<IStepStage> stages, IEnumerable<IAttemptStage> attemptStages)
+    internal StepPipeline(IEnumerable<IStepStage> stages, IEnumerable<IAttemptStage> attemptStages, IEnumerable<IRunHook>? hooks = null)
     {
         ArgumentNullException.ThrowIfNull(stages);
         ArgumentNullException.ThrowIfNull(attemptStages);
+        Hooks = hooks?.ToList() ?? [];
         Stages = stages.OrderBy(s => s.Order).ToList();
         AttemptStages = attemptStages.OrderBy(s => s.Order).ToList();
         CheckUnique(Stages.Select(s => (s.Order, s.GetType().Name)));
@@ -45,6 +46,27 @@ public sealed class StepPipeline
 
     /// <summary>The attempt stages, outermost first.</summary>
     internal IReadOnlyList<IAttemptStage> AttemptStages { get; }
+
+    /// <summary>The hooks called as an execution begins and as the run ends.</summary>
+    internal IReadOnlyList<IRunHook> Hooks { get; }
+
+    /// <summary>Tells every hook that an execution begins.</summary>
+    internal async Task ExecutingAsync(IStepRun run)
+    {
+        foreach (var hook in Hooks)
+        {
+            await hook.ExecutingAsync(run);
+        }
+    }
+
+    /// <summary>Tells every hook that the run ends.</summary>
+    internal async Task EndingAsync(IStepRun run)
+    {
+        foreach (var hook in Hooks)
+        {
+            await hook.EndingAsync(run);
+        }
+    }
 
     /// <summary>Runs a call through every stage.</summary>
     internal Task<StepOutcome> RunAsync(StepCall call, IStepRun run) => _call(call, run);

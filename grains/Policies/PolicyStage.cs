@@ -81,13 +81,13 @@ internal static class PolicyDenials
     /// <summary>The error kind of a denied step's outcome.</summary>
     public const string Kind = "policy_denied";
 
-    /// <summary>The run's tool calls that reached an attempt: of <paramref name="tool"/>, and in all (denied calls do not count).</summary>
+    /// <summary>The run's tool calls that reached an attempt: of <paramref name="tool"/>, and in all (calls denied or refused a budget do not count).</summary>
     public static (int OfTool, int All) CountCalls(IStepRun run, string tool)
     {
         int ofTool = 0, all = 0;
         foreach (var row in run.Outcomes)
         {
-            if (row.Kind != JournalKind.Tool || (!row.Ok && RunPayloads.ReadError(row.Payload).Kind == Kind))
+            if (row.Kind != JournalKind.Tool || (!row.Ok && RunPayloads.ReadError(row.Payload).Kind is Kind or Budgets.BudgetRefusals.Kind))
             {
                 continue;
             }

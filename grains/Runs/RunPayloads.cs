@@ -20,7 +20,8 @@ internal sealed record StartedPayload(
     IReadOnlyDictionary<string, string>? Parameters = null,
     RunOrigin? Origin = null,
     int JournalFormat = 1,
-    SpineActor? StartedBy = null);
+    SpineActor? StartedBy = null,
+    Budgets.RunBudget? Budget = null);
 
 /// <summary>A recorded failure: of an attempt, a step, a compensation or a run.</summary>
 internal sealed record ErrorPayload(

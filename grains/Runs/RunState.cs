@@ -22,6 +22,9 @@ internal sealed class RunState
     /// <summary>Who started the run, when the start named an actor.</summary>
     public Identity.SpineActor? StartedBy { get; init; }
 
+    /// <summary>The run's own ceilings, as its start asked for.</summary>
+    public Budgets.RunBudget? Budget { get; init; }
+
     /// <summary>The journal format the run was started with (see <see cref="StartedPayload.JournalFormat"/>).</summary>
     public int JournalFormat { get; init; } = 1;
 
@@ -79,6 +82,7 @@ internal sealed class RunState
         Parameters = started.Parameters,
         Origin = started.Origin,
         StartedBy = started.StartedBy,
+        Budget = started.Budget,
         JournalFormat = started.JournalFormat,
         CreatedAt = at,
         UpdatedAt = at,
@@ -176,7 +180,12 @@ internal sealed class RunState
             return "input";
         }
 
-        return SameParameters(request.Parameters) ? null : "parameters";
+        if (!SameParameters(request.Parameters))
+        {
+            return "parameters";
+        }
+
+        return Equals(request.Budget, Budget) ? null : "budget";
     }
 
     /// <summary>What a second replay request for this run asks differently from the one that started it (null: the same).</summary>

@@ -101,12 +101,15 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         var outcome = await pipeline.RunAsync(Call(JournalKind.Model, step, name, recorded, null, run.Options.Retry.Model, null) with
         {
             ChatClient = clientKey,
+            Model = history is null ? null : new ModelRequest(history, options),
             Execute = async attempt =>
             {
-                var client = (clientKey is null
+                // The client the stages settled on (a budget may have passed on a cheaper one).
+                var key = attempt.Call.ChatClient;
+                var client = (key is null
                         ? services.GetService<IChatClient>()
-                        : services.GetKeyedService<IChatClient>(clientKey))
-                    ?? throw new TerminalException($"No chat client{(clientKey is null ? "" : $" '{clientKey}'")} is registered on this silo.");
+                        : services.GetKeyedService<IChatClient>(key))
+                    ?? throw new TerminalException($"No chat client{(key is null ? "" : $" '{key}'")} is registered on this silo.");
                 var response = await client.GetResponseAsync(history!, options, attempt.Cancellation);
                 var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
                 RunPayloads.CheckSize(payload, $"response of model '{name}'", run.Options.MaxPayloadBytes);
@@ -150,7 +153,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
                 await run.AppendAsync(JournalKind.Timer, step, "sleep", true, RunPayloads.Write(new { wakeAt }));
             }
 
-            await run.WaitUntilAsync(wakeAt, sleeping: true);
+            await run.WaitUntilAsync(wakeAt, Waits.WaitKind.Sleep);
             if (state.JournalFormat >= 2)
             {
                 // The sleep ends live, after everything the journal already holds; its end is journaled so that
@@ -378,6 +381,12 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         {
             var denial = RunPayloads.Read<Policies.PolicyDeniedPayload>(denied.Payload);
             throw new PolicyDeniedException(RunId, row.Step.Value, row.Name, denial.Rule, denial.Reason);
+        }
+
+        if (error.Kind == Budgets.BudgetRefusals.Kind && run.EventsOf(row.Step!.Value).LastOrDefault(e => e.Kind == JournalKind.BudgetRefused) is { } refused)
+        {
+            var refusal = RunPayloads.Read<Budgets.BudgetRefusedPayload>(refused.Payload);
+            throw new BudgetExhaustedException(RunId, row.Step.Value, row.Name, refusal.Scope, refusal.Reason);
         }
 
         throw new StepFailedException(RunId, row.Step!.Value, row.Name, error.Kind, error.Message, error.ExceptionType,

@@ -160,7 +160,7 @@ public sealed partial class WorkflowRunGrain
             .Select(r => r.Kind == JournalKind.Signal ? r with { Payload = Signals.SignalInbox.ForgetId(r.Payload) } : r)
             .ToList();
         var start = new StartRunRequest(sourceState.WorkflowType, request.InputJson ?? sourceState.InputJson, sourceState.WorkflowVersion,
-            request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters, request.Actor);
+            request.IdempotencyKey, sourceState.AccountId, request.Parameters ?? sourceState.Parameters, request.Actor, sourceState.Budget);
         // The reused rows keep their meaning: the replay is written in its source's journal format.
         return await BeginAsync(start, new RunOrigin(request.SourceRunId, fromStep), reused, sourceState.JournalFormat);
     }

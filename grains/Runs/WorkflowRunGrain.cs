@@ -274,6 +274,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     SpineActor? IStepRun.StartedBy => State!.StartedBy;
 
+    string? IStepRun.AccountId => State!.AccountId;
+
+    Budgets.RunBudget? IStepRun.Budget => State!.Budget;
+
+    IEnumerable<JournalRow> IStepRun.Events(JournalKind kind) => History.Events(kind);
+
     IEnumerable<JournalRow> IStepRun.Outcomes => History.Outcomes;
 
     SpineOptions IStepRun.Options => Options;
@@ -289,7 +295,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     Task<JournalRow> IStepRun.AppendAsync(JournalKind kind, int step, string name, bool ok, string? payload, int? attempt) =>
         _journal.AppendAsync(kind, step, name, ok, payload, attempt: attempt);
 
-    Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping) => WaitUntilAsync(wakeAt, sleeping);
+    Task<IReadOnlyList<JournalRow>> IStepRun.AppendAsync(IReadOnlyList<PendingRow> rows) => _journal.WriteAsync(rows, null);
+
+    Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, WaitKind kind) => WaitUntilAsync(wakeAt, kind);
 
     Task<JournalRow?> IStepRun.AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval, bool closeOnTimeout) =>
         _signals.AwaitAsync(step, name, deadline, recordDeadline, approval, closeOnTimeout, RefreshStatusAsync, ThrowIfCancelRequested);
@@ -319,11 +327,11 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     }
 
     /// <summary>
-    /// Waits until <paramref name="wakeAt"/> (see <see cref="DurableWaits"/>). A sleep (<paramref name="sleeping"/>)
-    /// counts towards the run showing as <see cref="RunStatus.Sleeping"/>; a retry wait leaves the run executing.
-    /// A compensating run's waits are not cut short by a cancel.
+    /// Waits until <paramref name="wakeAt"/> (see <see cref="DurableWaits"/>). A sleep counts towards the run showing
+    /// as <see cref="RunStatus.Sleeping"/>, a budget pause as <see cref="RunStatus.AwaitingBudget"/>; a retry wait
+    /// leaves the run executing. A compensating run's waits are not cut short by a cancel.
     /// </summary>
-    internal async Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping)
+    internal async Task WaitUntilAsync(DateTimeOffset wakeAt, WaitKind kind)
     {
         if (wakeAt - Time.GetUtcNow() <= TimeSpan.Zero)
         {
@@ -331,7 +339,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
 
         var cancellable = State!.Compensation is null;
-        using (var wait = _waits.Register(wakeAt, sleeping))
+        using (var wait = _waits.Register(wakeAt, kind))
         {
             if (cancellable)
             {
@@ -341,7 +349,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // The backstop is in place before the status says the run is not executing: if this fails, the
             // run still shows as executing and the recovery sweep resumes it.
             await _waits.EnsureReminderAsync();
-            if (sleeping)
+            if (kind != WaitKind.Retry)
             {
                 await RefreshStatusAsync();
             }
@@ -365,9 +373,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// call waits for one, else sleeping while any call sleeps.
     /// </summary>
     private RunStatus LiveStatus(int escalated) =>
-        _liveCalls > _waits.Sleeping + escalated + _signals.Waiting + _signals.WaitingForApproval ? RunStatus.Running
+        _liveCalls > _waits.Sleeping + _waits.PausedForBudget + escalated + _signals.Waiting + _signals.WaitingForApproval ? RunStatus.Running
         : escalated > 0 ? RunStatus.AwaitingOperator
         : _signals.WaitingForApproval > 0 ? RunStatus.AwaitingApproval
+        : _waits.PausedForBudget > 0 ? RunStatus.AwaitingBudget
         : _signals.Waiting > 0 ? RunStatus.AwaitingSignal
         : _waits.Sleeping > 0 ? RunStatus.Sleeping
         : RunStatus.Running;
@@ -378,13 +387,13 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     /// brings it back.
     /// </summary>
     private void KeepAliveWhile(RunStatus live) =>
-        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval ? TimeSpan.Zero : TimeSpan.MaxValue);
+        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval or RunStatus.AwaitingBudget ? TimeSpan.Zero : TimeSpan.MaxValue);
 
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
     {
         var state = State!;
-        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval))
+        if (state.Compensation is not null || state.Status is not (RunStatus.Running or RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval or RunStatus.AwaitingBudget))
         {
             return;
         }
@@ -434,7 +443,12 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         // No reminder here: the index row committed with the start says the run is executing, and the
         // recovery sweep (RunRecoveryGrain) resumes every such run whose silo died.
-        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat, request.Actor);
+        if (request.Budget is { MaxTokens: < 0 } or { MaxCost: < 0 })
+        {
+            throw new InvalidPayloadException($"budget of run {RunId}", "a ceiling may not be negative (leave it out for none)");
+        }
+
+        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat, request.Actor, request.Budget);
         var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
         rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
@@ -509,6 +523,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // Each execution replays the journal from its start, in journal order.
             var replay = new ReplayOrder(History, state.JournalFormat >= 2);
             var context = new WorkflowContext(this, _pipeline, replay, registration, state, _tools, Services);
+            // Controls that keep state outside the run (budgets) square it with the journal first.
+            await _pipeline.ExecutingAsync(this);
             string output;
             try
             {
@@ -635,6 +651,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     {
         _signals.Close();
         var state = State!;
+        await _pipeline.EndingAsync(this);
         var kind = status switch
         {
             RunStatus.Completed => JournalKind.RunCompleted,
@@ -681,6 +698,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private ErrorPayload ErrorFrom(Exception e) => e switch
     {
         NonDeterminismException n => new ErrorPayload(n.Kind, n.Message, n.GetType().FullName, ErrorClass.NonDeterminism.Name(), Step: n.Step),
+        PolicyDeniedException p => new ErrorPayload(p.Kind, p.Message, p.GetType().FullName, ErrorClass.PolicyDenied.Name(), Step: p.Step, StepName: p.Target),
+        BudgetExhaustedException b => new ErrorPayload(b.Kind, b.Message, b.GetType().FullName, ErrorClass.BudgetExhausted.Name(), Step: b.Step, StepName: b.Target),
         SpineException s => new ErrorPayload(s.Kind, s.Message, s.GetType().FullName, ErrorClass.Terminal.Name()),
         _ => new ErrorPayload("terminal", $"Run {RunId}: the workflow threw {e.GetType().Name}: {e.Message}", e.GetType().FullName, ErrorClass.Terminal.Name()),
     };

@@ -202,7 +202,7 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
 
         list.Add(wake);
         Count(approval, +1);
-        var timer = deadline is { } due ? waits.Register(due, sleeping: false) : null;
+        var timer = deadline is { } due ? waits.Register(due, WaitKind.Retry) : null;
         Task? elapsed = null;
         try
         {

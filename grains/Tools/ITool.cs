@@ -50,6 +50,12 @@ public sealed class ToolDefinition
 
     /// <summary>Classifies the tool's own exceptions (return null to fall back to the defaults).</summary>
     public Func<Exception, ErrorClass?>? ClassifyError { get; init; }
+
+    /// <summary>
+    /// What one successful call costs, in the unit prices are configured in: reserved before the call in its run's
+    /// and account's budgets, and charged when it succeeds. Null: the tool costs nothing.
+    /// </summary>
+    public decimal? CostPerCall { get; init; }
 }
 
 /// <summary>What a tool invocation learns about its call.</summary>

@@ -17,6 +17,11 @@ internal static class ToolPolicies
             yield return problem;
         }
 
+        if (definition.CostPerCall is < 0)
+        {
+            yield return $"{owner} CostPerCall is {definition.CostPerCall}: it must not be negative.";
+        }
+
         if (definition.Timeout <= TimeSpan.Zero || definition.Timeout > Timeouts.TimeoutStage.MaxTimeout)
         {
             yield return $"{owner} Timeout is {definition.Timeout}: it must be positive and at most {Timeouts.TimeoutStage.MaxTimeout} (or null for no limit).";

@@ -3,6 +3,19 @@ using Spine.Storage;
 
 namespace Spine.Waits;
 
+/// <summary>What a timed wait waits for, which decides the status a run shows while it waits.</summary>
+internal enum WaitKind
+{
+    /// <summary>A retry's backoff: the run still shows as executing.</summary>
+    Retry,
+
+    /// <summary>A durable sleep: the run shows as sleeping.</summary>
+    Sleep,
+
+    /// <summary>A pause until the account's budget window resets: the run shows as awaiting budget.</summary>
+    Budget,
+}
+
 /// <summary>
 /// The timed waits of one run's activation: a grain timer for each wait, and the run's one reminder as the
 /// durable backstop of them all, due at the earliest (so a wait outlives a silo). Any number of calls may
@@ -14,23 +27,32 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
     private readonly TimeProvider _time = time;
     private readonly CancellationToken _stopping = stopping;
     private readonly SemaphoreSlim _reminderLock = new(1, 1);
-    private readonly Dictionary<TaskCompletionSource, (DateTimeOffset WakeAt, bool Sleeping)> _waiters = [];
+    private readonly Dictionary<TaskCompletionSource, (DateTimeOffset WakeAt, WaitKind Kind)> _waiters = [];
     private IGrainReminder? _reminder;
     private DateTimeOffset? _reminderDue;
 
-    /// <summary>How many of the pending waits are sleeps (the others are retry waits).</summary>
+    /// <summary>How many of the pending waits are sleeps.</summary>
     public int Sleeping { get; private set; }
+
+    /// <summary>How many of the pending waits are budget pauses.</summary>
+    public int PausedForBudget { get; private set; }
 
     /// <summary>
     /// Registers a wait before anything is awaited, so that <see cref="WakeAll"/> arriving while the wait is
     /// being set up still ends it. Dispose the handle when the wait is over.
     /// </summary>
-    public Wait Register(DateTimeOffset wakeAt, bool sleeping)
+    public Wait Register(DateTimeOffset wakeAt, WaitKind kind)
     {
         var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _waiters[wake] = (wakeAt, sleeping);
-        Sleeping += sleeping ? 1 : 0;
-        return new Wait(this, wake, wakeAt, sleeping);
+        _waiters[wake] = (wakeAt, kind);
+        Count(kind, 1);
+        return new Wait(this, wake, wakeAt, kind);
+    }
+
+    private void Count(WaitKind kind, int delta)
+    {
+        Sleeping += kind == WaitKind.Sleep ? delta : 0;
+        PausedForBudget += kind == WaitKind.Budget ? delta : 0;
     }
 
     /// <summary>Ends every pending wait now.</summary>
@@ -103,7 +125,7 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
     }
 
     /// <summary>One registered wait.</summary>
-    internal sealed class Wait(DurableWaits owner, TaskCompletionSource wake, DateTimeOffset wakeAt, bool sleeping) : IDisposable
+    internal sealed class Wait(DurableWaits owner, TaskCompletionSource wake, DateTimeOffset wakeAt, WaitKind kind) : IDisposable
     {
         /// <summary>Completes at the wake-up time, or when every wait is woken; cancelled when the activation ends.</summary>
         public async Task ElapsedAsync()
@@ -148,7 +170,7 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
         {
             if (owner._waiters.Remove(wake))
             {
-                owner.Sleeping -= sleeping ? 1 : 0;
+                owner.Count(kind, -1);
             }
         }
     }

@@ -51,7 +51,25 @@ public sealed class BudgetGrainTests(ClusterFixture fixture)
         Assert.False(other.Granted);
         Assert.Equal((30L, 0), (settledTwice.SpentTokensTotal, settledTwice.Reservations));
         Assert.True(afterSettle.Granted);
-        Assert.Equal(0, (await fixture.Client.GetBudgetAsync(account)).Reservations);
+
+        // Settled is gone: the same key reserves afresh (a run never asks again for a call whose settlement is durable).
+        Assert.Equal(1, (await fixture.Client.GetBudgetAsync(account)).Reservations);
+    }
+
+    [Fact]
+    public async Task ALateSettlement_OfAnExpiredReservation_StillCounts_AndOneNeverReserved_ChangesNothing()
+    {
+        var account = NewAccount();
+        await fixture.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = 100 });
+        Assert.True((await Budget(account).ReserveAsync(new BudgetReservation("r-late", 1, 80, 0))).Granted);
+        await Eventually.GetAsync(() => fixture.Client.GetBudgetAsync(account), b => b.Reservations == 0, TimeSpan.FromSeconds(30), "the reservation to expire");
+
+        var late = await Budget(account).SettleAsync("r-late", 1, 70, 0);
+        var never = await Budget(account).SettleAllAsync([new BudgetSettlement("r-never", 1, 50, 0), new BudgetSettlement("r-late", 1, 70, 0)]);
+
+        Assert.Equal(70L, late.SpentTokensTotal);
+        Assert.Equal(70L, never.SpentTokensTotal);
+        Assert.Equal(30L, never.RemainingTokens);
     }
 
     [Fact]

@@ -38,7 +38,24 @@ public sealed class ClusterFixture : IAsyncLifetime
                 o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
                 o.Retry.Model = new Spine.Recovery.RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMilliseconds(100), Jitter = 0 };
             });
-            silo.Services.Configure<Spine.Budgets.BudgetOptions>(o => o.ReservationTtl = TimeSpan.FromSeconds(3));
+            silo.Services.Configure<Spine.Budgets.BudgetOptions>(o =>
+            {
+                o.ReservationTtl = TimeSpan.FromSeconds(3);
+
+                // A token of the large model costs 0.001 in and 0.002 out; of the mini one, a tenth of that.
+                o.Prices["metered"] = new Spine.Budgets.ModelPrice { InputPerMillion = 1000, OutputPerMillion = 2000 };
+                o.Prices["metered-mini"] = new Spine.Budgets.ModelPrice { InputPerMillion = 100, OutputPerMillion = 200 };
+                o.Prices["metered-silent"] = new Spine.Budgets.ModelPrice { InputPerMillion = 1000, OutputPerMillion = 2000, Encoding = "cl100k_base" };
+                o.Workflows["test.budget-downgrade"] = new Spine.Budgets.WorkflowBudget { DowngradeAt = 0.5, DowngradeTo = Budgets.MeteredChatClient.Mini };
+                o.Workflows["test.budget-pause"] = new Spine.Budgets.WorkflowBudget { OnExhausted = Spine.Budgets.BudgetExhaustedAction.Pause };
+            });
+            silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget", 1);
+            silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget-downgrade", 1);
+            silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget-pause", 1);
+            silo.Services.AddKeyedSingleton<IChatClient>(Budgets.MeteredChatClient.Large, new Budgets.MeteredChatClient("metered"));
+            silo.Services.AddKeyedSingleton<IChatClient>(Budgets.MeteredChatClient.Mini, new Budgets.MeteredChatClient("metered-mini"));
+            silo.Services.AddKeyedSingleton<IChatClient>(Budgets.MeteredChatClient.Silent, new Budgets.MeteredChatClient("metered-silent", reportUsage: false));
+            silo.Services.AddSpineTool<Budgets.PricedTool>();
             silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
             silo.Services.AddSpineWorkflow<FlipWorkflow, int, string>();

@@ -21,6 +21,12 @@ internal sealed class FakeStepRun : IStepRun
 
     public Spine.Identity.SpineActor? StartedBy { get; init; }
 
+    public string? AccountId { get; init; }
+
+    public Spine.Budgets.RunBudget? Budget { get; init; }
+
+    public IEnumerable<JournalRow> Events(JournalKind kind) => History.Events(kind);
+
     public IEnumerable<JournalRow> Outcomes => History.Outcomes;
 
     public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
@@ -63,10 +69,21 @@ internal sealed class FakeStepRun : IStepRun
         return Task.FromResult(row);
     }
 
+    public async Task<IReadOnlyList<JournalRow>> AppendAsync(IReadOnlyList<PendingRow> rows)
+    {
+        var appended = new List<JournalRow>();
+        foreach (var row in rows)
+        {
+            appended.Add(await AppendAsync(row.Kind, row.Step!.Value, row.Name, row.Ok, row.Payload, row.Attempt));
+        }
+
+        return appended;
+    }
+
     public Task<JournalRow?> AwaitSignalAsync(int step, string name, DateTimeOffset? deadline, bool recordDeadline, bool approval = false, bool closeOnTimeout = false) =>
         throw new NotSupportedException("The pipeline does not wait for signals.");
 
-    public Task WaitUntilAsync(DateTimeOffset wakeAt, bool sleeping = false)
+    public Task WaitUntilAsync(DateTimeOffset wakeAt, Spine.Waits.WaitKind kind = Spine.Waits.WaitKind.Retry)
     {
         Waits.Add(wakeAt);
         if (wakeAt > Clock.GetUtcNow())

@@ -109,7 +109,8 @@ public sealed class ReadmeSampleTests(ClusterFixture fixture)
         Assert.False(string.IsNullOrEmpty(result.Note));
         Assert.Equal("rf-o-17-25", FakePayments.Refunds[$"{run.RunId}/2"]);
         var kinds = (await fixture.Client.GetJournalAsync(run.RunId)).Select(r => r.Kind);
-        Assert.Equal(["RunStarted", "Tool", "Step", "Timer", "TimerFired", "Model", "RunCompleted"], kinds);
+        // The run is billed to an account: its model call reserves in the account's budget, and settles with its outcome.
+        Assert.Equal(["RunStarted", "Tool", "Step", "Timer", "TimerFired", "BudgetReserved", "BudgetSettled", "Model", "RunCompleted"], kinds);
     }
 
     [Fact]

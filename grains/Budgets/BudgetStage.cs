@@ -1,0 +1,300 @@
+using Microsoft.Extensions.Logging;
+using Spine.Errors;
+using Spine.Journal;
+using Spine.Pipeline;
+using Spine.Runs;
+using Spine.Tools;
+
+namespace Spine.Budgets;
+
+/// <summary>What a <see cref="JournalKind.BudgetReserved"/> row records.</summary>
+/// <param name="Account">The account whose budget holds it (null: the run's own ceilings only).</param>
+/// <param name="Tokens">The tokens reserved (input counted, plus the maximum output).</param>
+/// <param name="Cost">The cost reserved.</param>
+/// <param name="InputTokens">The input tokens counted before the call.</param>
+/// <param name="ChatClient">A model call: the chat client it goes to (a downgrade's cheaper one).</param>
+/// <param name="DowngradedFrom">A model call sent to a cheaper client instead of this one.</param>
+/// <param name="UsedFraction">The largest fraction of a ceiling (account's or run's) used, this reservation included.</param>
+/// <param name="Warning">Why the reservation warns (a threshold passed), if it does.</param>
+internal sealed record BudgetReservedPayload(string? Account, long Tokens, decimal Cost, long InputTokens, string? ChatClient, string? DowngradedFrom, double UsedFraction, string? Warning);
+
+/// <summary>What a <see cref="JournalKind.BudgetSettled"/> row records: what the call used (nothing, when it failed).</summary>
+internal sealed record BudgetSettledPayload(string? Account, long Tokens, decimal Cost, long InputTokens, long OutputTokens);
+
+/// <summary>What a <see cref="JournalKind.BudgetRefused"/> row records: whose ceiling and why.</summary>
+internal sealed record BudgetRefusedPayload(string? Account, string Scope, string Reason, long Tokens, decimal Cost);
+
+/// <summary>What a <see cref="JournalKind.BudgetPaused"/> row records: until when the run waits, and why.</summary>
+internal sealed record BudgetPausedPayload(string Account, DateTimeOffset Until, string Reason);
+
+/// <summary>
+/// Call stage of the control plane, after the policy: a model call (or a tool that declares a cost per call)
+/// reserves its worst case in its run's ceilings and its account's <see cref="IBudgetGrain"/> before any attempt,
+/// keyed by (run, step), and settles what it used once its outcome is durable. The reservation is journaled
+/// before the call; the settlement in one commit with the outcome. A call that does not fit degrades as its
+/// workflow type says (<see cref="WorkflowBudget"/>): a cheaper chat client, a pause until the daily window
+/// resets, or <c>budget_exhausted</c>.
+/// </summary>
+internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, IGrainFactory grains, ILogger<BudgetStage> logger) : IStepStage
+{
+    public int Order => StepStageOrder.Budget;
+
+    public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+    {
+        if (Plan(call, run) is not { } plan)
+        {
+            return await next(call, run);
+        }
+
+        var reserved = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetReserved);
+        BudgetReservedPayload reservation;
+        if (reserved is not null)
+        {
+            // Reserved before this execution (which crashed before the outcome): the journal's decision stands, and
+            // the account's grain still holds it (or holds it expired, and counts its settlement all the same).
+            reservation = RunPayloads.Read<BudgetReservedPayload>(reserved.Payload);
+        }
+        else
+        {
+            var decided = await ReserveAsync(call, run, plan);
+            if (decided.Refused is { } refused)
+            {
+                return refused;
+            }
+
+            reservation = decided.Reservation!;
+        }
+
+        var effective = call;
+        if (reservation.DowngradedFrom is not null)
+        {
+            effective = call with { ChatClient = reservation.ChatClient };
+        }
+
+        var counted = reservation.InputTokens;
+        var outcome = await next(effective with { WithOutcome = Chain(call.WithOutcome, o => [Settlement(call, run, reservation, counted, o)]) }, run);
+
+        // The settlement is durable with the outcome (or, for an outcome an operator decided, now). Only then is the
+        // grain told: a crash in between leaves the journaled settlement, which the run sends again (RunHook).
+        var settled = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetSettled);
+        if (settled is null)
+        {
+            var row = Settlement(call, run, reservation, counted, outcome);
+            settled = (await run.AppendAsync([row]))[0];
+        }
+
+        if (reservation.Account is { } account)
+        {
+            var spent = RunPayloads.Read<BudgetSettledPayload>(settled.Payload);
+            try
+            {
+                await grains.GetGrain<IBudgetGrain>(account).SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The settlement is journaled: the run sends it again when it ends (or resumes).
+                LogSettleFailed(logger, e, run.RunId, call.Step, account);
+            }
+        }
+
+        return outcome;
+    }
+
+    /// <summary>Rows before an outcome: those of the stage outside, then this one's.</summary>
+    private static Func<StepOutcome, IReadOnlyList<PendingRow>> Chain(Func<StepOutcome, IReadOnlyList<PendingRow>>? outer, Func<StepOutcome, IReadOnlyList<PendingRow>> own) =>
+        outer is null ? own : o => [.. outer(o), .. own(o)];
+
+    private PendingRow Settlement(StepCall call, IStepRun run, BudgetReservedPayload reservation, long countedInput, StepOutcome outcome)
+    {
+        var spent = !outcome.Ok || outcome.Payload is null ? default
+            : call.Kind == JournalKind.Model ? costs.Used(outcome.Payload, countedInput, reservation.ChatClient, call.Model?.Options)
+            : new Spend(0, reservation.Cost);
+        return new PendingRow(JournalKind.BudgetSettled, call.Step, call.Name, true,
+            RunPayloads.Write(new BudgetSettledPayload(reservation.Account, spent.Tokens, spent.Cost, spent.InputTokens, spent.OutputTokens)), null);
+    }
+
+    /// <summary>What a call would reserve: its worst case, and a cheaper client's; null when no budget applies to it.</summary>
+    private CallPlan? Plan(StepCall call, IStepRun run)
+    {
+        var settings = costs.Options.For(run.WorkflowType);
+        var runCeiling = run.Budget ?? (settings.RunMaxTokens is null && settings.RunMaxCost is null ? null
+            : new RunBudget { MaxTokens = settings.RunMaxTokens, MaxCost = settings.RunMaxCost });
+        if (run.AccountId is null && runCeiling is null)
+        {
+            return null;
+        }
+
+        switch (call.Kind)
+        {
+            case JournalKind.Model when call.Model is { } model:
+            {
+                var worst = costs.WorstCase(model.Messages, model.Options, call.ChatClient);
+                Spend? cheaper = null;
+                if (settings.DowngradeTo is { } client && client != call.ChatClient
+                    && policies.CheckModel(run.WorkflowType, run.StartedBy, client) is null)
+                {
+                    cheaper = costs.WorstCase(model.Messages, model.Options, client);
+                }
+
+                return new CallPlan(worst, cheaper, settings, runCeiling);
+            }
+
+            case JournalKind.Tool when call.Tool is { } tool && tools.TryResolve(tool.Name)?.Definition.CostPerCall is > 0 and var cost:
+                return new CallPlan(new Spend(0, cost), null, settings, runCeiling);
+
+            default:
+                return null;
+        }
+    }
+
+    private async Task<(BudgetReservedPayload? Reservation, StepOutcome? Refused)> ReserveAsync(StepCall call, IStepRun run, CallPlan plan)
+    {
+        var settings = plan.Settings;
+        while (true)
+        {
+            // The run's own ceilings first, from its journal: what it settled, and what it holds in calls in flight.
+            var runUse = RunUse(run, call.Step);
+            var runFraction = Fraction(runUse, plan.RunCeiling);
+            var primaryFits = Fits(runUse + plan.Worst, plan.RunCeiling);
+            var cheaperFits = plan.Cheaper is { } c && Fits(runUse + c, plan.RunCeiling);
+            var downgradeAt = settings.DowngradeAt ?? 1.0;
+            var useCheaper = plan.Cheaper is not null && cheaperFits && (!primaryFits || runFraction >= downgradeAt);
+            if (!primaryFits && !useCheaper)
+            {
+                var reason = RunRefusal(runUse, plan.Worst, plan.RunCeiling!);
+                return (null, await RefuseAsync(call, run, null, "run", reason, plan.Worst));
+            }
+
+            var chosen = useCheaper ? plan.Cheaper!.Value : plan.Worst;
+            var fraction = Fraction(runUse + chosen, plan.RunCeiling);
+            var account = run.AccountId;
+            if (account is not null)
+            {
+                var verdict = await grains.GetGrain<IBudgetGrain>(account).ReserveAsync(new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
+                    useCheaper || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt)));
+                if (!verdict.Granted)
+                {
+                    var reason = verdict.Reason ?? "the account's budget has no room";
+                    if (settings.OnExhausted == BudgetExhaustedAction.Pause && verdict.DailyOnly)
+                    {
+                        await PauseAsync(call, run, account, verdict.WindowEnds, reason);
+                        continue;
+                    }
+
+                    return (null, await RefuseAsync(call, run, account, "account", reason, chosen));
+                }
+
+                if (verdict.Fallback)
+                {
+                    useCheaper = true;
+                    chosen = plan.Cheaper!.Value;
+                }
+
+                fraction = Math.Max(Fraction(runUse + chosen, plan.RunCeiling), verdict.UsedFraction);
+            }
+
+            string? warning = null;
+            if (settings.WarnAt is { } warnAt && fraction >= warnAt)
+            {
+                warning = $"{fraction:P0} of a budget ceiling is used (warns from {warnAt:P0})";
+                LogWarning(logger, run.RunId, call.Step, account, fraction);
+            }
+
+            var payload = new BudgetReservedPayload(account, chosen.Tokens, chosen.Cost, chosen.InputTokens,
+                call.Kind == JournalKind.Model ? (useCheaper ? settings.DowngradeTo : call.ChatClient) : null,
+                useCheaper ? call.ChatClient ?? "default" : null, fraction, warning);
+            await run.AppendAsync(JournalKind.BudgetReserved, call.Step, call.Name, true, RunPayloads.Write(payload));
+            return (payload, null);
+        }
+    }
+
+    /// <summary>Waits, durably, until the account's window resets; a pause journaled before this execution keeps its time.</summary>
+    private static async Task PauseAsync(StepCall call, IStepRun run, string account, DateTimeOffset until, string reason)
+    {
+        var paused = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetPaused);
+        var journaledUntil = paused is null ? (DateTimeOffset?)null : RunPayloads.Read<BudgetPausedPayload>(paused.Payload).Until;
+        if (journaledUntil is not { } due || due < until)
+        {
+            await run.AppendAsync(JournalKind.BudgetPaused, call.Step, call.Name, true, RunPayloads.Write(new BudgetPausedPayload(account, until, reason)));
+            due = until;
+        }
+
+        await run.WaitUntilAsync(due, Waits.WaitKind.Budget);
+    }
+
+    private static async Task<StepOutcome> RefuseAsync(StepCall call, IStepRun run, string? account, string scope, string reason, Spend asked)
+    {
+        var error = new ErrorPayload(BudgetRefusals.Kind, $"'{call.Name}' does not fit the {scope}'s budget: {reason}",
+            typeof(BudgetExhaustedException).FullName, ErrorClass.BudgetExhausted.Name(), Step: call.Step, StepName: call.Name, StepKind: call.Kind.ToString(),
+            ArgumentsHash: call.ArgumentsHash);
+        var rows = await run.AppendAsync(
+        [
+            new PendingRow(JournalKind.BudgetRefused, call.Step, call.Name, false, RunPayloads.Write(new BudgetRefusedPayload(account, scope, reason, asked.Tokens, asked.Cost)), null),
+            new PendingRow(call.Kind, call.Step, call.Name, false, RunPayloads.Write(error), call.Attempt),
+        ]);
+        return StepOutcome.FromJournal(rows[^1]);
+    }
+
+    /// <summary>What the run has used and holds: every settlement, and every reservation not yet settled (other than this step's).</summary>
+    private static Spend RunUse(IStepRun run, int step)
+    {
+        var settled = new HashSet<int>();
+        var use = default(Spend);
+        foreach (var row in run.Events(JournalKind.BudgetSettled))
+        {
+            var spent = RunPayloads.Read<BudgetSettledPayload>(row.Payload);
+            use += new Spend(spent.Tokens, spent.Cost);
+            settled.Add(row.Step!.Value);
+        }
+
+        foreach (var row in run.Events(JournalKind.BudgetReserved))
+        {
+            if (row.Step != step && !settled.Contains(row.Step!.Value))
+            {
+                var held = RunPayloads.Read<BudgetReservedPayload>(row.Payload);
+                use += new Spend(held.Tokens, held.Cost);
+            }
+        }
+
+        return use;
+    }
+
+    private static bool Fits(Spend use, RunBudget? ceiling) =>
+        ceiling is null || ((ceiling.MaxTokens is not { } tokens || use.Tokens <= tokens) && (ceiling.MaxCost is not { } cost || use.Cost <= cost));
+
+    private static double Fraction(Spend use, RunBudget? ceiling)
+    {
+        var max = 0.0;
+        if (ceiling?.MaxTokens is { } tokens)
+        {
+            max = Math.Max(max, tokens == 0 ? (use.Tokens > 0 ? double.PositiveInfinity : 1) : (double)use.Tokens / tokens);
+        }
+
+        if (ceiling?.MaxCost is { } cost)
+        {
+            max = Math.Max(max, cost == 0 ? (use.Cost > 0 ? double.PositiveInfinity : 1) : (double)(use.Cost / cost));
+        }
+
+        return max;
+    }
+
+    private static string RunRefusal(Spend use, Spend asked, RunBudget ceiling) =>
+        ceiling.MaxTokens is { } tokens && use.Tokens + asked.Tokens > tokens
+            ? $"the run's token ceiling ({tokens}) would be passed: {use.Tokens} used or held, {asked.Tokens} asked"
+            : $"the run's cost ceiling ({ceiling.MaxCost}) would be passed: {use.Cost} used or held, {asked.Cost} asked";
+
+    private sealed record CallPlan(Spend Worst, Spend? Cheaper, WorkflowBudget Settings, RunBudget? RunCeiling);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: the settlement could not be sent to account {Account}'s budget; it is sent again when the run ends")]
+    private static partial void LogSettleFailed(ILogger logger, Exception exception, string runId, int step, string account);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: {Fraction:P0} of a budget ceiling is used (account {Account})")]
+    private static partial void LogWarning(ILogger logger, string runId, int step, string? account, double fraction);
+}
+
+/// <summary>Reading budget refusals back from a journal.</summary>
+internal static class BudgetRefusals
+{
+    /// <summary>The error kind of a refused step's outcome.</summary>
+    public const string Kind = "budget_exhausted";
+}
