@@ -178,7 +178,10 @@ public interface IBudgetGrain : IGrainWithStringKey
     [Alias("ReleaseAsync")]
     Task<BudgetView> ReleaseAsync(string runId, int step);
 
-    /// <summary>Drops several reservations in one write (the calls of a run that ended without making them).</summary>
-    [Alias("ReleaseAllAsync")]
-    Task<BudgetView> ReleaseAllAsync(string runId, IReadOnlyList<int> steps);
+    /// <summary>
+    /// A run ended: settles its calls (see <see cref="SettleAsync"/>) and releases every other reservation it still
+    /// holds, in one write.
+    /// </summary>
+    [Alias("EndRunAsync")]
+    Task<BudgetView> EndRunAsync(string runId, IReadOnlyList<BudgetSettlement> settlements);
 }

@@ -147,13 +147,61 @@ public sealed class BudgetGrain(
     /// <inheritdoc />
     public async Task<BudgetView> SettleAllAsync(IReadOnlyList<BudgetSettlement> settlements)
     {
+        var changed = Roll() | Settle(settlements);
+        if (changed)
+        {
+            await record.WriteStateAsync();
+        }
+
+        return View();
+    }
+
+    /// <inheritdoc />
+    public async Task<BudgetView> ReleaseAsync(string runId, int step)
+    {
+        var changed = Roll() | State.Reservations.Remove(Key(runId, step));
+        if (changed)
+        {
+            await record.WriteStateAsync();
+        }
+
+        return View();
+    }
+
+    /// <inheritdoc />
+    public async Task<BudgetView> EndRunAsync(string runId, IReadOnlyList<BudgetSettlement> settlements)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(runId);
+        if (settlements.Any(s => s.RunId != runId))
+        {
+            throw new InvalidPayloadException("budget settlement", $"every settlement of run {runId} must be of that run");
+        }
+
+        var changed = Roll() | Settle(settlements);
+        var prefix = runId + "/";
+        foreach (var key in State.Reservations.Keys.Where(k => k.StartsWith(prefix, StringComparison.Ordinal)).ToList())
+        {
+            changed |= State.Reservations.Remove(key);
+        }
+
+        if (changed)
+        {
+            await record.WriteStateAsync();
+        }
+
+        return View();
+    }
+
+    /// <summary>Counts the settlements whose reservation is still here (held or expired); true when any was.</summary>
+    private bool Settle(IReadOnlyList<BudgetSettlement> settlements)
+    {
         ArgumentNullException.ThrowIfNull(settlements);
         if (settlements.Any(s => s.Tokens < 0 || s.Cost < 0))
         {
             throw new InvalidPayloadException("budget settlement", "tokens and cost may not be negative");
         }
 
-        var changed = Roll();
+        var changed = false;
         foreach (var settlement in settlements)
         {
             if (State.Reservations.Remove(Key(settlement.RunId, settlement.Step)))
@@ -166,33 +214,7 @@ public sealed class BudgetGrain(
             }
         }
 
-        if (changed)
-        {
-            await record.WriteStateAsync();
-        }
-
-        return View();
-    }
-
-    /// <inheritdoc />
-    public Task<BudgetView> ReleaseAsync(string runId, int step) => ReleaseAllAsync(runId, [step]);
-
-    /// <inheritdoc />
-    public async Task<BudgetView> ReleaseAllAsync(string runId, IReadOnlyList<int> steps)
-    {
-        ArgumentNullException.ThrowIfNull(steps);
-        var changed = Roll();
-        foreach (var step in steps)
-        {
-            changed |= State.Reservations.Remove(Key(runId, step));
-        }
-
-        if (changed)
-        {
-            await record.WriteStateAsync();
-        }
-
-        return View();
+        return changed;
     }
 
     private TimeSpan WindowLength => State.Ceilings.Window ?? TimeSpan.FromDays(1);

@@ -8,10 +8,10 @@ namespace Spine.Budgets;
 /// <summary>
 /// Squares a run's journal with its account's budget. As an execution begins, the settlements the journal holds are
 /// sent again (one the crash kept from the grain is counted now; the others find no reservation and change nothing).
-/// As the run ends, they are sent once more, and every reservation the journal holds without a settlement (a call
-/// that never finished) is released.
+/// As the run ends, they are sent once more, and every reservation the run still holds (a call that never finished,
+/// or one whose reservation's answer was lost) is released.
 /// </summary>
-internal sealed partial class BudgetRunHook(IGrainFactory grains, ILogger<BudgetRunHook> logger) : IRunHook
+internal sealed partial class BudgetRunHook(BudgetCalls budgets, ILogger<BudgetRunHook> logger) : IRunHook
 {
     public Task ExecutingAsync(IStepRun run) => SquareAsync(run, release: false);
 
@@ -25,7 +25,6 @@ internal sealed partial class BudgetRunHook(IGrainFactory grains, ILogger<Budget
         }
 
         var settlements = new List<BudgetSettlement>();
-        var settled = new HashSet<int>();
         foreach (var row in run.Events(JournalKind.BudgetSettled))
         {
             var spent = RunPayloads.Read<BudgetSettledPayload>(row.Payload);
@@ -33,30 +32,20 @@ internal sealed partial class BudgetRunHook(IGrainFactory grains, ILogger<Budget
             {
                 settlements.Add(new BudgetSettlement(run.RunId, row.Step!.Value, spent.Tokens, spent.Cost));
             }
-
-            settled.Add(row.Step!.Value);
         }
 
-        var unsettled = release
-            ? run.Events(JournalKind.BudgetReserved).Where(r => !settled.Contains(r.Step!.Value)).Select(r => r.Step!.Value).Distinct().ToList()
-            : [];
-        if (settlements.Count == 0 && unsettled.Count == 0)
+        // A run that never reserved has nothing to square (a reservation whose answer was lost as the run's own silo
+        // died is reserved again, under the same key, when the run re-executes the call; if it never does, it expires).
+        if (settlements.Count == 0 && (!release || !run.Events(JournalKind.BudgetReserved).Any()))
         {
             return;
         }
 
-        var budget = grains.GetGrain<IBudgetGrain>(account);
         try
         {
-            if (settlements.Count > 0)
-            {
-                await budget.SettleAllAsync(settlements);
-            }
-
-            if (unsettled.Count > 0)
-            {
-                await budget.ReleaseAllAsync(run.RunId, unsettled);
-            }
+            // As the run ends no call of it is in flight: whatever it still holds (journaled or not, as when the answer
+            // to a reservation was lost) is released.
+            await budgets.CallAsync(account, b => release ? b.EndRunAsync(run.RunId, settlements) : b.SettleAllAsync(settlements), run.Stopping);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

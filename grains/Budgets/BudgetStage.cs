@@ -35,7 +35,7 @@ internal sealed record BudgetPausedPayload(string Account, DateTimeOffset Until,
 /// workflow type says (<see cref="WorkflowBudget"/>): a cheaper chat client, a pause until the daily window
 /// resets, or <c>budget_exhausted</c>.
 /// </summary>
-internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, IGrainFactory grains, ILogger<BudgetStage> logger) : IStepStage
+internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, BudgetCalls budgets, ILogger<BudgetStage> logger) : IStepStage
 {
     public int Order => StepStageOrder.Budget;
 
@@ -88,7 +88,7 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
             var spent = RunPayloads.Read<BudgetSettledPayload>(settled.Payload);
             try
             {
-                await grains.GetGrain<IBudgetGrain>(account).SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost);
+                await budgets.CallAsync(account, b => b.SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost), run.Stopping);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -170,8 +170,9 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
             var account = run.AccountId;
             if (account is not null)
             {
-                var verdict = await grains.GetGrain<IBudgetGrain>(account).ReserveAsync(new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
-                    useCheaper || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt)));
+                var reservation = new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
+                    useCheaper || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt));
+                var verdict = await budgets.CallAsync(account, b => b.ReserveAsync(reservation), run.Stopping);
                 if (!verdict.Granted)
                 {
                     var reason = verdict.Reason ?? "the account's budget has no room";

@@ -40,6 +40,7 @@ public static class SpineServiceCollectionExtensions
         services.AddOptions<Policies.PolicyOptions>();
         services.AddOptions<Budgets.BudgetOptions>();
         services.TryAddSingleton<Budgets.CallCosts>();
+        services.TryAddSingleton<Budgets.BudgetCalls>();
         services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();

@@ -34,6 +34,9 @@ public sealed class LedgerApplyTool(SpineDatabase database) : ITool
             """,
         Retry = new RetryPolicy { MaxAttempts = 15, InitialDelay = TimeSpan.FromMilliseconds(100), MaxDelay = TimeSpan.FromSeconds(2) },
         Breaker = new Breakers.BreakerPolicy { Enabled = false },
+
+        // A ledger write is billed (as a payment API bills its calls): runs of an account with a cost ceiling stop when it is spent.
+        CostPerCall = 0.01m,
     };
 
     /// <inheritdoc />

@@ -60,7 +60,14 @@ public sealed partial class ScriptedChatClient : IChatClient
 
     /// <inheritdoc />
     public object? GetService(Type serviceType, object? serviceKey = null) =>
-        serviceType == typeof(ScriptedChatClient) ? this : null;
+        serviceType == typeof(ScriptedChatClient) ? this
+        : serviceType == typeof(ChatClientMetadata) ? Metadata
+        : null;
+
+    /// <summary>The model it plays (prices in <c>Spine:Budgets:Prices</c> are looked up by it).</summary>
+    public const string ModelId = "spine-scripted-1";
+
+    private static readonly ChatClientMetadata Metadata = new("spine-scripted", null, ModelId);
 
     /// <inheritdoc />
     public void Dispose()
@@ -72,7 +79,7 @@ public sealed partial class ScriptedChatClient : IChatClient
         var inputTokens = history.Sum(m => (m.Text?.Length ?? 0) + 16) / 4;
         return new ChatResponse(reply)
         {
-            ModelId = "spine-scripted-1",
+            ModelId = ModelId,
             ResponseId = $"scripted-{turn}",
             FinishReason = reply.Contents.OfType<FunctionCallContent>().Any() ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop,
             Usage = new UsageDetails { InputTokenCount = inputTokens, OutputTokenCount = 24, TotalTokenCount = inputTokens + 24 },

@@ -1,0 +1,110 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Spine.Agents;
+using Spine.Budgets;
+using Spine.Client;
+using Spine.Local.Silos;
+using Spine.Runs;
+using Spine.Tests.Infrastructure;
+
+namespace Spine.Tests.Budgets;
+
+/// <summary>
+/// One account's budget shared by agent runs on two real silo processes, one of which is SIGKILLed while runs hold
+/// reservations: the account never spends more than its ceiling, every refusal is journaled, and no reservation is
+/// left behind.
+/// </summary>
+public sealed class BudgetFailoverTests : IAsyncLifetime
+{
+    private const int Runs = 200;
+
+    /// <summary>What a ledger write costs (the demo tool's CostPerCall); each run writes twice, in parallel.</summary>
+    private const decimal PerCall = 0.01m;
+
+    /// <summary>Room for 100 ledger writes: about 50 runs.</summary>
+    private const decimal Ceiling = 1.00m;
+
+    private readonly List<SiloProcess> _silos = [];
+    private readonly string _logFile = Path.Combine(Path.GetTempPath(), $"spine-budget-failover-{Guid.NewGuid():N}.log");
+    private IHost? _clientHost;
+    private TestPostgres _postgres = null!;
+
+    public async Task InitializeAsync()
+    {
+        _postgres = await TestPostgres.GetAsync();
+        var cluster = "budget-" + Guid.NewGuid().ToString("N")[..12];
+        for (var i = 0; i < 2; i++)
+        {
+            _silos.Add(SiloProcess.Start(TestProcesses.Silo(_postgres.RuntimeConnectionString, cluster, logFile: _logFile)));
+        }
+
+        await Task.WhenAll(_silos.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
+        _clientHost = await TestProcesses.StartClientAsync(_postgres.RuntimeConnectionString, cluster);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await TestProcesses.StopClientAsync(_clientHost);
+        foreach (var silo in _silos)
+        {
+            await silo.StopAsync(TimeSpan.FromSeconds(20));
+            await silo.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task TwoHundredAgentRuns_OfOneAccount_AcrossTwoSilos_OneKilled_SpendAtMostTheCeiling_JournalEveryRefusal_AndLeaveNoReservation()
+    {
+        var client = _clientHost!.Services.GetRequiredService<ISpineClient>();
+        var grains = _clientHost.Services.GetRequiredService<IClusterClient>();
+        var account = "acct-" + Guid.NewGuid().ToString("N");
+        await client.SetBudgetAsync(account, new BudgetCeilings { TotalCost = Ceiling });
+
+        // Each run: a model turn asking for two ledger writes of 3 s each (in parallel), then a closing turn.
+        var input = new AgentInput("ledger: 3000,3000", Tools: ["ledger_apply"], MaxTurns: 4);
+        var ids = (await Task.WhenAll(Enumerable.Range(0, Runs).Select(_ => client.StartAsync("agent", input, accountId: account)))).Select(r => r.RunId).ToArray();
+
+        // Kill the silo holding the most runs while ledger writes (and so their reservations) are in flight.
+        await Eventually.GetAsync(
+            () => _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_journal WHERE run_id = ANY(@ids) AND kind = 16 AND name = 'ledger_apply'", ("ids", ids)),
+            n => n >= 20, TimeSpan.FromSeconds(60), "ledger writes to reserve");
+        var management = grains.GetGrain<IManagementGrain>(0);
+        var located = await Task.WhenAll(ids.Select(async id => (await management.GetActivationAddress(grains.GetGrain<IWorkflowRunGrain>(id)))?.Endpoint.Port));
+        var victimPort = located.Where(p => p is not null).GroupBy(p => p!.Value).MaxBy(g => g.Count())!.Key;
+        var victim = _silos.Single(s => s.Options.SiloPort == victimPort);
+        await victim.KillAsync();
+        await victim.DisposeAsync();
+        _silos.Remove(victim);
+        var heldAtKill = await _postgres.ScalarAsync<long>(
+            """
+            SELECT count(*) FROM spine_journal r
+            WHERE r.run_id = ANY(@ids) AND r.kind = 16
+              AND NOT EXISTS (SELECT 1 FROM spine_journal s WHERE s.run_id = r.run_id AND s.step = r.step AND s.kind = 17)
+            """, ("ids", ids));
+
+        await Eventually.GetAsync(
+            () => _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ("ids", ids)),
+            n => n == Runs, TimeSpan.FromSeconds(180), "every run to finish");
+        var budget = await Eventually.GetAsync(() => client.GetBudgetAsync(account), b => b.Reservations == 0, TimeSpan.FromSeconds(30), "no reservation to be left");
+
+        var completed = await _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status = 3", ("ids", ids));
+        var failedOther = await _postgres.ScalarAsync<long>(
+            "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status <> 3 AND error_kind IS DISTINCT FROM 'budget_exhausted'", ("ids", ids));
+        var refusedWithoutRow = await _postgres.ScalarAsync<long>(
+            """
+            SELECT count(*) FROM spine_runs x WHERE x.run_id = ANY(@ids) AND x.error_kind = 'budget_exhausted'
+              AND NOT EXISTS (SELECT 1 FROM spine_journal j WHERE j.run_id = x.run_id AND j.kind = 18 AND j.step = x.error_step)
+            """, ("ids", ids));
+        var writes = await _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids));
+
+        Assert.True(heldAtKill > 0, "no reservation was held when the silo was killed");
+        Assert.True(budget.SpentCostTotal <= Ceiling, $"spent {budget.SpentCostTotal} over a ceiling of {Ceiling}");
+        Assert.Equal((0, 0m), (budget.Reservations, budget.ReservedCost));
+
+        // Every ledger write that happened is charged once, and nothing else is.
+        Assert.Equal(writes * PerCall, budget.SpentCostTotal);
+        Assert.InRange(completed, 1, 50);
+        Assert.Equal(0L, failedOther);
+        Assert.Equal(0L, refusedWithoutRow);
+    }
+}
