@@ -85,6 +85,12 @@ public sealed record BudgetVerdict
 
     /// <summary>When refused: whether only daily ceilings stood in the way (so the call fits once the day is over).</summary>
     [Id(6)] public bool DailyOnly { get; init; }
+
+    /// <summary>
+    /// When refused only because of other calls' reservations (what is spent leaves room for this call): when to ask
+    /// again, soon, since they settle for what they use.
+    /// </summary>
+    [Id(7)] public DateTimeOffset? RoomAt { get; init; }
 }
 
 /// <summary>An account's budget: ceilings, spent, reserved and remaining per window.</summary>
@@ -157,7 +163,8 @@ public interface IBudgetGrain : IGrainWithStringKey
 
     /// <summary>
     /// Reserves a call's worst case when it fits under every ceiling with what is spent and reserved. A reservation
-    /// of a (run, step) that holds one already is answered as the first was, and reserves nothing more.
+    /// of a (run, step) that holds one already is answered as the first was, reserves nothing more, and starts the
+    /// reservation's lifetime again.
     /// </summary>
     [Alias("ReserveAsync")]
     Task<BudgetVerdict> ReserveAsync(BudgetReservation reservation);

@@ -6,8 +6,8 @@ namespace Spine.Budgets;
 
 /// <summary>
 /// Calls an account's <see cref="IBudgetGrain"/> through the loss of its silo: every call the stage and the run hook
-/// make is idempotent by (run, step), so one whose answer was lost (the grain's silo died, the call timed out) is
-/// sent again, with capped backoff, until the grain answers from its next activation or the run's activation ends.
+/// make is idempotent by (run, step), so one whose answer was lost (the grain's silo died, the call timed out, its
+/// write to PostgreSQL failed) is sent again, with capped backoff, until the grain answers or the run's activation ends.
 /// </summary>
 internal sealed partial class BudgetCalls
 {
@@ -19,7 +19,8 @@ internal sealed partial class BudgetCalls
         _pipeline = new ResiliencePipelineBuilder { TimeProvider = time }
             .AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<SiloUnavailableException>().Handle<OrleansMessageRejectionException>().Handle<TimeoutException>(),
+                // Anything but a typed refusal of the call itself: a lost silo, a timeout, the grain's storage unreachable.
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not (Errors.SpineException or ArgumentException or OperationCanceledException)),
                 MaxRetryAttempts = int.MaxValue,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,

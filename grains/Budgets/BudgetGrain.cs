@@ -10,7 +10,10 @@ public sealed class BudgetRecord
 {
     [Id(0)] public BudgetCeilings Ceilings { get; set; } = new();
 
-    /// <summary>When the current daily window began.</summary>
+    /// <summary>The UTC day the daily figures were for, as records before configurable windows kept it.</summary>
+    [Id(1)] public DateOnly Day { get; set; }
+
+    /// <summary>When the current daily window began (unset in a record from before windows: then <see cref="Day"/>'s midnight).</summary>
     [Id(8)] public DateTimeOffset WindowStart { get; set; }
 
     [Id(2)] public long TokensToday { get; set; }
@@ -40,23 +43,86 @@ public sealed record HeldReservation([property: Id(0)] long Tokens, [property: I
 /// together exceed a ceiling; every change is written to PostgreSQL before it is answered.
 /// </summary>
 /// <remarks>
+/// Calls interleave (the grain is reentrant) so that changes made while a write is in flight go to PostgreSQL
+/// together in the next one: each call changes the state in one turn, before its first await (so reservations
+/// are checked and taken atomically), then waits until a write that includes its change has committed. Writes
+/// never overlap, and each stores a copy of the state taken in one turn.
+///
 /// A reservation is held until its call settles or releases it, or until it expires. Settling counts only a
 /// reservation the record still has (held or expired): a settlement sent again (a caller's retry, a resuming run
 /// sending its journaled settlements) finds none and changes nothing, and the record stays the size of the
 /// calls in flight, not of the account's history.
 /// </remarks>
+[Orleans.Concurrency.Reentrant]
 public sealed class BudgetGrain(
     [PersistentState("budget", "spine")] IPersistentState<BudgetRecord> record,
     IOptions<BudgetOptions> options,
     TimeProvider time) : Grain, IBudgetGrain
 {
+    private BudgetRecord? _live;
+
+    // Changes are counted: a call waits until the count it made is stored.
+    private long _changes;
+    private long _stored;
+    private Task? _writing;
+
     /// <summary>How long an expired reservation waits for a late settlement before it is forgotten.</summary>
     private static readonly TimeSpan ExpiredKept = TimeSpan.FromDays(7);
 
     /// <summary>How many expired reservations are kept at most (the oldest go first).</summary>
     private const int MaxExpiredKept = 10_000;
 
-    private BudgetRecord State => record.State;
+    /// <summary>The state calls change; what is written is a copy of it.</summary>
+    private BudgetRecord State => _live ??= record.State;
+
+    /// <summary>
+    /// Waits until every change made so far (this call's, when it <paramref name="changed"/> anything, and the ones
+    /// before it) is stored: joins the write in flight when it includes them, else the next one. A failed write fails every call waiting on it (each call is idempotent, and its caller asks again).
+    /// </summary>
+    private async Task DurableAsync(bool changed)
+    {
+        var wanted = changed ? ++_changes : _changes;
+        while (_stored < wanted)
+        {
+            _writing ??= WriteAsync();
+            await _writing;
+        }
+    }
+
+    private async Task WriteAsync()
+    {
+        try
+        {
+            var upTo = _changes;
+            record.State = Copy(State);
+            await record.WriteStateAsync();
+            _stored = Math.Max(_stored, upTo);
+        }
+        catch (Orleans.Storage.InconsistentStateException)
+        {
+            // The stored record moved under this activation (a write whose answer was lost, another activation):
+            // start again from what is stored; callers ask again and find it.
+            DeactivateOnIdle();
+            throw;
+        }
+        finally
+        {
+            _writing = null;
+        }
+    }
+
+    private static BudgetRecord Copy(BudgetRecord live) => new()
+    {
+        Ceilings = live.Ceilings,
+        Day = DateOnly.FromDateTime(live.WindowStart.UtcDateTime),
+        WindowStart = live.WindowStart,
+        TokensToday = live.TokensToday,
+        CostToday = live.CostToday,
+        TokensTotal = live.TokensTotal,
+        CostTotal = live.CostTotal,
+        Reservations = new Dictionary<string, HeldReservation>(live.Reservations, StringComparer.Ordinal),
+        SetBy = live.SetBy,
+    };
 
     /// <inheritdoc />
     public async Task<BudgetView> GetAsync()
@@ -66,11 +132,7 @@ public sealed class BudgetGrain(
             throw new UnknownAccountException(this.GetPrimaryKeyString());
         }
 
-        if (Roll())
-        {
-            await record.WriteStateAsync();
-        }
-
+        await DurableAsync(Roll());
         return View();
     }
 
@@ -90,9 +152,16 @@ public sealed class BudgetGrain(
         }
 
         Roll();
+        if (ceilings.Window != State.Ceilings.Window)
+        {
+            // A new window length starts counting from the window it puts now in, keeping what the current one spent.
+            State.Ceilings = ceilings;
+            State.WindowStart = WindowOf(time.GetUtcNow());
+        }
+
         State.Ceilings = ceilings;
         State.SetBy = actor;
-        await record.WriteStateAsync();
+        await DurableAsync(true);
         return View();
     }
 
@@ -109,14 +178,13 @@ public sealed class BudgetGrain(
         var key = Key(reservation.RunId, reservation.Step);
         if (State.Reservations.TryGetValue(key, out var held) && !held.Expired)
         {
-            // A retry or re-execution of a call that holds its reservation: answered as the first was.
-            if (changed)
-            {
-                await record.WriteStateAsync();
-            }
-
+            // A retry or re-execution of a call that holds its reservation: answered as the first was, and held longer.
+            State.Reservations[key] = held with { ExpiresAt = time.GetUtcNow() + options.Value.ReservationTtl };
+            changed = true;
             var fallback = reservation.Fallback is { } f && held.Tokens == f.Tokens && held.Cost == f.Cost && (held.Tokens != reservation.Tokens || held.Cost != reservation.Cost);
-            return Verdict(true, null, 0, 0) with { Fallback = fallback };
+            var again = Verdict(true, null, 0, 0) with { Fallback = fallback };
+            await DurableAsync(changed);
+            return again;
         }
 
         var before = UsedFraction(0, 0);
@@ -126,18 +194,21 @@ public sealed class BudgetGrain(
             && Refusal(alternative.Tokens, alternative.Cost) is null;
         if (!useFallback && primaryRefusal is { } reason)
         {
-            if (changed)
+            var refused = Verdict(false, reason.Text, reservation.Tokens, reservation.Cost) with
             {
-                await record.WriteStateAsync();
-            }
-
-            return Verdict(false, reason.Text, reservation.Tokens, reservation.Cost) with { UsedBefore = before, DailyOnly = reason.DailyOnly };
+                UsedBefore = before,
+                DailyOnly = reason.DailyOnly,
+                RoomAt = reason.ReservationsOnly ? Min(time.GetUtcNow() + RoomCheck, State.WindowStart + WindowLength) : null,
+            };
+            await DurableAsync(changed);
+            return refused;
         }
 
         var (tokens, cost) = useFallback ? (reservation.Fallback!.Tokens, reservation.Fallback.Cost) : (reservation.Tokens, reservation.Cost);
         State.Reservations[key] = new HeldReservation(tokens, cost, time.GetUtcNow() + options.Value.ReservationTtl);
-        await record.WriteStateAsync();
-        return Verdict(true, null, 0, 0) with { Fallback = useFallback, UsedBefore = before };
+        var granted = Verdict(true, null, 0, 0) with { Fallback = useFallback, UsedBefore = before };
+        await DurableAsync(true);
+        return granted;
     }
 
     /// <inheritdoc />
@@ -148,11 +219,7 @@ public sealed class BudgetGrain(
     public async Task<BudgetView> SettleAllAsync(IReadOnlyList<BudgetSettlement> settlements)
     {
         var changed = Roll() | Settle(settlements);
-        if (changed)
-        {
-            await record.WriteStateAsync();
-        }
-
+        await DurableAsync(changed);
         return View();
     }
 
@@ -160,11 +227,7 @@ public sealed class BudgetGrain(
     public async Task<BudgetView> ReleaseAsync(string runId, int step)
     {
         var changed = Roll() | State.Reservations.Remove(Key(runId, step));
-        if (changed)
-        {
-            await record.WriteStateAsync();
-        }
-
+        await DurableAsync(changed);
         return View();
     }
 
@@ -184,11 +247,7 @@ public sealed class BudgetGrain(
             changed |= State.Reservations.Remove(key);
         }
 
-        if (changed)
-        {
-            await record.WriteStateAsync();
-        }
-
+        await DurableAsync(changed);
         return View();
     }
 
@@ -219,17 +278,32 @@ public sealed class BudgetGrain(
 
     private TimeSpan WindowLength => State.Ceilings.Window ?? TimeSpan.FromDays(1);
 
+    /// <summary>How soon a call refused only for other calls' reservations may ask again.</summary>
+    private static readonly TimeSpan RoomCheck = TimeSpan.FromSeconds(10);
+
+    /// <summary>The start of the window <paramref name="at"/> is in: UTC midnight, plus whole windows.</summary>
+    private DateTimeOffset WindowOf(DateTimeOffset at)
+    {
+        var midnight = new DateTimeOffset(at.UtcDateTime.Date, TimeSpan.Zero);
+        return midnight + (WindowLength * Math.Floor((at - midnight) / WindowLength));
+    }
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a <= b ? a : b;
+
     private static string Key(string runId, int step) => runId + "/" + step.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Starts a new UTC day and expires reservations past their time; true when anything changed.</summary>
     private bool Roll()
     {
         var now = time.GetUtcNow();
-        var window = WindowLength;
-        var midnight = new DateTimeOffset(now.UtcDateTime.Date, TimeSpan.Zero);
-        var start = midnight + window * Math.Floor((now - midnight) / window);
+        if (State.WindowStart == default && State.Day != default)
+        {
+            State.WindowStart = new DateTimeOffset(State.Day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        }
+
+        var start = WindowOf(now);
         var changed = false;
-        if (State.WindowStart != start)
+        if (State.WindowStart < start)
         {
             State.WindowStart = start;
             State.TokensToday = 0;
@@ -237,7 +311,7 @@ public sealed class BudgetGrain(
             changed = true;
         }
 
-        List<string>? forget = null;
+        HashSet<string>? forget = null;
         var expired = 0;
         foreach (var (key, held) in State.Reservations)
         {
@@ -261,8 +335,8 @@ public sealed class BudgetGrain(
         if (expired - (forget?.Count ?? 0) > MaxExpiredKept)
         {
             forget ??= [];
-            forget.AddRange(State.Reservations.Where(r => r.Value.Expired && !forget.Contains(r.Key))
-                .OrderBy(r => r.Value.ExpiresAt).Take(expired - forget.Count - MaxExpiredKept).Select(r => r.Key));
+            forget.UnionWith(State.Reservations.Where(r => r.Value.Expired && !forget.Contains(r.Key))
+                .OrderBy(r => r.Value.ExpiresAt).Take(expired - forget.Count - MaxExpiredKept).Select(r => r.Key).ToList());
         }
 
         foreach (var key in forget ?? [])
@@ -290,7 +364,7 @@ public sealed class BudgetGrain(
         return (tokens, cost);
     }
 
-    private (string Text, bool DailyOnly)? Refusal(long tokens, decimal cost)
+    private (string Text, bool DailyOnly, bool ReservationsOnly)? Refusal(long tokens, decimal cost)
     {
         var (reservedTokens, reservedCost) = Reserved();
         var c = State.Ceilings;
@@ -313,20 +387,25 @@ public sealed class BudgetGrain(
             daily = $"the daily cost ceiling ({dailyCost}) would be passed: {State.CostToday} spent, {reservedCost} reserved, {cost} asked";
         }
 
-        // A call that passes a total ceiling never fits; one that passes only a daily one fits once the day is over
-        // (unless it is larger than the ceiling itself).
-        if (total is not null)
-        {
-            return (total, false);
-        }
-
-        if (daily is null)
+        if (total is null && daily is null)
         {
             return null;
         }
 
-        var fitsADay = (c.DailyTokens is not { } dt || tokens <= dt) && (c.DailyCost is not { } dc || cost <= dc);
-        return (daily, fitsADay);
+        // Whether what is spent leaves room for the call, so that only reservations (which settle for what their calls
+        // use, or expire) stand in the way.
+        var reservationsOnly = (c.TotalTokens is not { } tt || State.TokensTotal + tokens <= tt) && (c.TotalCost is not { } tc || State.CostTotal + cost <= tc)
+            && (c.DailyTokens is not { } dt || State.TokensToday + tokens <= dt) && (c.DailyCost is not { } dc || State.CostToday + cost <= dc);
+
+        // A call that passes a total ceiling never fits; one that passes only a daily one fits once the day is over
+        // (unless it is larger than the ceiling itself).
+        if (total is not null)
+        {
+            return (total, false, reservationsOnly);
+        }
+
+        var fitsADay = (c.DailyTokens is not { } dayTokens || tokens <= dayTokens) && (c.DailyCost is not { } dayCost || cost <= dayCost);
+        return (daily!, fitsADay, reservationsOnly);
     }
 
     private double UsedFraction(long extraTokens, decimal extraCost)

@@ -77,6 +77,9 @@ public sealed class WorkflowBudget
     /// <summary>The keyed chat client that is cheaper; null: no downgrade.</summary>
     public string? DowngradeTo { get; set; }
 
+    /// <summary>The model a downgraded call asks for (its <c>ChatOptions.ModelId</c>); null: the cheaper client's own default.</summary>
+    public string? DowngradeModel { get; set; }
+
     /// <summary>What a call that does not fit does.</summary>
     public BudgetExhaustedAction OnExhausted { get; set; } = BudgetExhaustedAction.Stop;
 }

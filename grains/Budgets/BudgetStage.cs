@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Spine.Errors;
 using Spine.Journal;
@@ -24,6 +25,19 @@ internal sealed record BudgetSettledPayload(string? Account, long Tokens, decima
 /// <summary>What a <see cref="JournalKind.BudgetRefused"/> row records: whose ceiling and why.</summary>
 internal sealed record BudgetRefusedPayload(string? Account, string Scope, string Reason, long Tokens, decimal Cost);
 
+/// <summary>
+/// What a call holds in its account's budget while it runs: what the budget-renewal attempt stage asks for again
+/// when an attempt begins long after the reservation was last taken.
+/// </summary>
+internal sealed class BudgetHold(string account, BudgetReservation reservation, DateTimeOffset renewedAt)
+{
+    public string Account { get; } = account;
+
+    public BudgetReservation Reservation { get; } = reservation;
+
+    public DateTimeOffset RenewedAt { get; set; } = renewedAt;
+}
+
 /// <summary>What a <see cref="JournalKind.BudgetPaused"/> row records: until when the run waits, and why.</summary>
 internal sealed record BudgetPausedPayload(string Account, DateTimeOffset Until, string Reason);
 
@@ -37,22 +51,35 @@ internal sealed record BudgetPausedPayload(string Account, DateTimeOffset Until,
 /// </summary>
 internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, BudgetCalls budgets, ILogger<BudgetStage> logger) : IStepStage
 {
+    /// <summary>
+    /// Per run, the reservations decided but not yet journaled: parallel calls of one run decide one after another
+    /// (a run's calls run on its activation, one turn at a time), and each must see what the others took.
+    /// </summary>
+    private readonly ConditionalWeakTable<IStepRun, Dictionary<int, Spend>> _deciding = [];
+
     public int Order => StepStageOrder.Budget;
 
     public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
     {
-        if (Plan(call, run) is not { } plan)
-        {
-            return await next(call, run);
-        }
-
         var reserved = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetReserved);
         BudgetReservedPayload reservation;
         if (reserved is not null)
         {
-            // Reserved before this execution (which crashed before the outcome): the journal's decision stands, and
-            // the account's grain still holds it (or holds it expired, and counts its settlement all the same).
+            // Reserved before this execution (which stopped before the outcome): the journal's decision stands. The
+            // grain is asked again under the same key, which keeps (or, once expired, takes back) the reservation.
             reservation = RunPayloads.Read<BudgetReservedPayload>(reserved.Payload);
+            if (reservation.Account is { } held)
+            {
+                var verdict = await budgets.CallAsync(held, b => b.ReserveAsync(new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost)), run.Stopping);
+                if (!verdict.Granted)
+                {
+                    LogNotHeldAgain(logger, run.RunId, call.Step, held, verdict.Reason);
+                }
+            }
+        }
+        else if (Plan(call, run) is not { } plan)
+        {
+            return await next(call, run);
         }
         else
         {
@@ -66,34 +93,36 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         }
 
         var effective = call;
-        if (reservation.DowngradedFrom is not null)
+        if (reservation.DowngradedFrom is not null && call.Model is { } model)
         {
-            effective = call with { ChatClient = reservation.ChatClient };
+            effective = call with { ChatClient = reservation.ChatClient, Model = model with { Options = costs.DowngradedOptions(model.Options, run.WorkflowType) } };
         }
 
+        var hold = reservation.Account is { } account
+            ? new BudgetHold(account, new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost), run.Time.GetUtcNow())
+            : null;
         var counted = reservation.InputTokens;
-        var outcome = await next(effective with { WithOutcome = Chain(call.WithOutcome, o => [Settlement(call, run, reservation, counted, o)]) }, run);
+        var outcome = await next(effective with { Budget = hold, WithOutcome = Chain(call.WithOutcome, o => [Settlement(effective, reservation, counted, o)]) }, run);
 
         // The settlement is durable with the outcome (or, for an outcome an operator decided, now). Only then is the
-        // grain told: a crash in between leaves the journaled settlement, which the run sends again (RunHook).
+        // grain told: a crash in between leaves the journaled settlement, which the run sends again (BudgetRunHook).
         var settled = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetSettled);
         if (settled is null)
         {
-            var row = Settlement(call, run, reservation, counted, outcome);
-            settled = (await run.AppendAsync([row]))[0];
+            settled = (await run.AppendAsync([Settlement(effective, reservation, counted, outcome)]))[0];
         }
 
-        if (reservation.Account is { } account)
+        if (hold is not null)
         {
             var spent = RunPayloads.Read<BudgetSettledPayload>(settled.Payload);
             try
             {
-                await budgets.CallAsync(account, b => b.SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost), run.Stopping);
+                await budgets.CallAsync(hold.Account, b => b.SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost), run.Stopping);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // The settlement is journaled: the run sends it again when it ends (or resumes).
-                LogSettleFailed(logger, e, run.RunId, call.Step, account);
+                LogSettleFailed(logger, e, run.RunId, call.Step, hold.Account);
             }
         }
 
@@ -104,9 +133,13 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
     private static Func<StepOutcome, IReadOnlyList<PendingRow>> Chain(Func<StepOutcome, IReadOnlyList<PendingRow>>? outer, Func<StepOutcome, IReadOnlyList<PendingRow>> own) =>
         outer is null ? own : o => [.. outer(o), .. own(o)];
 
-    private PendingRow Settlement(StepCall call, IStepRun run, BudgetReservedPayload reservation, long countedInput, StepOutcome outcome)
+    /// <summary>
+    /// What the call used: a model's reported (or counted) usage, a tool's cost per call when it succeeded; nothing for
+    /// a failure, or for an outcome an operator decided (a skipped step made no call).
+    /// </summary>
+    private PendingRow Settlement(StepCall call, BudgetReservedPayload reservation, long countedInput, StepOutcome outcome)
     {
-        var spent = !outcome.Ok || outcome.Payload is null ? default
+        var spent = !outcome.Ok || !outcome.Executed || outcome.Payload is null ? default
             : call.Kind == JournalKind.Model ? costs.Used(outcome.Payload, countedInput, reservation.ChatClient, call.Model?.Options)
             : new Spend(0, reservation.Cost);
         return new PendingRow(JournalKind.BudgetSettled, call.Step, call.Name, true,
@@ -133,13 +166,13 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
                 if (settings.DowngradeTo is { } client && client != call.ChatClient
                     && policies.CheckModel(run.WorkflowType, run.StartedBy, client) is null)
                 {
-                    cheaper = costs.WorstCase(model.Messages, model.Options, client);
+                    cheaper = costs.WorstCase(model.Messages, costs.DowngradedOptions(model.Options, run.WorkflowType), client);
                 }
 
                 return new CallPlan(worst, cheaper, settings, runCeiling);
             }
 
-            case JournalKind.Tool when call.Tool is { } tool && tools.TryResolve(tool.Name)?.Definition.CostPerCall is > 0 and var cost:
+            case JournalKind.Tool when call.Tool is { } tool && CostOf(tool) is > 0 and var cost:
                 return new CallPlan(new Spend(0, cost), null, settings, runCeiling);
 
             default:
@@ -147,71 +180,107 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         }
     }
 
-    private async Task<(BudgetReservedPayload? Reservation, StepOutcome? Refused)> ReserveAsync(StepCall call, IStepRun run, CallPlan plan)
+    /// <summary>The cost per call of the version the call resolves to (the run's pinned one, else the newest).</summary>
+    private decimal? CostOf(ToolCall tool)
     {
-        var settings = plan.Settings;
-        while (true)
+        try
         {
-            // The run's own ceilings first, from its journal: what it settled, and what it holds in calls in flight.
-            var runUse = RunUse(run, call.Step);
-            var runFraction = Fraction(runUse, plan.RunCeiling);
-            var primaryFits = Fits(runUse + plan.Worst, plan.RunCeiling);
-            var cheaperFits = plan.Cheaper is { } c && Fits(runUse + c, plan.RunCeiling);
-            var downgradeAt = settings.DowngradeAt ?? 1.0;
-            var useCheaper = plan.Cheaper is not null && cheaperFits && (!primaryFits || runFraction >= downgradeAt);
-            if (!primaryFits && !useCheaper)
-            {
-                var reason = RunRefusal(runUse, plan.Worst, plan.RunCeiling!);
-                return (null, await RefuseAsync(call, run, null, "run", reason, plan.Worst));
-            }
-
-            var chosen = useCheaper ? plan.Cheaper!.Value : plan.Worst;
-            var fraction = Fraction(runUse + chosen, plan.RunCeiling);
-            var account = run.AccountId;
-            if (account is not null)
-            {
-                var reservation = new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
-                    useCheaper || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt));
-                var verdict = await budgets.CallAsync(account, b => b.ReserveAsync(reservation), run.Stopping);
-                if (!verdict.Granted)
-                {
-                    var reason = verdict.Reason ?? "the account's budget has no room";
-                    if (settings.OnExhausted == BudgetExhaustedAction.Pause && verdict.DailyOnly)
-                    {
-                        await PauseAsync(call, run, account, verdict.WindowEnds, reason);
-                        continue;
-                    }
-
-                    return (null, await RefuseAsync(call, run, account, "account", reason, chosen));
-                }
-
-                if (verdict.Fallback)
-                {
-                    useCheaper = true;
-                    chosen = plan.Cheaper!.Value;
-                }
-
-                fraction = Math.Max(Fraction(runUse + chosen, plan.RunCeiling), verdict.UsedFraction);
-            }
-
-            string? warning = null;
-            if (settings.WarnAt is { } warnAt && fraction >= warnAt)
-            {
-                warning = $"{fraction:P0} of a budget ceiling is used (warns from {warnAt:P0})";
-                LogWarning(logger, run.RunId, call.Step, account, fraction);
-            }
-
-            var payload = new BudgetReservedPayload(account, chosen.Tokens, chosen.Cost, chosen.InputTokens,
-                call.Kind == JournalKind.Model ? (useCheaper ? settings.DowngradeTo : call.ChatClient) : null,
-                useCheaper ? call.ChatClient ?? "default" : null, fraction, warning);
-            await run.AppendAsync(JournalKind.BudgetReserved, call.Step, call.Name, true, RunPayloads.Write(payload));
-            return (payload, null);
+            return tools.Resolve(tool.Name, tool.Version()).Definition.CostPerCall;
+        }
+        catch (UnknownToolException)
+        {
+            // The contract stage refuses it, with the registered names: it reaches nothing, and costs nothing.
+            return null;
         }
     }
 
-    /// <summary>Waits, durably, until the account's window resets; a pause journaled before this execution keeps its time.</summary>
+    private async Task<(BudgetReservedPayload? Reservation, StepOutcome? Refused)> ReserveAsync(StepCall call, IStepRun run, CallPlan plan)
+    {
+        var settings = plan.Settings;
+        var deciding = _deciding.GetOrCreateValue(run);
+        try
+        {
+            while (true)
+            {
+                run.ThrowIfCancelRequested();
+
+                // The run's own ceilings first, from its journal and its calls deciding now: what it settled, and what it
+                // holds in calls in flight. Checked and taken in one turn, before any await.
+                var runUse = RunUse(run, call.Step, deciding);
+                var runFraction = Fraction(runUse, plan.RunCeiling);
+                var primaryFits = Fits(runUse + plan.Worst, plan.RunCeiling);
+                var cheaperFits = plan.Cheaper is { } c && Fits(runUse + c, plan.RunCeiling);
+                var downgradeAt = settings.DowngradeAt ?? 1.0;
+                var useCheaper = plan.Cheaper is not null && cheaperFits && (!primaryFits || runFraction >= downgradeAt);
+                if (!primaryFits && !useCheaper)
+                {
+                    var reason = RunRefusal(runUse, plan.Worst, plan.RunCeiling!);
+                    return (null, await RefuseAsync(call, run, null, "run", reason, plan.Worst));
+                }
+
+                var chosen = useCheaper ? plan.Cheaper!.Value : plan.Worst;
+                deciding[call.Step] = chosen;
+                var fraction = Fraction(runUse + chosen, plan.RunCeiling);
+                var account = run.AccountId;
+                if (account is not null)
+                {
+                    // The fallback is offered only when it fits the run's own ceilings too.
+                    var reservation = new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
+                        useCheaper || !cheaperFits || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt));
+                    var verdict = await budgets.CallAsync(account, b => b.ReserveAsync(reservation), run.Stopping);
+                    if (!verdict.Granted)
+                    {
+                        deciding.Remove(call.Step);
+                        var reason = verdict.Reason ?? "the account's budget has no room";
+                        if (settings.OnExhausted == BudgetExhaustedAction.Pause && (verdict.DailyOnly || verdict.RoomAt is not null))
+                        {
+                            await PauseAsync(call, run, account, verdict.RoomAt ?? verdict.WindowEnds, reason);
+                            continue;
+                        }
+
+                        return (null, await RefuseAsync(call, run, account, "account", reason, chosen));
+                    }
+
+                    if (verdict.Fallback)
+                    {
+                        useCheaper = true;
+                        chosen = plan.Cheaper!.Value;
+                        deciding[call.Step] = chosen;
+                    }
+
+                    fraction = Math.Max(Fraction(runUse + chosen, plan.RunCeiling), verdict.UsedFraction);
+                }
+
+                string? warning = null;
+                if (settings.WarnAt is { } warnAt && fraction >= warnAt)
+                {
+                    warning = $"{fraction:P0} of a budget ceiling is used (warns from {warnAt:P0})";
+                    LogWarning(logger, run.RunId, call.Step, account, fraction);
+                }
+
+                var payload = new BudgetReservedPayload(account, chosen.Tokens, chosen.Cost, chosen.InputTokens,
+                    call.Kind == JournalKind.Model ? (useCheaper ? settings.DowngradeTo : call.ChatClient) : null,
+                    useCheaper ? call.ChatClient ?? "default" : null, fraction, warning);
+                await run.AppendAsync(JournalKind.BudgetReserved, call.Step, call.Name, true, RunPayloads.Write(payload));
+                return (payload, null);
+            }
+        }
+        finally
+        {
+            // Journaled now (or refused): the journal speaks for it from here on.
+            deciding.Remove(call.Step);
+        }
+    }
+
+    /// <summary>
+    /// Waits, durably, until the account's window resets (or, when only other calls' reservations stand in the way,
+    /// until they may have settled); a pause journaled before this execution keeps its time. At least a second, so
+    /// that a clock behind the budget grain's does not spin.
+    /// </summary>
     private static async Task PauseAsync(StepCall call, IStepRun run, string account, DateTimeOffset until, string reason)
     {
+        var earliest = run.Time.GetUtcNow() + MinimumPause;
+        until = until < earliest ? earliest : until;
         var paused = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetPaused);
         var journaledUntil = paused is null ? (DateTimeOffset?)null : RunPayloads.Read<BudgetPausedPayload>(paused.Payload).Until;
         if (journaledUntil is not { } due || due < until)
@@ -236,8 +305,14 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         return StepOutcome.FromJournal(rows[^1]);
     }
 
-    /// <summary>What the run has used and holds: every settlement, and every reservation not yet settled (other than this step's).</summary>
-    private static Spend RunUse(IStepRun run, int step)
+    /// <summary>The shortest budget pause.</summary>
+    private static readonly TimeSpan MinimumPause = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// What the run has used and holds: every settlement, every reservation not yet settled, and every reservation its
+    /// parallel calls are deciding now (other than this step's).
+    /// </summary>
+    private static Spend RunUse(IStepRun run, int step, Dictionary<int, Spend> deciding)
     {
         var settled = new HashSet<int>();
         var use = default(Spend);
@@ -248,12 +323,22 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
             settled.Add(row.Step!.Value);
         }
 
+        var journaled = new HashSet<int>(settled);
         foreach (var row in run.Events(JournalKind.BudgetReserved))
         {
+            journaled.Add(row.Step!.Value);
             if (row.Step != step && !settled.Contains(row.Step!.Value))
             {
                 var held = RunPayloads.Read<BudgetReservedPayload>(row.Payload);
                 use += new Spend(held.Tokens, held.Cost);
+            }
+        }
+
+        foreach (var (other, held) in deciding)
+        {
+            if (other != step && !journaled.Contains(other))
+            {
+                use += held;
             }
         }
 
@@ -288,6 +373,9 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: the settlement could not be sent to account {Account}'s budget; it is sent again when the run ends")]
     private static partial void LogSettleFailed(ILogger logger, Exception exception, string runId, int step, string account);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: its journaled reservation is no longer held by account {Account}'s budget, which has no room for it now ({Reason}); the call goes on as the journal decided")]
+    private static partial void LogNotHeldAgain(ILogger logger, string runId, int step, string account, string? reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: {Fraction:P0} of a budget ceiling is used (account {Account})")]
     private static partial void LogWarning(ILogger logger, string runId, int step, string? account, double fraction);

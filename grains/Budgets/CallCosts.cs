@@ -29,6 +29,9 @@ public sealed class CallCosts
     private const int TokensPerMessage = 4;
     private const int ReplyPriming = 3;
 
+    // What an image or a file is reserved for: about a high-detail image of OpenAI's models.
+    private const int AttachmentTokens = 1_105;
+
     private readonly BudgetOptions _options;
     private readonly IServiceProvider _services;
     private readonly ConcurrentDictionary<string, Tokenizer> _tokenizers = new(StringComparer.OrdinalIgnoreCase);
@@ -123,6 +126,20 @@ public sealed class CallCosts
         return client?.GetService<ChatClientMetadata>()?.DefaultModelId;
     }
 
+    /// <summary>A downgraded call's options: the call's own, asking for the downgrade's model (null: the cheaper client's default).</summary>
+    internal ChatOptions? DowngradedOptions(ChatOptions? options, string workflowType)
+    {
+        var model = _options.For(workflowType).DowngradeModel;
+        if (options is null && model is null)
+        {
+            return null;
+        }
+
+        var downgraded = options?.Clone() ?? new ChatOptions();
+        downgraded.ModelId = model;
+        return downgraded;
+    }
+
     /// <summary>The price of a model (by id, else by client key, else <c>*</c>); null: free.</summary>
     internal ModelPrice? PriceOf(string? model, string? clientKey) =>
         (model is null ? null : _options.Prices.GetValueOrDefault(model))
@@ -145,10 +162,17 @@ public sealed class CallCosts
     /// </summary>
     internal Spend Used(string responseJson, long countedInput, string? clientKey, ChatOptions? options)
     {
-        var response = JsonSerializer.Deserialize<ChatResponse>(responseJson, SpineJson.ModelOptions)!;
+        var response = JsonSerializer.Deserialize<ChatResponse>(responseJson, SpineJson.ModelOptions);
+        if (response is null)
+        {
+            return default;
+        }
+
+        // The answering model's own price when it has one (a provider may answer with a dated id, such as
+        // gpt-4o-2024-08-06, priced under the name asked for), else the asked model's.
         var asked = ModelOf(clientKey, options);
         var answered = response.ModelId ?? asked;
-        var price = PriceOf(answered, clientKey) ?? PriceOf(asked, clientKey);
+        var price = (response.ModelId is { } id ? _options.Prices.GetValueOrDefault(id) : null) ?? PriceOf(asked, clientKey);
         var input = response.Usage?.InputTokenCount ?? countedInput;
         var output = response.Usage?.OutputTokenCount ?? TokenizerFor(answered, price).CountTokens(response.Text ?? string.Empty);
         return new Spend(input + output, Price(price, input, output), input, output);
@@ -208,8 +232,12 @@ public sealed class CallCosts
                     case FunctionResultContent result:
                         text.Append(JsonSerializer.Serialize(result.Result, SpineJson.ModelOptions));
                         break;
+                    case DataContent or UriContent or HostedFileContent:
+                        // An image or a file: providers count these by size and detail, not by their bytes as text.
+                        count += AttachmentTokens;
+                        break;
                     default:
-                        // Images, files and other contents: their serialized form bounds what they may count.
+                        // Other contents: their serialized form bounds what they may count.
                         text.Append(JsonSerializer.Serialize(content, SpineJson.ModelOptions));
                         break;
                 }

@@ -79,6 +79,9 @@ internal static class StepStageOrder
     /// <summary>Runs attempts, with backoff between them; the attempt stages run inside it.</summary>
     public const int Retry = 900;
 
+    /// <summary>Attempt stage: takes a call's budget reservation again when an attempt begins long after it was taken (a retry after a long wait).</summary>
+    public const int BudgetRenewal = 50;
+
     /// <summary>Attempt stage: resolves the tool and validates the call against its contract.</summary>
     public const int Contract = 100;
 

@@ -56,6 +56,9 @@ internal sealed record StepCall
     /// <summary>A model call: the messages and options it sends (null: not a model call, or a recorded one).</summary>
     public ModelRequest? Model { get; init; }
 
+    /// <summary>What the call holds in its account's budget while it runs (null: nothing).</summary>
+    public Budgets.BudgetHold? Budget { get; init; }
+
     /// <summary>
     /// Rows to journal in the same commit as the call's outcome, right before it, made from the outcome (a budget's
     /// settlement): the outcome is never durable without them. Stages that add rows chain the one they were given.

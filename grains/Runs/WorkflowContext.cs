@@ -110,7 +110,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
                         ? services.GetService<IChatClient>()
                         : services.GetKeyedService<IChatClient>(key))
                     ?? throw new TerminalException($"No chat client{(key is null ? "" : $" '{key}'")} is registered on this silo.");
-                var response = await client.GetResponseAsync(history!, options, attempt.Cancellation);
+                var response = await client.GetResponseAsync(history!, attempt.Call.Model?.Options ?? options, attempt.Cancellation);
                 var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
                 RunPayloads.CheckSize(payload, $"response of model '{name}'", run.Options.MaxPayloadBytes);
                 return payload;

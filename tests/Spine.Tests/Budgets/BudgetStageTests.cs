@@ -105,6 +105,23 @@ public sealed class BudgetStageTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ParallelCallsOfOneRun_DecideOneAfterAnother_SoThatTheRunsCeilingHolds()
+    {
+        var worst = await WorstCaseAsync();
+
+        // Room for two calls' worst case, not three; five ask at once.
+        var run = await RunAsync("test.budget", new BudgetInput(5, Parallel: true), account: null, new RunBudget { MaxTokens = (2 * worst) + 5 });
+        var answers = JsonSerializer.Deserialize<string[]>(run.ResultJson!)!;
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+
+        Assert.Equal(RunStatus.Completed, run.Status);
+        Assert.Equal(2, answers.Count(a => a == "metered answers"));
+        Assert.Equal(3, answers.Count(a => a.StartsWith("exhausted:run:", StringComparison.Ordinal)));
+        Assert.Equal(2, MeteredChatClient.Calls(run.RunId));
+        Assert.Equal(3, journal.Count(r => r.Kind == "BudgetRefused"));
+    }
+
+    [Fact]
     public async Task PastItsDowngradeThreshold_AWorkflowsModelCalls_GoToTheCheaperClient_AndAreJournaledSo()
     {
         var worst = await WorstCaseAsync();

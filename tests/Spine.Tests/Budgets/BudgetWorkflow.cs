@@ -8,7 +8,7 @@ using Spine.Workflows;
 namespace Spine.Tests.Budgets;
 
 /// <summary>What <see cref="BudgetWorkflow"/> does: model calls (each followed by a priced tool call when asked), and whether it catches a refusal.</summary>
-public sealed record BudgetInput(int Calls, string? ChatClient = MeteredChatClient.Large, int MaxOutputTokens = 50, bool PricedTool = false, bool CatchExhausted = false, bool ToolOnly = false);
+public sealed record BudgetInput(int Calls, string? ChatClient = MeteredChatClient.Large, int MaxOutputTokens = 50, bool PricedTool = false, bool CatchExhausted = false, bool ToolOnly = false, bool Parallel = false);
 
 /// <summary>
 /// Model calls, one after another, each answered by the client that took it. Registered under several workflow types,
@@ -19,6 +19,28 @@ public sealed class BudgetWorkflow : IWorkflow<BudgetInput, string[]>
     public async Task<string[]> RunAsync(IWorkflowContext context, BudgetInput input)
     {
         var answers = new List<string>();
+        if (input.Parallel)
+        {
+            // Every model call at once: the run's ceiling must hold across calls deciding together.
+            var calls = Enumerable.Range(1, input.Calls).Select(i => context.CallModelAsync(
+                [new ChatMessage(ChatRole.User, "question 1: how many tokens does this question take?")],
+                new ChatOptions { MaxOutputTokens = input.MaxOutputTokens, ConversationId = context.RunId },
+                input.ChatClient)).ToList();
+            foreach (var call in calls)
+            {
+                try
+                {
+                    answers.Add((await call).Text);
+                }
+                catch (BudgetExhaustedException e)
+                {
+                    answers.Add($"exhausted:{e.Scope}:{e.Step}");
+                }
+            }
+
+            return [.. answers];
+        }
+
         try
         {
             for (var i = 1; i <= input.Calls; i++)
