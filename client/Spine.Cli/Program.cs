@@ -195,7 +195,7 @@ policiesShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     foreach (var rule in set.Rules)
     {
         lines.Add($"{rule.Name}: workflow={rule.Workflow} role={rule.Role ?? "*"} max-tool-calls={rule.MaxToolCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} chat-clients={(rule.ChatClients is null ? "*" : string.Join(",", rule.ChatClients))}");
-        lines.AddRange(rule.Tools.Select(t => $"  {t.Tool}: versions={t.Versions ?? "*"} max-calls={t.MaxCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}{(t.ArgumentsSchema is null ? "" : " arguments=" + t.ArgumentsSchema)}"));
+        lines.AddRange(rule.Tools.Select(t => $"  {t.Tool}: versions={t.Versions ?? "*"} max-calls={t.MaxCalls?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}{(t.ArgumentsSchema is null ? "" : " arguments=" + t.ArgumentsSchema)}{(t.ApprovalRoles is null ? "" : " approval-by=" + string.Join(",", t.ApprovalRoles))}{(t.MinConfidence is { } gate ? " min-confidence=" + gate.ToString(System.Globalization.CultureInfo.InvariantCulture) : "")}"));
     }
 
     return Print(parse, set, string.Join(Environment.NewLine, lines));

@@ -521,6 +521,47 @@ public sealed class ApprovalForbiddenException : SpineException
     public override string Kind => "approval_forbidden";
 }
 
+/// <summary>
+/// A tool call that needed a human's approval (by the tool's definition, a policy, or the confidence gate) was
+/// rejected, or its deadline rejected it. The tool was not called; the request and the decision are journaled.
+/// </summary>
+[GenerateSerializer, Alias("spine.ToolCallRejectedException")]
+public sealed class ToolCallRejectedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    public ToolCallRejectedException(string runId, int approvalStep, string tool, bool timedOut, string? decidedBy, string? comment)
+        : base($"Run {runId}: the call of '{tool}' was {(timedOut ? "rejected by its approval's deadline" : $"rejected by {decidedBy ?? "an approver"}")} (approval at step {approvalStep}){(comment is null ? "" : $": {comment}")}")
+    {
+        RunId = runId;
+        ApprovalStep = approvalStep;
+        Tool = tool;
+        TimedOut = timedOut;
+        DecidedBy = decidedBy;
+        Comment = comment;
+    }
+
+    /// <summary>The run.</summary>
+    [Id(0)] public string RunId { get; private set; }
+
+    /// <summary>The approval's step (the tool call would have been the next).</summary>
+    [Id(1)] public int ApprovalStep { get; private set; }
+
+    /// <summary>The tool.</summary>
+    [Id(2)] public string Tool { get; private set; }
+
+    /// <summary>True when the deadline rejected it.</summary>
+    [Id(3)] public bool TimedOut { get; private set; }
+
+    /// <summary>Who rejected it.</summary>
+    [Id(4)] public string? DecidedBy { get; private set; }
+
+    /// <summary>The approver's comment.</summary>
+    [Id(5)] public string? Comment { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => TimedOut ? "approval_timed_out" : "approval_rejected";
+}
+
 /// <summary>A decision for an approval the run does not wait for: none is pending, or it was decided already.</summary>
 [GenerateSerializer, Alias("spine.ApprovalNotPendingException")]
 public sealed class ApprovalNotPendingException : SpineException

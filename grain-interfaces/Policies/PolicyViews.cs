@@ -52,4 +52,10 @@ public sealed record ToolRuleView
 
     /// <summary>The JSON Schema fragment the arguments must match; null: none.</summary>
     [Id(3)] public string? ArgumentsSchema { get; init; }
+
+    /// <summary>The roles that approve every call; null: no approval required by the rule.</summary>
+    [Id(4)] public IReadOnlyList<string>? ApprovalRoles { get; init; }
+
+    /// <summary>The confidence gate: a proposed call below it needs approval; null: none.</summary>
+    [Id(5)] public double? MinConfidence { get; init; }
 }

@@ -104,10 +104,15 @@ public sealed class AgentWorkflow(ToolRegistry tools, PolicyEngine policies) : I
             return (false, Error("invalid_payload", $"The arguments for '{call.Name}' are not valid JSON: {call.Exception.Message}"), null);
         }
 
-        var arguments = JsonSerializer.SerializeToElement(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);
+        var (arguments, confidence) = Proposed(call);
         try
         {
-            return (true, await context.CallToolAsync(call.Name, arguments, options: offered), null);
+            return (true, await context.CallToolAsync(call.Name, arguments, options: offered with { Confidence = confidence }), null);
+        }
+        catch (ToolCallRejectedException e)
+        {
+            // A human (or the approval's deadline) said no: the model hears it, and may do something else.
+            return (false, Error(e.Kind, e.Message), null);
         }
         catch (PolicyDeniedException e)
         {
@@ -118,6 +123,48 @@ public sealed class AgentWorkflow(ToolRegistry tools, PolicyEngine policies) : I
         {
             return (false, Error(e.ErrorKind, e.ErrorMessage), null);
         }
+    }
+
+    /// <summary>
+    /// The call's arguments, and the confidence the model stated for it: a <c>confidence</c> (0..1) among the call's
+    /// additional properties, or a <c>_confidence</c> argument (structured output), which is taken out of the arguments.
+    /// </summary>
+    internal static (JsonElement Arguments, double? Confidence) Proposed(FunctionCallContent call)
+    {
+        var arguments = new Dictionary<string, object?>(call.Arguments ?? new Dictionary<string, object?>(), StringComparer.Ordinal);
+        double? confidence = null;
+        if (call.AdditionalProperties?.TryGetValue("confidence", out var stated) == true)
+        {
+            confidence = ReadConfidence(stated);
+        }
+
+        if (arguments.Remove(ConfidenceArgument, out var argument))
+        {
+            confidence ??= ReadConfidence(argument);
+        }
+
+        return (JsonSerializer.SerializeToElement(arguments, AIJsonUtilities.DefaultOptions), confidence);
+    }
+
+    /// <summary>The argument a model may state its confidence in (taken out before the tool sees the arguments).</summary>
+    public const string ConfidenceArgument = "_confidence";
+
+    private static double? ReadConfidence(object? value)
+    {
+        var number = value switch
+        {
+            double d => d,
+            float f => f,
+            decimal m => (double)m,
+            int i => i,
+            long l => l,
+            JsonElement { ValueKind: JsonValueKind.Number } e => e.GetDouble(),
+            string text when double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var parsed) => parsed,
+            _ => (double?)null,
+        };
+
+        // Out of range is no confidence at all: the gate treats it as none.
+        return number is >= 0 and <= 1 ? number : null;
     }
 
     private static JsonElement Error(string kind, string message) =>

@@ -42,6 +42,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Budgets.CallCosts>();
         services.TryAddSingleton<Budgets.BudgetCalls>();
         services.TryAddSingleton<Policies.PolicyEngine>();
+        services.TryAddSingleton<Approvals.ToolApprovals>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();

@@ -118,6 +118,18 @@ public sealed class PolicyEngine
             : new PolicyDenial(matching[0].Name, $"the chat client '{key}' is not among those permitted ({string.Join(", ", matching.SelectMany(r => r.ChatClients ?? []).Distinct())})");
     }
 
+    /// <summary>The rules that apply to such a run and list <paramref name="tool"/> (by name or <c>*</c>), with what they say of it.</summary>
+    public IEnumerable<(string Rule, ToolRule Limits)> RulesFor(string workflowType, SpineActor? startedBy, string tool)
+    {
+        foreach (var rule in Matching(workflowType, startedBy))
+        {
+            if (rule.Source.Tools.TryGetValue(tool, out var limits) || rule.Source.Tools.TryGetValue("*", out limits))
+            {
+                yield return (rule.Name, limits);
+            }
+        }
+    }
+
     /// <summary>The tools of <paramref name="candidates"/> such a run may call at all (to show a model only those).</summary>
     public IReadOnlyList<string> PermittedTools(string workflowType, SpineActor? startedBy, IEnumerable<string> candidates)
     {
@@ -143,7 +155,11 @@ public sealed class PolicyEngine
             Role = r.Role,
             MaxToolCalls = r.MaxToolCalls,
             ChatClients = r.Source.ChatClients?.ToList(),
-            Tools = r.Source.Tools.Select(t => new ToolRuleView { Tool = t.Key, Versions = t.Value.Versions, MaxCalls = t.Value.MaxCalls, ArgumentsSchema = t.Value.Arguments }).ToList(),
+            Tools = r.Source.Tools.Select(t => new ToolRuleView
+            {
+                Tool = t.Key, Versions = t.Value.Versions, MaxCalls = t.Value.MaxCalls, ArgumentsSchema = t.Value.Arguments,
+                ApprovalRoles = t.Value.RequireApproval?.ApproverRoles.ToList(), MinConfidence = t.Value.MinConfidence,
+            }).ToList(),
         }).ToList(),
     };
 
@@ -200,6 +216,21 @@ public sealed class PolicyEngine
             if (tool.MaxCalls is < 0)
             {
                 problems.Add($"{at}:MaxCalls is {tool.MaxCalls}: it must not be negative.");
+            }
+
+            problems.AddRange(tool.RequireApproval?.Problems($"{at}:RequireApproval") ?? []);
+            problems.AddRange(tool.ConfidenceApproval?.Problems($"{at}:ConfidenceApproval") ?? []);
+            if (tool.MinConfidence is { } gate)
+            {
+                if (gate is < 0 or > 1)
+                {
+                    problems.Add($"{at}:MinConfidence is {gate}: it must be between 0 and 1.");
+                }
+
+                if (tool.ConfidenceApproval is null && tool.RequireApproval is null && name != "*" && tools.TryResolve(name)?.Definition.Approval is null)
+                {
+                    problems.Add($"{at}:MinConfidence has no approvers: set ConfidenceApproval (the tool's definition names none).");
+                }
             }
 
             JsonSchema? schema = null;
@@ -297,6 +328,9 @@ public sealed class PolicyEngine
                 {
                     Versions = tool.Versions,
                     MaxCalls = tool.MaxCalls,
+                    RequireApproval = tool.RequireApproval,
+                    MinConfidence = tool.MinConfidence,
+                    ConfidenceApproval = tool.ConfidenceApproval,
                     Arguments = tool.Arguments is { ValueKind: not JsonValueKind.Undefined and not JsonValueKind.Null } schema ? schema.GetRawText() : null,
                 };
             }
@@ -312,5 +346,11 @@ public sealed class PolicyEngine
         public int? MaxCalls { get; set; }
 
         public JsonElement? Arguments { get; set; }
+
+        public Approvals.ToolApproval? RequireApproval { get; set; }
+
+        public double? MinConfidence { get; set; }
+
+        public Approvals.ToolApproval? ConfidenceApproval { get; set; }
     }
 }

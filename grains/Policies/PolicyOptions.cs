@@ -57,4 +57,16 @@ public sealed class ToolRule
     /// allowed values, patterns.
     /// </summary>
     public string? Arguments { get; set; }
+
+    /// <summary>Every call of the tool by such a run waits for a human's approval first (who approves, and how long they have).</summary>
+    public Approvals.ToolApproval? RequireApproval { get; set; }
+
+    /// <summary>
+    /// The confidence gate: a call proposed with a confidence below this (0..1), or with none, waits for approval,
+    /// by <see cref="RequireApproval"/>'s approvers, else the tool's own (<see cref="Tools.ToolDefinition.Approval"/>).
+    /// </summary>
+    public double? MinConfidence { get; set; }
+
+    /// <summary>Who approves a call below <see cref="MinConfidence"/> when the rule does not always require approval.</summary>
+    public Approvals.ToolApproval? ConfidenceApproval { get; set; }
 }

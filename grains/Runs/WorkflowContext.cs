@@ -71,6 +71,19 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
     public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(tool);
+
+        // A call that needs a human's approval (its tool, a policy, or its confidence) asks first, as a step of its own.
+        var approvals = services.GetRequiredService<Approvals.ToolApprovals>();
+        if (approvals.For(WorkflowType, StartedBy, tool, version ?? _pinnedTools.GetValueOrDefault(tool), options?.Confidence) is { } need)
+        {
+            var approvalStep = _step + 1;
+            var decision = await RequestApprovalAsync(Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need));
+            if (!decision.Approved)
+            {
+                throw new ToolCallRejectedException(RunId, approvalStep, tool, decision.TimedOut, decision.Actor?.Id, decision.Comment);
+            }
+        }
+
         var argumentsHash = arguments.ValueKind == JsonValueKind.Undefined ? null : RunPayloads.ArgumentsHash(arguments);
         var (step, recorded) = Next(JournalKind.Tool, tool, arguments, argumentsHash);
         var newest = recorded is null ? tools.TryResolve(tool) : null;

@@ -56,6 +56,9 @@ public sealed class ToolDefinition
     /// and account's budgets, and charged when it succeeds. Null: the tool costs nothing.
     /// </summary>
     public decimal? CostPerCall { get; init; }
+
+    /// <summary>Every call of the tool waits for a human's approval first (who approves, and how long they have); null: none needed.</summary>
+    public Approvals.ToolApproval? Approval { get; init; }
 }
 
 /// <summary>What a tool invocation learns about its call.</summary>

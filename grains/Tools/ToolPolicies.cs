@@ -17,6 +17,11 @@ internal static class ToolPolicies
             yield return problem;
         }
 
+        foreach (var problem in definition.Approval?.Problems(owner + " Approval") ?? [])
+        {
+            yield return problem;
+        }
+
         if (definition.CostPerCall is < 0)
         {
             yield return $"{owner} CostPerCall is {definition.CostPerCall}: it must not be negative.";

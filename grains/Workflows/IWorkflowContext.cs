@@ -128,6 +128,12 @@ public sealed record StepOptions
     /// by policy, journaled, whatever the run's policies permit. Null: only the policies decide.
     /// </summary>
     public IReadOnlyCollection<string>? AllowedTools { get; init; }
+
+    /// <summary>
+    /// For a tool call a model proposed: how confident it was (0..1). A policy's confidence gate makes a call below
+    /// its threshold (or without a confidence) wait for approval.
+    /// </summary>
+    public double? Confidence { get; init; }
 }
 
 /// <summary>A compensating tool call: it receives its own idempotency key (<c>{runId}/{step}/compensate</c>).</summary>

@@ -88,6 +88,14 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddKeyedSingleton<IChatClient>("misbehaving", new MisbehavingChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>("adversary", new Policies.AdversaryChatClient());
             silo.Services.AddSpinePolicy(Policies.PolicyTests.AnalystRule());
+            foreach (var rule in Approvals.ConfidentChatClient.Rules())
+            {
+                silo.Services.AddSpinePolicy(rule);
+            }
+
+            silo.Services.AddSpineWorkflow<Approvals.ToolApprovalWorkflow, string, string>();
+            silo.Services.AddSpineTool<Approvals.GuardedTool>();
+            silo.Services.AddKeyedSingleton<IChatClient>("confident", new Approvals.ConfidentChatClient());
         });
         Cluster = builder.Build();
         await Cluster.DeployAsync();

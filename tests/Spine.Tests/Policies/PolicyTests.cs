@@ -96,7 +96,10 @@ public sealed class PolicyTests(ClusterFixture fixture)
     {
         var set = await fixture.Client.GetPoliciesAsync();
 
-        var rule = Assert.Single(set.Rules);
+        var rule = set.Rules.Single(r => r.Name == "analysts");
+        var interns = set.Rules.Single(r => r.Name == "interns");
+        Assert.Equal(["lead"], interns.Tools.Single(t => t.Tool == "test_echo").ApprovalRoles);
+        Assert.Equal(0.7, set.Rules.Single(r => r.Name == "gated").Tools.Single().MinConfidence);
         Assert.False(set.DenyByDefault);
         Assert.Equal(3, set.MaxDenials);
         Assert.Equal(("analysts", "agent", "analyst", 6), (rule.Name, rule.Workflow, rule.Role, rule.MaxToolCalls!.Value));

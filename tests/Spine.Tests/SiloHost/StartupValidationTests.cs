@@ -71,6 +71,8 @@ public sealed class StartupValidationTests
                 ["Spine:Policies:Rules:0:Tools:test_bad_policy:Versions"] = "not a range",
                 ["Spine:Policies:Rules:0:Tools:test_bad_policy:Arguments"] = "{\"maxLength\": \"twelve\"}",
                 ["Spine:Policies:Rules:0:MaxToolCalls"] = "-1",
+                ["Spine:Policies:Rules:1:Tools:test_bad_policy:MinConfidence"] = "1.5",
+                ["Spine:Policies:Rules:1:Tools:test_bad_policy:RequireApproval:Timeout"] = "00:00:00",
                 ["Spine:Policies:MaxDenials"] = "0",
                 ["Spine:Policies:File"] = file,
             }, services => services.AddSingleton<ITool>(new PolicyTool(new BreakerPolicy())));
@@ -80,6 +82,9 @@ public sealed class StartupValidationTests
             Assert.Contains("Spine:Policies:Rules:0:Tools:test_bad_policy:Arguments is not a JSON Schema", error, StringComparison.Ordinal);
             Assert.Contains("Spine:Policies:Rules:0:MaxToolCalls is -1", error, StringComparison.Ordinal);
             Assert.Contains("Spine:Policies:MaxDenials is 0", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:1:Tools:test_bad_policy:MinConfidence is 1.5: it must be between 0 and 1", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:1:Tools:test_bad_policy:RequireApproval:ApproverRoles is empty", error, StringComparison.Ordinal);
+            Assert.Contains("Spine:Policies:Rules:1:Tools:test_bad_policy:RequireApproval:Timeout is 00:00:00: it must be positive", error, StringComparison.Ordinal);
             Assert.Contains($"{file}: rules[0]:Workflow 'no.such.workflow' is not a registered workflow type", error, StringComparison.Ordinal);
         }
         finally
