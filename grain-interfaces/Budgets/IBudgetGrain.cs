@@ -51,7 +51,14 @@ public sealed record BudgetReservation(
     [property: Id(1)] int Step,
     [property: Id(2)] long Tokens,
     [property: Id(3)] decimal Cost,
-    [property: Id(4)] BudgetFallback? Fallback = null);
+    [property: Id(4)] BudgetFallback? Fallback = null)
+{
+    /// <summary>
+    /// The call runs whatever the answer (its run's journal decided it before): the grain holds it even past a
+    /// ceiling, so that its settlement counts.
+    /// </summary>
+    [Id(5)] public bool Force { get; init; }
+}
 
 /// <summary>The worst case of a call's cheaper way, and from which used fraction of a ceiling it is preferred.</summary>
 [GenerateSerializer, Immutable, Alias("spine.BudgetFallback")]

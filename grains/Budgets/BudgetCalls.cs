@@ -19,8 +19,8 @@ internal sealed partial class BudgetCalls
         _pipeline = new ResiliencePipelineBuilder { TimeProvider = time }
             .AddRetry(new RetryStrategyOptions
             {
-                // Anything but a typed refusal of the call itself: a lost silo, a timeout, the grain's storage unreachable.
-                ShouldHandle = new PredicateBuilder().Handle<Exception>(e => e is not (Errors.SpineException or ArgumentException or OperationCanceledException)),
+                // A lost silo, a timeout, the grain's storage unreachable or moved: asked again until answered.
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(Transient),
                 MaxRetryAttempts = int.MaxValue,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
@@ -40,6 +40,11 @@ internal sealed partial class BudgetCalls
     }
 
     public IGrainFactory Grains { get; }
+
+    /// <summary>Failures that pass: anything else (a typed refusal, a bug) reaches the caller at once.</summary>
+    private static bool Transient(Exception e) =>
+        e is SiloUnavailableException or OrleansMessageRejectionException or TimeoutException or Orleans.Storage.InconsistentStateException
+            or Errors.StorageUnavailableException { IsTransient: true };
 
     /// <summary>Calls <paramref name="account"/>'s budget until it answers (or <paramref name="stopping"/> fires).</summary>
     public async Task<T> CallAsync<T>(string account, Func<IBudgetGrain, Task<T>> call, CancellationToken stopping)

@@ -84,8 +84,11 @@ public sealed class BudgetGrain(
         var wanted = changed ? ++_changes : _changes;
         while (_stored < wanted)
         {
-            _writing ??= WriteAsync();
-            await _writing;
+            var writing = _writing ?? WriteAsync();
+
+            // A write that completed at once (it cleared _writing before this assignment) is not kept as in flight.
+            _writing = writing.IsCompleted ? null : writing;
+            await writing;
         }
     }
 
@@ -104,6 +107,12 @@ public sealed class BudgetGrain(
             // start again from what is stored; callers ask again and find it.
             DeactivateOnIdle();
             throw;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // PostgreSQL unreachable or refusing: callers get a transient error they can carry (the driver's own
+            // exception types do not cross silos), and ask again.
+            throw new StorageUnavailableException("budget write", $"account {this.GetPrimaryKeyString()}: {e.GetType().Name}: {e.Message}");
         }
         finally
         {
@@ -132,8 +141,10 @@ public sealed class BudgetGrain(
             throw new UnknownAccountException(this.GetPrimaryKeyString());
         }
 
-        await DurableAsync(Roll());
-        return View();
+        var changed = Roll();
+        var view = View();
+        await DurableAsync(changed);
+        return view;
     }
 
     /// <inheritdoc />
@@ -161,8 +172,9 @@ public sealed class BudgetGrain(
 
         State.Ceilings = ceilings;
         State.SetBy = actor;
+        var set = View();
         await DurableAsync(true);
-        return View();
+        return set;
     }
 
     /// <inheritdoc />
@@ -176,6 +188,17 @@ public sealed class BudgetGrain(
 
         var changed = Roll();
         var key = Key(reservation.RunId, reservation.Step);
+        if (reservation.Force)
+        {
+            // A call the run's journal already decided: it runs either way, so its hold is recorded even past a ceiling.
+            var existing = State.Reservations.GetValueOrDefault(key);
+            State.Reservations[key] = new HeldReservation(existing is { Expired: false } ? existing.Tokens : reservation.Tokens,
+                existing is { Expired: false } ? existing.Cost : reservation.Cost, time.GetUtcNow() + options.Value.ReservationTtl);
+            var forced = Verdict(true, null, 0, 0);
+            await DurableAsync(true);
+            return forced;
+        }
+
         if (State.Reservations.TryGetValue(key, out var held) && !held.Expired)
         {
             // A retry or re-execution of a call that holds its reservation: answered as the first was, and held longer.
@@ -219,16 +242,18 @@ public sealed class BudgetGrain(
     public async Task<BudgetView> SettleAllAsync(IReadOnlyList<BudgetSettlement> settlements)
     {
         var changed = Roll() | Settle(settlements);
+        var after = View();
         await DurableAsync(changed);
-        return View();
+        return after;
     }
 
     /// <inheritdoc />
     public async Task<BudgetView> ReleaseAsync(string runId, int step)
     {
         var changed = Roll() | State.Reservations.Remove(Key(runId, step));
+        var after = View();
         await DurableAsync(changed);
-        return View();
+        return after;
     }
 
     /// <inheritdoc />
@@ -247,8 +272,9 @@ public sealed class BudgetGrain(
             changed |= State.Reservations.Remove(key);
         }
 
+        var after = View();
         await DurableAsync(changed);
-        return View();
+        return after;
     }
 
     /// <summary>Counts the settlements whose reservation is still here (held or expired); true when any was.</summary>

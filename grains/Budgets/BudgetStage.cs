@@ -66,15 +66,12 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         if (reserved is not null)
         {
             // Reserved before this execution (which stopped before the outcome): the journal's decision stands. The
-            // grain is asked again under the same key, which keeps (or, once expired, takes back) the reservation.
+            // grain is told again under the same key, which keeps the reservation, or takes it back once expired
+            // (even past a ceiling: the call runs either way, and its settlement must count).
             reservation = RunPayloads.Read<BudgetReservedPayload>(reserved.Payload);
             if (reservation.Account is { } held)
             {
-                var verdict = await budgets.CallAsync(held, b => b.ReserveAsync(new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost)), run.Stopping);
-                if (!verdict.Granted)
-                {
-                    LogNotHeldAgain(logger, run.RunId, call.Step, held, verdict.Reason);
-                }
+                await budgets.CallAsync(held, b => b.ReserveAsync(new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost) { Force = true }), run.Stopping);
             }
         }
         else if (Plan(call, run) is not { } plan)
@@ -99,7 +96,7 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         }
 
         var hold = reservation.Account is { } account
-            ? new BudgetHold(account, new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost), run.Time.GetUtcNow())
+            ? new BudgetHold(account, new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost) { Force = true }, run.Time.GetUtcNow())
             : null;
         var counted = reservation.InputTokens;
         var outcome = await next(effective with { Budget = hold, WithOutcome = Chain(call.WithOutcome, o => [Settlement(effective, reservation, counted, o)]) }, run);
@@ -114,19 +111,25 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
 
         if (hold is not null)
         {
+            // Awaited: the run's next call must find this one's reservation replaced by what it used.
             var spent = RunPayloads.Read<BudgetSettledPayload>(settled.Payload);
-            try
-            {
-                await budgets.CallAsync(hold.Account, b => b.SettleAsync(run.RunId, call.Step, spent.Tokens, spent.Cost), run.Stopping);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // The settlement is journaled: the run sends it again when it ends (or resumes).
-                LogSettleFailed(logger, e, run.RunId, call.Step, hold.Account);
-            }
+            await SettleAsync(run, hold.Account, call.Step, spent);
         }
 
         return outcome;
+    }
+
+    private async Task SettleAsync(IStepRun run, string account, int step, BudgetSettledPayload spent)
+    {
+        try
+        {
+            await budgets.CallAsync(account, b => b.SettleAsync(run.RunId, step, spent.Tokens, spent.Cost), run.Stopping);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Sent again when the run ends (or resumes).
+            LogSettleFailed(logger, e, run.RunId, step, account);
+        }
     }
 
     /// <summary>Rows before an outcome: those of the stage outside, then this one's.</summary>
@@ -373,9 +376,6 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: the settlement could not be sent to account {Account}'s budget; it is sent again when the run ends")]
     private static partial void LogSettleFailed(ILogger logger, Exception exception, string runId, int step, string account);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: its journaled reservation is no longer held by account {Account}'s budget, which has no room for it now ({Reason}); the call goes on as the journal decided")]
-    private static partial void LogNotHeldAgain(ILogger logger, string runId, int step, string account, string? reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}, step {Step}: {Fraction:P0} of a budget ceiling is used (account {Account})")]
     private static partial void LogWarning(ILogger logger, string runId, int step, string? account, double fraction);

@@ -167,6 +167,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
             silo.AddActivityPropagation();
         });
         builder.Services.AddSpineWorkflow<BenchWorkflow, BenchInput, BenchOutput>();
+        AgentWorkload.Register(builder.Services);
 
         // Warning and above only, and on stderr: stdout carries nothing but the figures.
         builder.Services.PostConfigure<LoggerFilterOptions>(o =>

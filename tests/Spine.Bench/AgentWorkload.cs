@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Spine.Agents;
+using Spine.Approvals;
+using Spine.Budgets;
+using Spine.Hosting;
+using Spine.Identity;
+using Spine.Policies;
+using Spine.Runs;
+using Spine.Tools;
+
+namespace Spine.Bench;
+
+/// <summary>
+/// w10-agent: the agent loop with a scripted model, 5 model turns and 5 tool calls per run, many runs in flight;
+/// first with the control plane off (no policy applies, no account), then on: a policy permits the tool and gates
+/// the fifth call on its confidence (one approval per run, which the driver grants as an approver), and every run
+/// is billed to an account whose ceiling it never reaches.
+/// </summary>
+internal static class AgentWorkload
+{
+    public const string ChatClient = "bench-agent";
+    private const string Role = "bench-agent";
+    private const int Turns = 5;
+
+    /// <summary>The bench silo's extra registrations: the scripted model, the tool and the policy rule.</summary>
+    public static void Register(IServiceCollection services)
+    {
+        services.AddKeyedSingleton<IChatClient>(ChatClient, new TurnsChatClient());
+        services.AddSpineTool<BenchEchoTool>();
+        var rule = new PolicyRule { Name = "bench-agents", Workflow = "agent", Role = Role, MaxToolCalls = 10 };
+        rule.Tools[BenchEchoTool.Name] = new ToolRule
+        {
+            MaxCalls = 10,
+            Arguments = """{"properties":{"turn":{"maximum":10}}}""",
+            MinConfidence = 0.7,
+            ConfidenceApproval = new ToolApproval { ApproverRoles = ["bench-approver"], Timeout = TimeSpan.FromMinutes(10) },
+        };
+        services.AddSpinePolicy(rule);
+    }
+
+    public static async Task RunAsync(BenchEnvironment environment, int runs, int concurrency, Figures figures)
+    {
+        var account = "bench-agent-" + Guid.NewGuid().ToString("N");
+        await environment.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = long.MaxValue / 4, TotalCost = 1_000_000_000m });
+
+        Progress.Say($"w10-agent: warm-up, control plane off and on");
+        await PhaseAsync(environment, 100, concurrency, on: false, account);
+        await PhaseAsync(environment, 100, concurrency, on: true, account);
+
+        Progress.Say($"w10-agent: measuring {runs} runs ({Turns} model turns, {Turns} tool calls each), {concurrency} in flight, control plane off");
+        var off = await PhaseAsync(environment, runs, concurrency, on: false, account);
+        Progress.Say($"w10-agent: the same with the control plane on");
+        var on = await PhaseAsync(environment, runs, concurrency, on: true, account);
+
+        var steps = runs * 2.0 * Turns;
+        figures.Add("steps_per_s_off", steps / off, "F1");
+        figures.Add("steps_per_s_on", steps / on, "F1");
+        figures.Add("control_overhead", 1 - (off / on), "F3");
+        var budget = await environment.Client.GetBudgetAsync(account);
+        figures.Add("budget_open_reservations", budget.Reservations, "F0");
+    }
+
+    /// <summary>Runs <paramref name="runs"/> agent runs, <paramref name="concurrency"/> at a time; returns the seconds taken.</summary>
+    private static async Task<double> PhaseAsync(BenchEnvironment environment, int runs, int concurrency, bool on, string account)
+    {
+        var client = environment.Client;
+        var starter = on ? new SpineActor("bench-driver", [Role]) : null;
+        var approver = new SpineActor("bench-approver", ["bench-approver"]);
+        var input = new AgentInput("count the turns", Tools: [BenchEchoTool.Name], MaxTurns: Turns, ChatClient: ChatClient);
+        var next = -1;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, concurrency).Select(async _ =>
+        {
+            while (Interlocked.Increment(ref next) is var i && i < runs)
+            {
+                var run = await client.StartAsync(new StartRunRequest("agent", JsonSerializer.Serialize(input, Workflows.SpineJson.Options), AccountId: on ? account : null, Actor: starter));
+                if (on)
+                {
+                    // The driver is the approver: it grants the run's one approval as soon as the run asks.
+                    while ((await client.GetAsync(run.RunId)).Status != RunStatus.AwaitingApproval)
+                    {
+                        await Task.Delay(5);
+                    }
+
+                    await client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "bench-approver", Actor: approver));
+                }
+
+                var done = await client.WaitAsync(run.RunId, TimeSpan.FromMinutes(5));
+                if (done.Status != RunStatus.Completed)
+                {
+                    throw new InvalidOperationException($"run {run.RunId} ended {done.Status}: {done.Error?.Message}");
+                }
+            }
+        }));
+        return clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Asks for one echo per turn, sure of the first four, unsure of the fifth (which the gate sends to an approver).</summary>
+    private sealed class TurnsChatClient : IChatClient
+    {
+        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        {
+            var turn = messages.Count(m => m.Role == ChatRole.Assistant) + 1;
+            var call = new FunctionCallContent($"call_{turn}", BenchEchoTool.Name, new Dictionary<string, object?>
+            {
+                ["turn"] = turn,
+                [AgentWorkflow.ConfidenceArgument] = turn < Turns ? 0.95 : 0.5,
+            });
+            return Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant, [call]))
+            {
+                ModelId = "bench-scripted",
+                Usage = new UsageDetails { InputTokenCount = 100 * turn, OutputTokenCount = 20, TotalTokenCount = (100 * turn) + 20 },
+            });
+        }
+
+        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+            throw new NotSupportedException("The bench model does not stream.");
+
+        public object? GetService(Type serviceType, object? serviceKey = null) => null;
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>Echoes its turn number.</summary>
+    private sealed class BenchEchoTool : ITool
+    {
+        public const string Name = "bench_echo";
+
+        public ToolDefinition Definition { get; } = new()
+        {
+            Name = Name,
+            Version = "1.0.0",
+            Description = "Echoes the turn.",
+            InputSchema = """{"type":"object","properties":{"turn":{"type":"integer"}},"required":["turn"],"additionalProperties":false}""",
+            OutputSchema = """{"type":"object","properties":{"turn":{"type":"integer"}},"required":["turn"]}""",
+            Effect = ToolEffect.ReadOnly,
+        };
+
+        public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context) =>
+            Task.FromResult(JsonSerializer.SerializeToElement(new { turn = arguments.GetProperty("turn").GetInt32() }));
+    }
+}
