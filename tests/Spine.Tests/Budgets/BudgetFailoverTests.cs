@@ -64,17 +64,16 @@ public sealed class BudgetFailoverTests : IAsyncLifetime
         var input = new AgentInput("ledger: 3000,3000", Tools: ["ledger_apply"], MaxTurns: 4);
         var ids = (await Task.WhenAll(Enumerable.Range(0, Runs).Select(_ => client.StartAsync("agent", input, accountId: account)))).Select(r => r.RunId).ToArray();
 
-        // Kill the silo holding the most runs while ledger writes of its runs (and so their reservations) are in flight.
-        var management = grains.GetGrain<IManagementGrain>(0);
-        var located = await Task.WhenAll(ids.Select(async id => (id, (await management.GetActivationAddress(grains.GetGrain<IWorkflowRunGrain>(id)))?.Endpoint.Port)));
-        var victimPort = located.Where(l => l.Port is not null).GroupBy(l => l.Port!.Value).MaxBy(g => g.Count())!.Key;
-        var victimRuns = located.Where(l => l.Port == victimPort).Select(l => l.id).ToArray();
-        const string Held = """
-            SELECT count(*) FROM spine_journal r
+        // Kill the silo whose runs hold the most reservations, while their ledger writes are in flight.
+        const string Holding = """
+            SELECT coalesce(array_agg(DISTINCT r.run_id), '{}') FROM spine_journal r
             WHERE r.run_id = ANY(@ids) AND r.kind = 16 AND r.name = 'ledger_apply'
               AND NOT EXISTS (SELECT 1 FROM spine_journal s WHERE s.run_id = r.run_id AND s.step = r.step AND s.kind = 17)
             """;
-        var heldAtKill = await Eventually.GetAsync(() => _postgres.ScalarAsync<long>(Held, ("ids", victimRuns)), n => n >= 5, TimeSpan.FromSeconds(60), "the victim's runs to hold reservations");
+        var holding = await Eventually.GetAsync(() => _postgres.ScalarAsync<string[]>(Holding, ("ids", ids)), h => h.Length >= 10, TimeSpan.FromSeconds(60), "runs to hold reservations");
+        var management = grains.GetGrain<IManagementGrain>(0);
+        var located = await Task.WhenAll(holding.Select(async id => (await management.GetActivationAddress(grains.GetGrain<IWorkflowRunGrain>(id)))?.Endpoint.Port));
+        var victimPort = located.Where(p => p is not null).GroupBy(p => p!.Value).MaxBy(g => g.Count())!.Key;
         var victim = _silos.Single(s => s.Options.SiloPort == victimPort);
         await victim.KillAsync();
         await victim.DisposeAsync();
