@@ -55,9 +55,19 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
     /// <summary>The name of the approval step that precedes a tool call.</summary>
     public static string StepName(string tool) => "approve " + tool;
 
-    /// <summary>What a tool call needs before it runs (null: nothing).</summary>
-    internal ToolApprovalNeed? For(string workflowType, SpineActor? startedBy, string tool, string? version, double? confidence)
+    /// <summary>
+    /// What a tool call needs before it runs (null: nothing). A call its policy denies needs no approval: nobody is
+    /// asked about what may not happen, and the policy stage refuses it.
+    /// </summary>
+    internal ToolApprovalNeed? For(Pipeline.IStepRun run, string tool, string? version, JsonElement arguments, IReadOnlyCollection<string>? allowed, double? confidence, bool checkPolicy = true)
     {
+        var workflowType = run.WorkflowType;
+        var startedBy = run.StartedBy;
+        if (checkPolicy && allowed is not null && !allowed.Contains(tool))
+        {
+            return null;
+        }
+
         RegisteredTool? registered;
         try
         {
@@ -67,6 +77,15 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
         {
             // The contract stage refuses it: it reaches nothing.
             return null;
+        }
+
+        if (checkPolicy && policies.Active)
+        {
+            var (ofTool, all) = PolicyDenials.CountCalls(run, tool);
+            if (policies.CheckTool(workflowType, startedBy, tool, registered.Definition.Version, arguments, ofTool, all) is not null)
+            {
+                return null;
+            }
         }
 
         if (registered.Definition.Approval is { } byDefinition)

@@ -74,7 +74,16 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
 
         // A call that needs a human's approval (its tool, a policy, or its confidence) asks first, as a step of its own.
         var approvals = services.GetRequiredService<Approvals.ToolApprovals>();
-        if (approvals.For(WorkflowType, StartedBy, tool, version ?? _pinnedTools.GetValueOrDefault(tool), options?.Confidence) is { } need)
+        // Replaying, the journal says whether the call asked (the policy's call counts are those of the whole journal now).
+        var asked = run.TryGetOutcome(_step + 1, out var next) ? next.Kind == JournalKind.Approval && next.Name == Approvals.ToolApprovals.StepName(tool) : (bool?)null;
+        var pinned = version ?? _pinnedTools.GetValueOrDefault(tool);
+        var required = asked switch
+        {
+            null => approvals.For(run, tool, pinned, arguments, options?.AllowedTools, options?.Confidence),
+            true => approvals.For(run, tool, pinned, arguments, options?.AllowedTools, options?.Confidence, checkPolicy: false),
+            false => null,
+        };
+        if (required is { } need)
         {
             var approvalStep = _step + 1;
             var decision = await RequestApprovalAsync(Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need));

@@ -95,6 +95,7 @@ public sealed class ClusterFixture : IAsyncLifetime
 
             silo.Services.AddSpineWorkflow<Approvals.ToolApprovalWorkflow, string, string>();
             silo.Services.AddSpineTool<Approvals.GuardedTool>();
+            silo.Services.AddSpineTool<Policies.InjectingTool>();
             silo.Services.AddKeyedSingleton<IChatClient>("confident", new Approvals.ConfidentChatClient());
         });
         Cluster = builder.Build();

@@ -21,6 +21,7 @@ public sealed class PolicyTests(ClusterFixture fixture)
         var rule = new PolicyRule { Name = "analysts", Workflow = "agent", Role = "analyst", MaxToolCalls = 6, ChatClients = ["adversary"] };
         rule.Tools["calculator"] = new ToolRule { MaxCalls = 2, Arguments = """{"properties":{"expression":{"type":"string","maxLength":20}}}""" };
         rule.Tools["text_stats"] = new ToolRule { Versions = "[2.0.0,3.0.0)" };
+        rule.Tools[InjectingTool.Name] = new ToolRule();
         return rule;
     }
 
@@ -89,6 +90,29 @@ public sealed class PolicyTests(ClusterFixture fixture)
         Assert.Single(output.ToolCalls);
         Assert.True(output.ToolCalls[0].Ok);
         Assert.DoesNotContain(await fixture.Client.GetJournalAsync(run.RunId), r => r.Kind == "PolicyDenied");
+    }
+
+    [Fact]
+    public async Task AToolResultCarryingAPromptInjection_GetsTheModelNothingForbidden_AndEveryAttemptIsJournaled()
+    {
+        var run = await fixture.Client.StartAsync(new StartRunRequest("agent",
+            JsonSerializer.Serialize(new AgentInput("injected", Tools: [InjectingTool.Name, "calculator", "notes_append", Approvals.GuardedTool.Name], ChatClient: "adversary", MaxTurns: 5), SpineJsonForTests.Options),
+            Actor: Analyst));
+
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+        var journal = await fixture.Client.GetJournalAsync(run.RunId);
+        var output = JsonSerializer.Deserialize<AgentOutput>(done.ResultJson!, SpineJsonForTests.Options)!;
+
+        // The model obeyed the page; the policy did not. The calls outside it are denied and journaled, the unknown
+        // ones answered as unknown, and neither the note nor the payment nor any approval happened.
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Equal(["notes_append", Approvals.GuardedTool.Name], journal.Where(r => r.Kind == "PolicyDenied").Select(r => r.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["approvals_approve", "budgets_raise"], journal.Where(r => r.Kind == "Tool" && r.Outcome == "error" && r.PayloadJson!.Contains("unknown_tool", StringComparison.Ordinal)).Select(r => r.Name).Order(StringComparer.Ordinal));
+        Assert.DoesNotContain(journal, r => r.Kind == "Tool" && r.Outcome == "ok" && r.Name != InjectingTool.Name);
+        Assert.DoesNotContain(journal, r => r.Kind is "ApprovalRequested" or "Approval");
+        Assert.Equal(0, Approvals.GuardedTool.Invocations.GetValueOrDefault(run.RunId));
+        Assert.Equal(["not_permitted", "not_permitted", "unknown_tool", "unknown_tool"],
+            output.ToolCalls.Where(c => !c.Ok).Select(c => c.Result.GetProperty("error").GetString()!).Order(StringComparer.Ordinal));
     }
 
     [Fact]
