@@ -1,9 +1,5 @@
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Spine.Agents;
 using Spine.Budgets;
-using Spine.Client;
-using Spine.Local.Silos;
 using Spine.Runs;
 using Spine.Tests.Infrastructure;
 
@@ -24,39 +20,17 @@ public sealed class BudgetFailoverTests : IAsyncLifetime
     /// <summary>Room for 100 ledger writes: about 50 runs.</summary>
     private const decimal Ceiling = 1.00m;
 
-    private readonly List<SiloProcess> _silos = [];
-    private readonly string _logFile = Path.Combine(Path.GetTempPath(), $"spine-budget-failover-{Guid.NewGuid():N}.log");
-    private IHost? _clientHost;
-    private TestPostgres _postgres = null!;
+    private SiloProcessCluster _cluster = null!;
 
-    public async Task InitializeAsync()
-    {
-        _postgres = await TestPostgres.GetAsync();
-        var cluster = "budget-" + Guid.NewGuid().ToString("N")[..12];
-        for (var i = 0; i < 2; i++)
-        {
-            _silos.Add(SiloProcess.Start(TestProcesses.Silo(_postgres.RuntimeConnectionString, cluster, logFile: _logFile)));
-        }
+    public async Task InitializeAsync() => _cluster = await SiloProcessCluster.StartAsync("budget", 2);
 
-        await Task.WhenAll(_silos.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
-        _clientHost = await TestProcesses.StartClientAsync(_postgres.RuntimeConnectionString, cluster);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await TestProcesses.StopClientAsync(_clientHost);
-        foreach (var silo in _silos)
-        {
-            await silo.StopAsync(TimeSpan.FromSeconds(20));
-            await silo.DisposeAsync();
-        }
-    }
+    public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
     [Fact]
     public async Task TwoHundredAgentRuns_OfOneAccount_AcrossTwoSilos_OneKilled_SpendAtMostTheCeiling_JournalEveryRefusal_AndLeaveNoReservation()
     {
-        var client = _clientHost!.Services.GetRequiredService<ISpineClient>();
-        var grains = _clientHost.Services.GetRequiredService<IClusterClient>();
+        var client = _cluster.Client;
+        var postgres = _cluster.Postgres;
         var account = "acct-" + Guid.NewGuid().ToString("N");
         await client.SetBudgetAsync(account, new BudgetCeilings { TotalCost = Ceiling });
 
@@ -70,29 +44,24 @@ public sealed class BudgetFailoverTests : IAsyncLifetime
             WHERE r.run_id = ANY(@ids) AND r.kind = 16 AND r.name = 'ledger_apply'
               AND NOT EXISTS (SELECT 1 FROM spine_journal s WHERE s.run_id = r.run_id AND s.step = r.step AND s.kind = 17)
             """;
-        var holding = await Eventually.GetAsync(() => _postgres.ScalarAsync<string[]>(Holding, ("ids", ids)), h => h.Length >= 10, TimeSpan.FromSeconds(60), "runs to hold reservations");
-        var management = grains.GetGrain<IManagementGrain>(0);
-        var located = await Task.WhenAll(holding.Select(async id => (await management.GetActivationAddress(grains.GetGrain<IWorkflowRunGrain>(id)))?.Endpoint.Port));
-        var victimPort = located.Where(p => p is not null).GroupBy(p => p!.Value).MaxBy(g => g.Count())!.Key;
-        var victim = _silos.Single(s => s.Options.SiloPort == victimPort);
-        await victim.KillAsync();
-        await victim.DisposeAsync();
-        _silos.Remove(victim);
+        var holding = await Eventually.GetAsync(() => postgres.ScalarAsync<string[]>(Holding, ("ids", ids)), h => h.Length >= 10, TimeSpan.FromSeconds(60), "runs to hold reservations");
+        var located = await _cluster.LocateRunsAsync(holding);
+        await _cluster.KillAsync(located.Values.GroupBy(p => p).MaxBy(g => g.Count())!.Key);
 
         await Eventually.GetAsync(
-            () => _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ("ids", ids)),
+            () => postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status IN (3, 4, 5, 8)", ("ids", ids)),
             n => n == Runs, TimeSpan.FromSeconds(180), "every run to finish");
         var budget = await Eventually.GetAsync(() => client.GetBudgetAsync(account), b => b.Reservations == 0, TimeSpan.FromSeconds(30), "no reservation to be left");
 
-        var completed = await _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status = 3", ("ids", ids));
-        var failedOther = await _postgres.ScalarAsync<long>(
+        var completed = await postgres.ScalarAsync<long>("SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status = 3", ("ids", ids));
+        var failedOther = await postgres.ScalarAsync<long>(
             "SELECT count(*) FROM spine_runs WHERE run_id = ANY(@ids) AND status <> 3 AND error_kind IS DISTINCT FROM 'budget_exhausted'", ("ids", ids));
-        var refusedWithoutRow = await _postgres.ScalarAsync<long>(
+        var refusedWithoutRow = await postgres.ScalarAsync<long>(
             """
             SELECT count(*) FROM spine_runs x WHERE x.run_id = ANY(@ids) AND x.error_kind = 'budget_exhausted'
               AND NOT EXISTS (SELECT 1 FROM spine_journal j WHERE j.run_id = x.run_id AND j.kind = 18 AND j.step = x.error_step)
             """, ("ids", ids));
-        var writes = await _postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids));
+        var writes = await postgres.ScalarAsync<long>("SELECT count(*) FROM spine_demo_ledger WHERE run_id = ANY(@ids)", ("ids", ids));
 
         Assert.True(budget.SpentCostTotal <= Ceiling, $"spent {budget.SpentCostTotal} over a ceiling of {Ceiling}");
         Assert.Equal((0, 0m), (budget.Reservations, budget.ReservedCost));
