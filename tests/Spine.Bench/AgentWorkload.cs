@@ -23,6 +23,7 @@ internal static class AgentWorkload
 {
     public const string ChatClient = "bench-agent";
     private const string Role = "bench-agent";
+    private const string UngatedRole = "bench-agent-ungated";
     private const int Turns = 5;
 
     /// <summary>The bench silo's extra registrations: the scripted model, the tool and the policy rule.</summary>
@@ -39,23 +40,69 @@ internal static class AgentWorkload
             ConfidenceApproval = new ToolApproval { ApproverRoles = ["bench-approver"], Timeout = TimeSpan.FromMinutes(10) },
         };
         services.AddSpinePolicy(rule);
+
+        // The same without the confidence gate, for --parts without "approval".
+        var ungated = new PolicyRule { Name = "bench-agents-ungated", Workflow = "agent", Role = UngatedRole, MaxToolCalls = 10 };
+        ungated.Tools[BenchEchoTool.Name] = new ToolRule { MaxCalls = 10, Arguments = """{"properties":{"turn":{"maximum":10}}}""" };
+        services.AddSpinePolicy(ungated);
     }
 
-    public static async Task RunAsync(BenchEnvironment environment, int runs, int concurrency, Figures figures)
+    /// <summary>Which parts of the control plane a phase turns on.</summary>
+    public sealed record Parts(bool Policy, bool Budget, bool Approval)
+    {
+        public static Parts Off { get; } = new(false, false, false);
+
+        public static Parts All { get; } = new(true, true, true);
+
+        /// <summary>Parses <c>--parts policy,budget,approval</c> (a diagnostic: the figure is the control plane's only with all three).</summary>
+        public static Parts Parse(string? list)
+        {
+            if (list is null)
+            {
+                return All;
+            }
+
+            var names = list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var unknown = names.Except(["policy", "budget", "approval"]).ToList();
+            if (unknown.Count > 0)
+            {
+                throw new ArgumentException($"--parts takes policy, budget and approval, not {string.Join(", ", unknown)}");
+            }
+
+            var approval = names.Contains("approval");
+            return new Parts(names.Contains("policy") || approval, names.Contains("budget"), approval);
+        }
+    }
+
+    public static async Task RunAsync(BenchEnvironment environment, int runs, int concurrency, int rounds, Parts parts, Figures figures)
     {
         var account = "bench-agent-" + Guid.NewGuid().ToString("N");
         await environment.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = long.MaxValue / 4, TotalCost = 1_000_000_000m });
+        if (parts != Parts.All)
+        {
+            Progress.Say($"DIAGNOSTIC: only {parts} of the control plane on (--parts); control_overhead is not the control plane's");
+        }
 
-        Progress.Say($"w10-agent: warm-up, control plane off and on");
-        await PhaseAsync(environment, 100, concurrency, on: false, account);
-        await PhaseAsync(environment, 100, concurrency, on: true, account);
+        Progress.Say("w10-agent: warm-up, control plane off and on");
+        await PhaseAsync(environment, 100, concurrency, Parts.Off, account);
+        await PhaseAsync(environment, 100, concurrency, parts, account);
 
-        Progress.Say($"w10-agent: measuring {runs} runs ({Turns} model turns, {Turns} tool calls each), {concurrency} in flight, control plane off");
-        var off = await PhaseAsync(environment, runs, concurrency, on: false, account);
-        Progress.Say($"w10-agent: the same with the control plane on");
-        var on = await PhaseAsync(environment, runs, concurrency, on: true, account);
+        // Off and on alternate, and each figure is the median of its rounds: one phase's figure swings with what
+        // the machine does meanwhile, and alternating spreads that over both.
+        var offSeconds = new List<double>();
+        var onSeconds = new List<double>();
+        for (var round = 1; round <= rounds; round++)
+        {
+            Progress.Say($"w10-agent: round {round} of {rounds}: {runs} runs ({Turns} model turns, {Turns} tool calls each), {concurrency} in flight, control plane off");
+            offSeconds.Add(await PhaseAsync(environment, runs, concurrency, Parts.Off, account));
+            Progress.Say($"w10-agent: round {round} of {rounds}: the same with the control plane on");
+            onSeconds.Add(await PhaseAsync(environment, runs, concurrency, parts, account));
+            Progress.Say($"w10-agent: round {round}: {runs * 2.0 * Turns / offSeconds[^1]:F1} steps/s off, {runs * 2.0 * Turns / onSeconds[^1]:F1} on");
+        }
 
         var steps = runs * 2.0 * Turns;
+        var off = Stats.Percentile([.. offSeconds.Order()], 50);
+        var on = Stats.Percentile([.. onSeconds.Order()], 50);
         figures.Add("steps_per_s_off", steps / off, "F1");
         figures.Add("steps_per_s_on", steps / on, "F1");
         figures.Add("control_overhead", 1 - (off / on), "F3");
@@ -64,10 +111,10 @@ internal static class AgentWorkload
     }
 
     /// <summary>Runs <paramref name="runs"/> agent runs, <paramref name="concurrency"/> at a time; returns the seconds taken.</summary>
-    private static async Task<double> PhaseAsync(BenchEnvironment environment, int runs, int concurrency, bool on, string account)
+    private static async Task<double> PhaseAsync(BenchEnvironment environment, int runs, int concurrency, Parts parts, string account)
     {
         var client = environment.Client;
-        var starter = on ? new SpineActor("bench-driver", [Role]) : null;
+        var starter = !parts.Policy ? null : new SpineActor("bench-driver", [parts.Approval ? Role : UngatedRole]);
         var approver = new SpineActor("bench-approver", ["bench-approver"]);
         var input = new AgentInput("count the turns", Tools: [BenchEchoTool.Name], MaxTurns: Turns, ChatClient: ChatClient);
         var next = -1;
@@ -76,8 +123,8 @@ internal static class AgentWorkload
         {
             while (Interlocked.Increment(ref next) is var i && i < runs)
             {
-                var run = await client.StartAsync(new StartRunRequest("agent", JsonSerializer.Serialize(input, Workflows.SpineJson.Options), AccountId: on ? account : null, Actor: starter));
-                if (on)
+                var run = await client.StartAsync(new StartRunRequest("agent", JsonSerializer.Serialize(input, Workflows.SpineJson.Options), AccountId: parts.Budget ? account : null, Actor: starter));
+                if (parts.Approval)
                 {
                     // The driver is the approver: it grants the run's one approval as soon as the run asks.
                     while ((await client.GetAsync(run.RunId)).Status != RunStatus.AwaitingApproval)

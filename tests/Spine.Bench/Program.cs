@@ -7,7 +7,7 @@ using Spine.Bench;
 // dotnet run -c Release --project tests/Spine.Bench -- failover [--runs N]
 // dotnet run -c Release --project tests/Spine.Bench -- pg-restart [--runs N]
 // dotnet run -c Release --project tests/Spine.Bench -- budget [--runs N] [--concurrency N]
-// dotnet run -c Release --project tests/Spine.Bench -- w10-agent [--runs N] [--concurrency N]
+// dotnet run -c Release --project tests/Spine.Bench -- w10-agent [--runs N] [--concurrency N] [--rounds N] [--parts policy,budget,approval]
 // stdout: one name=value line per figure; everything else goes to stderr.
 if (args.Length > 0 && args[0] == "chaos")
 {
@@ -61,7 +61,8 @@ await using (var environment = await BenchEnvironment.StartAsync(settings.Memory
             "w10" => bench.W10Async(figures),
             "w10-seq" => bench.W10SeqAsync(figures),
             "budget" => BudgetWorkload.RunAsync(environment, IntOption("--runs", 5000), IntOption("--concurrency", 64), figures),
-            "w10-agent" => AgentWorkload.RunAsync(environment, IntOption("--runs", 1000), IntOption("--concurrency", 64), figures),
+            "w10-agent" => AgentWorkload.RunAsync(environment, IntOption("--runs", 1000), IntOption("--concurrency", 64), IntOption("--rounds", 3),
+                AgentWorkload.Parts.Parse(StringOption("--parts")), figures),
             _ => bench.W1000Async(figures),
         });
     }
@@ -69,6 +70,12 @@ await using (var environment = await BenchEnvironment.StartAsync(settings.Memory
 
 Progress.Say("done");
 return 0;
+
+string? StringOption(string name)
+{
+    var at = Array.IndexOf(args, name);
+    return at >= 0 && at + 1 < args.Length ? args[at + 1] : null;
+}
 
 int IntOption(string name, int fallback)
 {
