@@ -168,6 +168,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
         });
         builder.Services.AddSpineWorkflow<BenchWorkflow, BenchInput, BenchOutput>();
         AgentWorkload.Register(builder.Services);
+        AdversarialWorkload.Register(builder.Services);
 
         // Warning and above only, and on stderr: stdout carries nothing but the figures.
         builder.Services.PostConfigure<LoggerFilterOptions>(o =>
