@@ -74,7 +74,7 @@ internal static class AgentWorkload
         }
     }
 
-    public static async Task RunAsync(BenchEnvironment environment, int runs, int concurrency, int rounds, Parts parts, Figures figures)
+    public static async Task RunAsync(BenchEnvironment environment, int runs, int concurrency, int rounds, Parts parts, DbProfile? profile, Figures figures)
     {
         var account = "bench-agent-" + Guid.NewGuid().ToString("N");
         await environment.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = long.MaxValue / 4, TotalCost = 1_000_000_000m });
@@ -83,9 +83,7 @@ internal static class AgentWorkload
             Progress.Say($"DIAGNOSTIC: only {parts} of the control plane on (--parts); control_overhead is not the control plane's");
         }
 
-        Progress.Say("w10-agent: warm-up, control plane off and on");
-        await PhaseAsync(environment, 100, concurrency, Parts.Off, account);
-        await PhaseAsync(environment, 100, concurrency, parts, account);
+        await WarmUpAsync(environment, concurrency, parts, account);
 
         // Off and on alternate, and each figure is the median of its rounds: one phase's figure swings with what
         // the machine does meanwhile, and alternating spreads that over both.
@@ -93,11 +91,16 @@ internal static class AgentWorkload
         var onSeconds = new List<double>();
         for (var round = 1; round <= rounds; round++)
         {
+            var jitBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
             Progress.Say($"w10-agent: round {round} of {rounds}: {runs} runs ({Turns} model turns, {Turns} tool calls each), {concurrency} in flight, control plane off");
+            profile?.Reset();
             offSeconds.Add(await PhaseAsync(environment, runs, concurrency, Parts.Off, account));
+            profile?.Report("w10-agent off", offSeconds[^1]);
             Progress.Say($"w10-agent: round {round} of {rounds}: the same with the control plane on");
+            profile?.Reset();
             onSeconds.Add(await PhaseAsync(environment, runs, concurrency, parts, account));
-            Progress.Say($"w10-agent: round {round}: {runs * 2.0 * Turns / offSeconds[^1]:F1} steps/s off, {runs * 2.0 * Turns / onSeconds[^1]:F1} on");
+            profile?.Report("w10-agent on", onSeconds[^1]);
+            Progress.Say($"w10-agent: round {round}: {runs * 2.0 * Turns / offSeconds[^1]:F1} steps/s off, {runs * 2.0 * Turns / onSeconds[^1]:F1} on ({System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore} methods JIT-compiled in the round)");
         }
 
         var steps = runs * 2.0 * Turns;
@@ -108,6 +111,34 @@ internal static class AgentWorkload
         figures.Add("control_overhead", 1 - (off / on), "F3");
         var budget = await environment.Client.GetBudgetAsync(account);
         figures.Add("budget_open_reservations", budget.Reservations, "F0");
+    }
+
+    /// <summary>
+    /// Off and on batches in turn until the JIT is quiet (as w10 warms up): tiered compilation recompiles hot methods
+    /// in the background long after they turn hot, and the "on" phase has more of them to recompile. At least 100 runs
+    /// of each; done after 3 pairs in a row in which the JIT compiled at most 10 methods, or after 90 seconds.
+    /// </summary>
+    private static async Task WarmUpAsync(BenchEnvironment environment, int concurrency, Parts parts, string account)
+    {
+        var clock = Stopwatch.StartNew();
+        var jitBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
+        await PhaseAsync(environment, 100, concurrency, Parts.Off, account);
+        await PhaseAsync(environment, 100, concurrency, parts, account);
+        var runs = 200;
+        var quiet = 0;
+        var compiled = 0L;
+        while (quiet < 3 && clock.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            var batchJit = System.Runtime.JitInfo.GetCompiledMethodCount();
+            await PhaseAsync(environment, 128, concurrency, Parts.Off, account);
+            await PhaseAsync(environment, 128, concurrency, parts, account);
+            await Task.Delay(TimeSpan.FromMilliseconds(300));
+            runs += 256;
+            compiled = System.Runtime.JitInfo.GetCompiledMethodCount() - batchJit;
+            quiet = compiled <= 10 ? quiet + 1 : 0;
+        }
+
+        Progress.Say($"w10-agent: warm-up done: {runs} runs in {clock.Elapsed.TotalSeconds:F1} s, {System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore} methods JIT-compiled, {compiled} in the last pair{(quiet < 3 ? " (gave up waiting for the JIT)" : "")}");
     }
 
     /// <summary>Runs <paramref name="runs"/> agent runs, <paramref name="concurrency"/> at a time; returns the seconds taken.</summary>

@@ -64,7 +64,7 @@ await using (var environment = await BenchEnvironment.StartAsync(settings.Memory
             "budget" => BudgetWorkload.RunAsync(environment, IntOption("--runs", 5000), IntOption("--concurrency", 64), figures),
             "adversarial" => AdversarialWorkload.RunAsync(environment, IntOption("--runs", 100), IntOption("--concurrency", 16), figures),
             "w10-agent" => AgentWorkload.RunAsync(environment, IntOption("--runs", 1000), IntOption("--concurrency", 64), IntOption("--rounds", 3),
-                AgentWorkload.Parts.Parse(StringOption("--parts")), figures),
+                AgentWorkload.Parts.Parse(StringOption("--parts")), profile, figures),
             _ => bench.W1000Async(figures),
         });
     }
