@@ -33,6 +33,12 @@ migrate.SetAction(async (parse, ct) =>
         return UsageError;
     }
 
+    if (parse.GetValue(connection) is { } given && Spine.Client.CommandLineSecrets.PasswordProblem(given, "--connection", "SPINE_MIGRATE_CONNECTION") is { } exposed)
+    {
+        await Console.Error.WriteLineAsync($"spine-silo migrate: {exposed}.");
+        return UsageError;
+    }
+
     var includeDemo = parse.GetValue(demo);
     await SchemaMigrator.ApplyAsync(target, parse.GetValue(runtimeLogin), includeDemo, ct);
     Console.WriteLine($"schema applied: {string.Join(", ", SchemaMigrator.Scripts(includeDemo).Select(s => s.Name))}");

@@ -443,6 +443,11 @@ SpineClientOptions ClientOptions(ParseResult parse)
         throw CliException.Configuration("no connection string: pass --connection or set SPINE_CONNECTION");
     }
 
+    if (parse.GetValue(connection) is { } given && CommandLineSecrets.PasswordProblem(given, "--connection", "SPINE_CONNECTION") is { } exposed)
+    {
+        throw CliException.Configuration(exposed);
+    }
+
     var seconds = parse.GetValue(connectTimeout);
     if (seconds is null && Environment.GetEnvironmentVariable("SPINE_CONNECT_TIMEOUT") is { Length: > 0 } fromEnvironment)
     {

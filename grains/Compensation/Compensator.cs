@@ -15,7 +15,7 @@ namespace Spine.Compensation;
 /// (its contract, its breaker, its timeout) and is retried by its own policy, every attempt journaled, so a
 /// reactivation continues the same count and schedule.
 /// </summary>
-internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline pipeline, ToolRegistry tools, Func<double>? jitter = null)
+internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline pipeline, ToolRegistry tools, Secrets.SecretfulInvoker invoker, Func<double>? jitter = null)
 {
     private readonly Func<double> _jitter = jitter ?? RetryPolicy.DrawJitter;
 
@@ -94,7 +94,8 @@ internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline
             Replay = ReplayOrder.None,
             Execute = async a =>
             {
-                var output = await a.Tool!.Tool.InvokeAsync(compensation.Arguments, new ToolContext(run.RunId, step, $"{run.RunId}/{step}/compensate", a.Cancellation, a.Number));
+                var output = await invoker.InvokeAsync(a.Tool!.Tool, compensation.Arguments,
+                    secrets => new ToolContext(run.RunId, step, $"{run.RunId}/{step}/compensate", a.Cancellation, a.Number, secrets), null, a.Cancellation);
                 a.Tool.ValidateOutput(output);
                 return RunPayloads.Write(new { version = a.Tool.Definition.Version, input = compensation.Arguments, output });
             },

@@ -16,12 +16,12 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
         observer.Subscribe(
             nameof(RegistryStartupCheck),
             ServiceLifecycleStage.RuntimeInitialize,
-            _ =>
+            async cancellation =>
             {
-                services.GetRequiredService<ToolRegistry>();
+                var tools = services.GetRequiredService<ToolRegistry>();
                 services.GetRequiredService<WorkflowRegistry>();
                 services.GetRequiredService<Policies.PolicyEngine>();
                 services.GetRequiredService<Budgets.CallCosts>();
-                return Task.CompletedTask;
+                await Secrets.SecretStartupCheck.RunAsync(tools, services.GetRequiredService<Secrets.ISecretProvider>(), cancellation);
             });
 }

@@ -43,6 +43,10 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Budgets.BudgetCalls>();
         services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<Approvals.ToolApprovals>();
+        services.AddOptions<Secrets.SecretOptions>();
+        services.TryAddSingleton<Secrets.ISecretProvider, Secrets.DefaultSecretProvider>();
+        services.TryAddSingleton<Secrets.SecretRedactor>();
+        services.TryAddSingleton<Secrets.SecretfulInvoker>();
         services.TryAddSingleton<CircuitBreakerCache>();
         services.AddStepPipeline();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();

@@ -39,6 +39,7 @@ public static class SpineSiloBuilderExtensions
             options.Bind(configuration);
             silo.Services.AddOptions<Policies.PolicyOptions>().Bind(configuration.GetSection("Policies"));
             silo.Services.AddOptions<Budgets.BudgetOptions>().Bind(configuration.GetSection("Budgets"));
+            silo.Services.AddOptions<Secrets.SecretOptions>().Bind(configuration.GetSection("Secrets"));
         }
 
         if (configure is not null)

@@ -105,7 +105,9 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
             Execute = async attempt =>
             {
                 var registered = attempt.Tool!;
-                var output = await registered.Tool.InvokeAsync(arguments, new ToolContext(RunId, step, IdempotencyKey(step), attempt.Cancellation, attempt.Number));
+                var output = await services.GetRequiredService<Secrets.SecretfulInvoker>().InvokeAsync(registered.Tool, arguments,
+                    secrets => new ToolContext(RunId, step, IdempotencyKey(step), attempt.Cancellation, attempt.Number, secrets),
+                    options?.ClassifyError, attempt.Cancellation);
                 RunPayloads.CheckSize(output.GetRawText(), $"output of tool '{tool}'", run.Options.MaxPayloadBytes);
                 registered.ValidateOutput(output);
                 return RunPayloads.Write(new ToolPayload(registered.Definition.Version, arguments, output));
@@ -133,7 +135,8 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
                         : services.GetKeyedService<IChatClient>(key))
                     ?? throw new TerminalException($"No chat client{(key is null ? "" : $" '{key}'")} is registered on this silo.");
                 var response = await client.GetResponseAsync(history!, attempt.Call.Model?.Options ?? options, attempt.Cancellation);
-                var payload = JsonSerializer.Serialize(response, SpineJson.ModelOptions);
+                // A model never sees a secret; one that guessed or was told one does not get it into the journal.
+                var payload = services.GetRequiredService<Secrets.SecretRedactor>().Redact(JsonSerializer.Serialize(response, SpineJson.ModelOptions));
                 RunPayloads.CheckSize(payload, $"response of model '{name}'", run.Options.MaxPayloadBytes);
                 return payload;
             },

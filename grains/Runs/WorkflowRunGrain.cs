@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Spine.Audit;
@@ -617,7 +618,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         // The workflow is done: a signal from now on would only be journaled after the run's last row.
         _signals.Close();
         var state = State!;
-        var compensator = new Compensator(this, History, _pipeline, _tools);
+        var compensator = new Compensator(this, History, _pipeline, _tools, Services.GetRequiredService<Secrets.SecretfulInvoker>());
         if (status != RunStatus.Completed && compensator.Pending().Any())
         {
             if (state.Compensation is null)

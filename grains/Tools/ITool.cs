@@ -59,6 +59,12 @@ public sealed class ToolDefinition
 
     /// <summary>Every call of the tool waits for a human's approval first (who approves, and how long they have); null: none needed.</summary>
     public Approvals.ToolApproval? Approval { get; init; }
+
+    /// <summary>
+    /// The names of the secrets the tool reads (<see cref="ToolContext.Secrets"/>), resolved by the silo's
+    /// <see cref="Secrets.ISecretProvider"/> at each attempt; each must be available when the silo starts.
+    /// </summary>
+    public IReadOnlyList<string> Secrets { get; init; } = [];
 }
 
 /// <summary>What a tool invocation learns about its call.</summary>
@@ -67,7 +73,12 @@ public sealed class ToolDefinition
 /// <param name="IdempotencyKey">Stable across retries and re-executions of this call; deduplicate side effects on it.</param>
 /// <param name="CancellationToken">Signalled when the run's activation shuts down or the attempt times out.</param>
 /// <param name="Attempt">Which attempt this is (from 1).</param>
-public sealed record ToolContext(string RunId, int Step, string IdempotencyKey, CancellationToken CancellationToken, int Attempt = 1);
+/// <param name="Secrets">The secrets the tool's definition declares, as resolved for this attempt.</param>
+public sealed record ToolContext(string RunId, int Step, string IdempotencyKey, CancellationToken CancellationToken, int Attempt = 1, Secrets.ToolSecrets? Secrets = null)
+{
+    /// <summary>The secrets the tool's definition declares, as resolved for this attempt (none when it declares none).</summary>
+    public Secrets.ToolSecrets Secrets { get; init; } = Secrets ?? Spine.Secrets.ToolSecrets.None;
+}
 
 /// <summary>A tool a workflow or a model can call.</summary>
 public interface ITool

@@ -17,6 +17,19 @@ internal static class ToolPolicies
             yield return problem;
         }
 
+        foreach (var name in definition.Secrets ?? [])
+        {
+            if (Secrets.SecretNames.Problem(name) is { } problem)
+            {
+                yield return $"{owner} Secrets: {problem}.";
+            }
+        }
+
+        foreach (var twice in (definition.Secrets ?? []).GroupBy(n => n, StringComparer.Ordinal).Where(g => g.Count() > 1))
+        {
+            yield return $"{owner} Secrets: '{twice.Key}' is declared twice.";
+        }
+
         foreach (var problem in definition.Approval?.Problems(owner + " Approval") ?? [])
         {
             yield return problem;

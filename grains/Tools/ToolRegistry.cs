@@ -151,6 +151,9 @@ public sealed class ToolRegistry
     public RegisteredTool? TryResolve(string name) =>
         _byName.TryGetValue(name, out var versions) && versions.Count > 0 ? NewestOf(versions) : null;
 
+    /// <summary>Every registered version of every tool.</summary>
+    public IEnumerable<RegisteredTool> All => _byName.Values.SelectMany(v => v);
+
     /// <summary>The newest version of every tool (stable before pre-release, as <see cref="Resolve"/>).</summary>
     public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(NewestOf);
 

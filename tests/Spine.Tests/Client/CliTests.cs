@@ -337,6 +337,23 @@ public sealed class CliTests(SiloProcessFixture fixture)
         Assert.DoesNotContain(secret, run.Output + run.Error, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task APasswordOnTheCommandLine_IsRefusedNamingWhereItGoes_AndTheEnvironmentStillWorks()
+    {
+        var secret = "pw-" + Guid.NewGuid().ToString("N");
+        var onCommandLine = fixture.Postgres.RuntimeConnectionString + $";Password={secret}";
+
+        var refused = await RunSpineAsync(["list"], connection: onCommandLine);
+        var fromEnvironment = await RunSpineAsync(["list", "--json"], environment: new() { ["PGPASSWORD"] = secret });
+
+        Assert.Equal(2, refused.Exit);
+        AssertOneError(refused, json: false, "configuration");
+        Assert.Contains("--connection holds a password", refused.Error, StringComparison.Ordinal);
+        Assert.Contains("PGPASSWORD", refused.Error, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, refused.Output + refused.Error, StringComparison.Ordinal);
+        Assert.Equal(0, fromEnvironment.Exit);
+    }
+
     /// <summary>Exactly one error, and nothing else: a JSON object on stdout, or one "error (kind): ..." line on stderr.</summary>
     private static void AssertOneError(CliRun run, bool json, string kind)
     {

@@ -61,7 +61,8 @@ public sealed class OrdersLookupTool : ITool
         OutputSchema = """{"type":"object","properties":{"status":{"type":"string"}},"required":["status"]}""",
     };
 
-    public Task<JsonElement> InvokeAsync(JsonElement args, ToolContext ctx) =>   // ctx.IdempotencyKey for side effects
+    // ctx.IdempotencyKey for side effects; ctx.Secrets.Get(name) for secrets the definition declares (docs/secrets.md)
+    public Task<JsonElement> InvokeAsync(JsonElement args, ToolContext ctx) =>
         Task.FromResult(JsonSerializer.SerializeToElement(new { status = "delivered" }));
 }
 // README: end of tool sample

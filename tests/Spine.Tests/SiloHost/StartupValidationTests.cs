@@ -58,6 +58,28 @@ public sealed class StartupValidationTests
     }
 
     [Fact]
+    public async Task AddSpine_ToolSecretMissingTooShortOrMisnamed_HostFailsToStartNamingTheToolSecretAndWhereItIsLookedFor()
+    {
+        var directory = Directory.CreateTempSubdirectory("spine-secrets-").FullName;
+        await File.WriteAllTextAsync(Path.Combine(directory, "short_key"), "abc\n");
+        try
+        {
+            var error = await StartFailureAsync(
+                new Dictionary<string, string?> { ["Spine:Secrets:Directory"] = directory, ["Spine:Secrets:EnvironmentPrefix"] = "SPINE_TEST_SECRET_" },
+                services => services.AddSingleton<ITool>(new SecretTool(["missing_key", "short_key"])));
+            var misnamed = await StartFailureAsync([], services => services.AddSingleton<ITool>(new SecretTool(["../etc/passwd"])));
+
+            Assert.Contains($"Tool 'test_secret_user' 1.0.0 needs the secret 'missing_key', which is not available: set the file {Path.Combine(directory, "missing_key")} or the environment variable SPINE_TEST_SECRET_MISSING_KEY.", error, StringComparison.Ordinal);
+            Assert.Contains("the secret 'short_key' is shorter than 8 characters", error, StringComparison.Ordinal);
+            Assert.Contains("Tool 'test_secret_user' 1.0.0 Secrets: the secret name '../etc/passwd' may hold only letters, digits", misnamed, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AddSpine_MalformedPolicies_HostFailsToStartNamingEachSetting()
     {
         var file = Path.Combine(Path.GetTempPath(), $"spine-policy-{Guid.NewGuid():N}.json");
@@ -163,6 +185,21 @@ public sealed class StartupValidationTests
             InputSchema = """{"type":"object"}""",
             OutputSchema = """{"type":"object"}""",
             Breaker = breaker,
+        };
+
+        public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context) => Task.FromResult(arguments);
+    }
+
+    private sealed class SecretTool(IReadOnlyList<string> secrets) : ITool
+    {
+        public ToolDefinition Definition { get; } = new()
+        {
+            Name = "test_secret_user",
+            Version = "1.0.0",
+            Description = "A tool that needs secrets.",
+            InputSchema = """{"type":"object"}""",
+            OutputSchema = """{"type":"object"}""",
+            Secrets = secrets,
         };
 
         public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context) => Task.FromResult(arguments);
