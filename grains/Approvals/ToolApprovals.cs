@@ -1,5 +1,9 @@
 using System.Text.Json;
+using Spine.Errors;
 using Spine.Identity;
+using Spine.Journal;
+using Spine.Pipeline;
+using Spine.Runs;
 using Spine.Policies;
 using Spine.Tools;
 
@@ -59,11 +63,11 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
     /// What a tool call needs before it runs (null: nothing). A call its policy denies needs no approval: nobody is
     /// asked about what may not happen, and the policy stage refuses it.
     /// </summary>
-    internal ToolApprovalNeed? For(Pipeline.IStepRun run, string tool, string? version, JsonElement arguments, IReadOnlyCollection<string>? allowed, double? confidence, bool checkPolicy = true)
+    internal ToolApprovalNeed? For(IStepRun run, string tool, string? version, JsonElement arguments, IReadOnlyCollection<string>? allowed, double? confidence)
     {
         var workflowType = run.WorkflowType;
         var startedBy = run.StartedBy;
-        if (checkPolicy && allowed is not null && !allowed.Contains(tool))
+        if (allowed is not null && !allowed.Contains(tool))
         {
             return null;
         }
@@ -79,7 +83,7 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
             return null;
         }
 
-        if (checkPolicy && policies.Active)
+        if (policies.Active)
         {
             var (ofTool, all) = PolicyDenials.CountCalls(run, tool);
             if (policies.CheckTool(workflowType, startedBy, tool, registered.Definition.Version, arguments, ofTool, all) is not null)
@@ -112,6 +116,44 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// The approval a call's approval step journaled, rebuilt as it was asked, when the journal has one at
+    /// <paramref name="step"/>: a request once asked stands (today's definition, policies and call counts do not
+    /// change it, or skip it while it waits). Null when the journal asked nothing there.
+    /// </summary>
+    /// <exception cref="NonDeterminismException">The journal asked about another call at this step.</exception>
+    internal static ApprovalRequest? Journaled(IStepRun run, int step, string tool, JsonElement arguments)
+    {
+        var asked = run.EventsOf(step).FirstOrDefault(e => e.Kind == JournalKind.ApprovalRequested);
+        if (asked is null)
+        {
+            return null;
+        }
+
+        var name = StepName(tool);
+        var requested = RunPayloads.Read<ApprovalRequestedPayload>(asked.Payload);
+        var proposed = requested.ProposedActionJson is { } json ? JsonDocument.Parse(json).RootElement : default;
+        var sameCall = asked.Name == RunPayloads.Clean(name)
+            && proposed.ValueKind == JsonValueKind.Object
+            && proposed.TryGetProperty("tool", out var proposedTool) && proposedTool.GetString() == tool
+            && proposed.TryGetProperty("arguments", out var proposedArguments)
+            && RunPayloads.ArgumentsHash(proposedArguments) == RunPayloads.ArgumentsHash(arguments);
+        if (!sameCall)
+        {
+            throw new NonDeterminismException(run.RunId, step, $"Approval '{asked.Name}' of {requested.ProposedActionJson ?? "no proposed action"}",
+                $"a call of '{tool}' with other arguments");
+        }
+
+        // The deadline and escalation are read from the journal again by the gate; the timeout only has to be valid.
+        var timeout = requested.Deadline - asked.RecordedAt;
+        return new ApprovalRequest(name, requested.Question, requested.ApproverRoles, timeout > TimeSpan.Zero ? timeout : TimeSpan.FromSeconds(1))
+        {
+            ProposedActionJson = requested.ProposedActionJson,
+            OnTimeout = requested.OnTimeout,
+            EscalateTo = requested.EscalateTo,
+        };
     }
 
     /// <summary>The approval request for a call that needs one: the proposed action is the call itself.</summary>

@@ -73,20 +73,20 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         ArgumentException.ThrowIfNullOrEmpty(tool);
 
         // A call that needs a human's approval (its tool, a policy, or its confidence) asks first, as a step of its own.
-        var approvals = services.GetRequiredService<Approvals.ToolApprovals>();
-        // Replaying, the journal says whether the call asked (the policy's call counts are those of the whole journal now).
-        var asked = run.TryGetOutcome(_step + 1, out var next) ? next.Kind == JournalKind.Approval && next.Name == Approvals.ToolApprovals.StepName(tool) : (bool?)null;
-        var pinned = version ?? _pinnedTools.GetValueOrDefault(tool);
-        var required = asked switch
+        // Whenever the journal holds anything at that step, it decides: an approval it asked (decided or still
+        // pending) is asked again exactly as then, and any other row is the call's own, which asked nothing. Only a
+        // call the journal has not reached is decided by today's definition, policies and call counts.
+        var approvalStep = _step + 1;
+        var request = Approvals.ToolApprovals.Journaled(run, approvalStep, tool, arguments);
+        if (request is null && !run.TryGetOutcome(approvalStep, out _) && run.EventsOf(approvalStep).Count == 0
+            && services.GetRequiredService<Approvals.ToolApprovals>().For(run, tool, version ?? _pinnedTools.GetValueOrDefault(tool), arguments, options?.AllowedTools, options?.Confidence) is { } need)
         {
-            null => approvals.For(run, tool, pinned, arguments, options?.AllowedTools, options?.Confidence),
-            true => approvals.For(run, tool, pinned, arguments, options?.AllowedTools, options?.Confidence, checkPolicy: false),
-            false => null,
-        };
-        if (required is { } need)
+            request = Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need);
+        }
+
+        if (request is not null)
         {
-            var approvalStep = _step + 1;
-            var decision = await RequestApprovalAsync(Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need));
+            var decision = await RequestApprovalAsync(request);
             if (!decision.Approved)
             {
                 throw new ToolCallRejectedException(RunId, approvalStep, tool, decision.TimedOut, decision.Actor?.Id, decision.Comment);

@@ -150,11 +150,16 @@ public sealed partial class WorkflowRunGrain
             throw new ArgumentOutOfRangeException(nameof(request), fromStep, "FromStep must be at least 1.");
         }
 
+        // A human's approval is of one run: a replay asks again, and so re-executes every step numbered after the
+        // first approval it asks again (those calls came after the decision, which may now go the other way; and
+        // their reused outcomes would wait for the approval while it waits for them to be handed back).
+        var reuseBelow = source.History.Outcomes.Where(r => r.Kind == JournalKind.Approval && r.Step < fromStep)
+            .Select(r => r.Step!.Value).Append(fromStep).Min();
+
         // The reused outcomes keep their journal order (a replay hands them back in it), with the ends of
         // the sleeps among them (format 2).
         var reused = source.History.Rows
-            // A human's approval is of one run: a replay asks again.
-            .Where(r => r.Step < fromStep && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired) && r.Kind != JournalKind.Approval)
+            .Where(r => r.Step < reuseBelow && (r.IsStepOutcome || r.Kind == JournalKind.TimerFired))
             .Where(r => !r.IsStepOutcome || (source.History.TryGetOutcome(r.Step!.Value, out var outcome) && outcome.Seq == r.Seq))
             .OrderBy(r => r.Seq)
             .Select(r => r.Kind == JournalKind.Signal ? r with { Payload = Signals.SignalInbox.ForgetId(r.Payload) } : r)

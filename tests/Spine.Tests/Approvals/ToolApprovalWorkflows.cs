@@ -29,6 +29,43 @@ public sealed class ToolApprovalWorkflow : IWorkflow<string, string>
     }
 }
 
+/// <summary>
+/// Two guarded calls in parallel, under a policy that permits one call of the tool per run (<see cref="OneCallRule"/>):
+/// each asks a treasurer first; a call the policy then refuses reports it instead of failing.
+/// </summary>
+[Workflow("test.tool-approval-pair")]
+public sealed class ToolApprovalPairWorkflow : IWorkflow<string, string>
+{
+    public static PolicyRule OneCallRule()
+    {
+        var rule = new PolicyRule { Name = "one-guarded-call", Workflow = "test.tool-approval-pair" };
+        rule.Tools[GuardedTool.Name] = new ToolRule { MaxCalls = 1 };
+        return rule;
+    }
+
+    public async Task<string> RunAsync(IWorkflowContext context, string input)
+    {
+        var results = await Task.WhenAll(CallAsync(context, 1), CallAsync(context, 2));
+        return string.Join("|", results);
+    }
+
+    private static async Task<string> CallAsync(IWorkflowContext context, int x)
+    {
+        try
+        {
+            return (await context.CallToolAsync(GuardedTool.Name, JsonSerializer.SerializeToElement(new { x }))).GetRawText();
+        }
+        catch (ToolCallRejectedException e)
+        {
+            return $"rejected@{e.ApprovalStep}";
+        }
+        catch (PolicyDeniedException e)
+        {
+            return $"denied@{e.Step}";
+        }
+    }
+}
+
 /// <summary>A tool whose every call needs a treasurer's approval, by its definition.</summary>
 public sealed class GuardedTool : ITool
 {

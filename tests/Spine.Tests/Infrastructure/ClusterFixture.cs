@@ -94,6 +94,8 @@ public sealed class ClusterFixture : IAsyncLifetime
             }
 
             silo.Services.AddSpineWorkflow<Approvals.ToolApprovalWorkflow, string, string>();
+            silo.Services.AddSpineWorkflow<Approvals.ToolApprovalPairWorkflow, string, string>();
+            silo.Services.AddSpinePolicy(Approvals.ToolApprovalPairWorkflow.OneCallRule());
             silo.Services.AddSpineTool<Approvals.GuardedTool>();
             silo.Services.AddSpineTool<Policies.InjectingTool>();
             silo.Services.AddKeyedSingleton<IChatClient>("confident", new Approvals.ConfidentChatClient());
