@@ -24,7 +24,7 @@ public sealed record StartRunRequest(
 
 /// <summary>A request to fork a new run from step <paramref name="FromStep"/> of an earlier run.</summary>
 /// <param name="SourceRunId">The run to fork from (completed, failed, cancelled, dead-lettered or discarded).</param>
-/// <param name="FromStep">The first step to execute again; steps before it are reused from the source journal. Null: the source's failing step (or 1).</param>
+/// <param name="FromStep">The first step to execute again; steps before it are reused from the source journal, up to the first approval the source decided (approvals are asked again, so the steps from it on run again too). Null: the source's failing step (or 1).</param>
 /// <param name="InputJson">A changed input; null keeps the source's input.</param>
 /// <param name="Parameters">Changed step parameters; null keeps the source's.</param>
 /// <param name="IdempotencyKey">Makes the replay itself idempotent (per account).</param>
@@ -55,7 +55,7 @@ public sealed record SignalRequest(
 
 /// <summary>Where a replayed run came from.</summary>
 /// <param name="SourceRunId">The source run.</param>
-/// <param name="FromStep">The first step the replay executed itself.</param>
+/// <param name="FromStep">The step the replay was asked to execute from (it also re-executed any steps after an approval before it).</param>
 [GenerateSerializer, Immutable, Alias("spine.RunOrigin")]
 public sealed record RunOrigin([property: Id(0)] string SourceRunId, [property: Id(1)] int FromStep);
 

@@ -134,12 +134,17 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
 
         var name = StepName(tool);
         var requested = RunPayloads.Read<ApprovalRequestedPayload>(asked.Payload);
-        var proposed = requested.ProposedActionJson is { } json ? JsonDocument.Parse(json).RootElement : default;
-        var sameCall = asked.Name == RunPayloads.Clean(name)
-            && proposed.ValueKind == JsonValueKind.Object
-            && proposed.TryGetProperty("tool", out var proposedTool) && proposedTool.GetString() == tool
-            && proposed.TryGetProperty("arguments", out var proposedArguments)
-            && RunPayloads.ArgumentsHash(proposedArguments) == RunPayloads.ArgumentsHash(arguments);
+        bool sameCall;
+        using (var document = requested.ProposedActionJson is { } json ? JsonDocument.Parse(json) : null)
+        {
+            var proposed = document?.RootElement ?? default;
+            sameCall = asked.Name == RunPayloads.Clean(name)
+                && proposed.ValueKind == JsonValueKind.Object
+                && proposed.TryGetProperty("tool", out var proposedTool) && proposedTool.ValueKind == JsonValueKind.String && proposedTool.GetString() == tool
+                && proposed.TryGetProperty("arguments", out var proposedArguments)
+                && RunPayloads.ArgumentsHash(proposedArguments) == RunPayloads.ArgumentsHash(arguments);
+        }
+
         if (!sameCall)
         {
             throw new NonDeterminismException(run.RunId, step, $"Approval '{asked.Name}' of {requested.ProposedActionJson ?? "no proposed action"}",
@@ -148,7 +153,8 @@ public sealed class ToolApprovals(ToolRegistry tools, PolicyEngine policies)
 
         // The deadline and escalation are read from the journal again by the gate; the timeout only has to be valid.
         var timeout = requested.Deadline - asked.RecordedAt;
-        return new ApprovalRequest(name, requested.Question, requested.ApproverRoles, timeout > TimeSpan.Zero ? timeout : TimeSpan.FromSeconds(1))
+        timeout = timeout < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : timeout > TimeSpan.FromDays(3650) ? TimeSpan.FromDays(3650) : timeout;
+        return new ApprovalRequest(name, requested.Question, requested.ApproverRoles, timeout)
         {
             ProposedActionJson = requested.ProposedActionJson,
             OnTimeout = requested.OnTimeout,

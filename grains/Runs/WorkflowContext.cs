@@ -77,13 +77,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         // pending) is asked again exactly as then, and any other row is the call's own, which asked nothing. Only a
         // call the journal has not reached is decided by today's definition, policies and call counts.
         var approvalStep = _step + 1;
-        var request = Approvals.ToolApprovals.Journaled(run, approvalStep, tool, arguments);
-        if (request is null && !run.TryGetOutcome(approvalStep, out _) && run.EventsOf(approvalStep).Count == 0
-            && services.GetRequiredService<Approvals.ToolApprovals>().For(run, tool, version ?? _pinnedTools.GetValueOrDefault(tool), arguments, options?.AllowedTools, options?.Confidence) is { } need)
-        {
-            request = Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need);
-        }
-
+        var request = ApprovalFor(approvalStep, tool, arguments, version, options);
         if (request is not null)
         {
             var decision = await RequestApprovalAsync(request);
@@ -310,6 +304,46 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
             Execute = _ => Task.FromResult(RunPayloads.Write(format(produce()))),
         }, run);
         return parse(JsonSerializer.Deserialize<string>(Unwrap(Row(outcome)))!);
+    }
+
+    /// <summary>
+    /// The approval a tool call asks for first, at <paramref name="step"/>, or null. When the journal reached that
+    /// step it decides: the approval it asked there, rebuilt as asked; nothing, when the rows there are the call's own
+    /// (a recorded outcome, failed attempts, a denial). Rows of another call there are non-determinism.
+    /// </summary>
+    private Approvals.ApprovalRequest? ApprovalFor(int step, string tool, JsonElement arguments, string? version, StepOptions? options)
+    {
+        try
+        {
+            if (Approvals.ToolApprovals.Journaled(run, step, tool, arguments) is { } asked)
+            {
+                return asked;
+            }
+
+            var own = RunPayloads.Clean(tool);
+            var outcome = run.TryGetOutcome(step, out var row) ? row : null;
+            var events = run.EventsOf(step);
+            if (outcome is not null || events.Count > 0)
+            {
+                if ((outcome is { } o && o.Name != own ? o : events.FirstOrDefault(e => e.Name != own)) is { } other)
+                {
+                    throw new NonDeterminismException(RunId, step, $"{other.Kind} '{other.Name}'", $"{JournalKind.Tool} '{own}'");
+                }
+
+                return null;
+            }
+        }
+        catch (NonDeterminismException e)
+        {
+            // As in Next: parallel branches parked for their turn end with the run's error instead of waiting for ever.
+            replay.Poison(e);
+            throw;
+        }
+
+        var approvals = services.GetRequiredService<Approvals.ToolApprovals>();
+        return approvals.For(run, tool, version ?? _pinnedTools.GetValueOrDefault(tool), arguments, options?.AllowedTools, options?.Confidence) is { } need
+            ? Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need)
+            : null;
     }
 
     private (int Step, JournalRow? Recorded) Next(JournalKind kind, string name, JsonElement arguments = default, string? argumentsHash = null)
