@@ -34,7 +34,9 @@ public sealed class CallCosts
 
     private readonly BudgetOptions _options;
     private readonly IServiceProvider _services;
-    private readonly ConcurrentDictionary<string, Tokenizer> _tokenizers = new(StringComparer.OrdinalIgnoreCase);
+    // Lazy: building a tokenizer parses its whole vocabulary (about a second of CPU), so the runs that ask for one at
+    // once wait for one build instead of each doing it; and the encodings are shared by every model that falls back to them.
+    private readonly ConcurrentDictionary<string, Lazy<Tokenizer>> _tokenizers = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Reads and checks the prices and workflow settings of <c>Spine:Budgets</c>.</summary>
     /// <exception cref="InvalidOperationException">A setting is out of range, naming it.</exception>
@@ -183,25 +185,33 @@ public sealed class CallCosts
 
     private Tokenizer TokenizerFor(string? model, ModelPrice? price)
     {
-        var key = price?.Encoding ?? model ?? "o200k_base";
-        return _tokenizers.GetOrAdd(key, static (k, explicitEncoding) =>
+        var key = price?.Encoding ?? model ?? DefaultEncoding;
+        if (price?.Encoding is not null || Encodings.Contains(key, StringComparer.OrdinalIgnoreCase))
         {
-            if (explicitEncoding || Encodings.Contains(k, StringComparer.OrdinalIgnoreCase))
-            {
-                return TiktokenTokenizer.CreateForEncoding(k.ToLowerInvariant());
-            }
+            return Encoding(key);
+        }
 
+        return _tokenizers.GetOrAdd("model:" + key, k => new Lazy<Tokenizer>(() =>
+        {
             try
             {
-                return TiktokenTokenizer.CreateForModel(k);
+                return TiktokenTokenizer.CreateForModel(k["model:".Length..]);
             }
             catch (Exception e) when (e is NotSupportedException or ArgumentException or InvalidOperationException)
             {
                 // A model the tokenizer does not know (a local or a newer one): the newest OpenAI encoding.
-                return TiktokenTokenizer.CreateForEncoding("o200k_base");
+                return Encoding(DefaultEncoding);
             }
-        }, price?.Encoding is not null);
+        })).Value;
     }
+
+    private Tokenizer Encoding(string name) =>
+        _tokenizers.GetOrAdd("encoding:" + name.ToLowerInvariant(), k => new Lazy<Tokenizer>(() => TiktokenTokenizer.CreateForEncoding(k["encoding:".Length..]))).Value;
+
+    /// <summary>Builds the default encoding's tokenizer now (the silo starts it in the background), so a run's first model call does not wait for it.</summary>
+    internal void Warm() => Encoding(DefaultEncoding);
+
+    private const string DefaultEncoding = "o200k_base";
 
     private static long CountInput(IReadOnlyList<ChatMessage> messages, ChatOptions? options, Tokenizer tokenizer)
     {

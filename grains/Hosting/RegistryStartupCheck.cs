@@ -21,7 +21,10 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
                 var tools = services.GetRequiredService<ToolRegistry>();
                 services.GetRequiredService<WorkflowRegistry>();
                 services.GetRequiredService<Policies.PolicyEngine>();
-                services.GetRequiredService<Budgets.CallCosts>();
+                var costs = services.GetRequiredService<Budgets.CallCosts>();
+
+                // Not awaited: the silo need not wait for it, only a run's first counted model call might.
+                _ = Task.Run(costs.Warm, CancellationToken.None);
                 await Secrets.SecretStartupCheck.RunAsync(tools, services.GetRequiredService<Secrets.ISecretProvider>(), cancellation);
             });
 }

@@ -177,6 +177,7 @@ public sealed class BenchEnvironment : IAsyncDisposable
             o.MinLevel = LogLevel.Warning;
         });
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        SecretsWorkload.Register(builder.Services);
 
         if (memoryReminders)
         {

@@ -9,6 +9,7 @@ using Spine.Bench;
 // dotnet run -c Release --project tests/Spine.Bench -- budget [--runs N] [--concurrency N]
 // dotnet run -c Release --project tests/Spine.Bench -- w10-agent [--runs N] [--concurrency N] [--rounds N] [--parts policy,budget,approval]
 // dotnet run -c Release --project tests/Spine.Bench -- adversarial [--runs N] [--concurrency N]
+// dotnet run -c Release --project tests/Spine.Bench -- secrets [--runs N] [--concurrency N]
 // stdout: one name=value line per figure; everything else goes to stderr.
 if (args.Length > 0 && args[0] == "chaos")
 {
@@ -25,10 +26,10 @@ if (args.Length > 0 && args[0] == "pg-restart")
     return await PgRestartWorkload.RunAsync(IntOption("--runs", 200));
 }
 
-string[] workloads = ["w10", "w10-seq", "w1000", "budget", "w10-agent", "adversarial"];
+string[] workloads = ["w10", "w10-seq", "w1000", "budget", "w10-agent", "adversarial", "secrets"];
 if (args.Length == 0 || (args[0] != "all" && !workloads.Contains(args[0])))
 {
-    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|budget|w10-agent|adversarial|all|chaos|failover|pg-restart> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
+    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|budget|w10-agent|adversarial|secrets|all|chaos|failover|pg-restart> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
     return 2;
 }
 
@@ -63,6 +64,7 @@ await using (var environment = await BenchEnvironment.StartAsync(settings.Memory
             "w10-seq" => bench.W10SeqAsync(figures),
             "budget" => BudgetWorkload.RunAsync(environment, IntOption("--runs", 5000), IntOption("--concurrency", 64), figures),
             "adversarial" => AdversarialWorkload.RunAsync(environment, IntOption("--runs", 100), IntOption("--concurrency", 16), figures),
+            "secrets" => SecretsWorkload.RunAsync(environment, IntOption("--runs", 100), IntOption("--concurrency", 16), figures),
             "w10-agent" => AgentWorkload.RunAsync(environment, IntOption("--runs", 1000), IntOption("--concurrency", 64), IntOption("--rounds", 3),
                 AgentWorkload.Parts.Parse(StringOption("--parts")), profile, figures),
             _ => bench.W1000Async(figures),
