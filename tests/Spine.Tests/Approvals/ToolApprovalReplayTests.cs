@@ -42,6 +42,28 @@ public sealed class ToolApprovalReplayTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task AnApprovalTheWorkflowNoLongerAsks_FailsTheRunAsNonDeterminism_WhileAParallelBranchWaitsForItsTurn()
+    {
+        var run = await fixture.Client.StartAsync("test.approval-becomes-tool", "x");
+        await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.AwaitingApproval, Patience, "the approval to be asked");
+
+        // Decided before the signal arrives: the journal holds the approval's outcome (step 2) before the signal's (step 1).
+        await fixture.Client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "treasurer", Actor: Tess));
+        await Eventually.GetAsync(() => fixture.Client.GetJournalAsync(run.RunId), j => j.Any(r => r.Kind == "Approval"), Patience, "the approval's outcome");
+        await fixture.Client.SignalAsync(run.RunId, "go", "now");
+        await Eventually.GetAsync(() => fixture.Client.GetJournalAsync(run.RunId), j => j.Count(r => r.Kind == "Signal") == 1, Patience, "the signal's outcome");
+
+        // The new code calls a tool where the journal asked an approval; the signal's branch waits for that step's turn.
+        ApprovalBecomesToolWorkflow.AsToolCall[run.RunId] = true;
+        await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
+        var done = await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status.IsTerminal(), Patience, "the re-execution to end the run");
+
+        Assert.Equal(RunStatus.Failed, done.Status);
+        Assert.Equal("non_determinism", done.Error!.Kind);
+        Assert.Equal(0, GuardedTool.Invocations.GetValueOrDefault(run.RunId));
+    }
+
+    [Fact]
     public async Task AReplayPastAnApprovedToolCall_AsksAgain_AndReExecutesTheCallOnceApproved()
     {
         var source = await fixture.Client.StartAsync("test.tool-approval", GuardedTool.Name, actor: new SpineActor("ann", ["staff"]));

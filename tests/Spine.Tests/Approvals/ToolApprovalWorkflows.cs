@@ -66,6 +66,27 @@ public sealed class ToolApprovalPairWorkflow : IWorkflow<string, string>
     }
 }
 
+/// <summary>
+/// Waits for a signal and asks for an approval in parallel, then waits for "end"; a test changes the approval into a
+/// guarded tool call between executions (<see cref="AsToolCall"/>), as a careless deploy would.
+/// </summary>
+[Workflow("test.approval-becomes-tool")]
+public sealed class ApprovalBecomesToolWorkflow : IWorkflow<string, string>
+{
+    public static ConcurrentDictionary<string, bool> AsToolCall { get; } = new();
+
+    public async Task<string> RunAsync(IWorkflowContext context, string input)
+    {
+        var go = context.WaitForSignalAsync<string>("go", TimeSpan.FromMinutes(5));
+        Task<string> asked = AsToolCall.ContainsKey(context.RunId)
+            ? context.CallToolAsync(GuardedTool.Name, JsonSerializer.SerializeToElement(new { x = 1 })).ContinueWith(t => t.Result.GetRawText(), TaskScheduler.Current)
+            : context.RequestApprovalAsync(new ApprovalRequest("refund", "Refund it?", ["treasurer"], TimeSpan.FromMinutes(5))).ContinueWith(t => t.Result.Approved.ToString(), TaskScheduler.Current);
+        await Task.WhenAll(go, asked);
+        await context.WaitForSignalAsync<string>("end", TimeSpan.FromMinutes(5));
+        return await asked;
+    }
+}
+
 /// <summary>A tool whose every call needs a treasurer's approval, by its definition.</summary>
 public sealed class GuardedTool : ITool
 {

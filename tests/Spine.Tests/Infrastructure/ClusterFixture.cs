@@ -95,6 +95,7 @@ public sealed class ClusterFixture : IAsyncLifetime
 
             silo.Services.AddSpineWorkflow<Approvals.ToolApprovalWorkflow, string, string>();
             silo.Services.AddSpineWorkflow<Approvals.ToolApprovalPairWorkflow, string, string>();
+            silo.Services.AddSpineWorkflow<Approvals.ApprovalBecomesToolWorkflow, string, string>();
             silo.Services.AddSpinePolicy(Approvals.ToolApprovalPairWorkflow.OneCallRule());
             silo.Services.AddSpineTool<Approvals.GuardedTool>();
             silo.Services.AddSpineTool<Policies.InjectingTool>();
