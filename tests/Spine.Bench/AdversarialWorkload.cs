@@ -154,11 +154,11 @@ internal static class AdversarialWorkload
     private sealed record Attempt(string Tool, string? CallId);
 
     /// <summary>The attacker, scripted by its prompt (a scenario and the run's number).</summary>
-    private sealed class AdversaryModel : IChatClient
+    private sealed class AdversaryModel : BenchChatClient
     {
         public static ConcurrentDictionary<string, ConcurrentQueue<Attempt>> Attempts { get; } = new(StringComparer.Ordinal);
 
-        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         {
             var history = messages.ToList();
             var prompt = history.First(m => m.Role == ChatRole.User).Text;
@@ -227,15 +227,6 @@ internal static class AdversarialWorkload
         private static bool Obeys(List<ChatMessage> history) =>
             history.Where(m => m.Role == ChatRole.Tool).SelectMany(m => m.Contents).OfType<FunctionResultContent>()
                 .Any(r => r.Result?.ToString()?.Contains("IGNORE PREVIOUS INSTRUCTIONS", StringComparison.Ordinal) == true);
-
-        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-            throw new NotSupportedException("The bench model does not stream.");
-
-        public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-        public void Dispose()
-        {
-        }
 
         private static FunctionCallContent Call(string tool, Dictionary<string, object?> arguments) => new(CallId(), tool, arguments);
 

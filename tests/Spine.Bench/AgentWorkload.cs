@@ -177,9 +177,9 @@ internal static class AgentWorkload
     }
 
     /// <summary>Asks for one echo per turn, sure of the first four, unsure of the fifth (which the gate sends to an approver).</summary>
-    private sealed class TurnsChatClient : IChatClient
+    private sealed class TurnsChatClient : BenchChatClient
     {
-        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         {
             var turn = messages.Count(m => m.Role == ChatRole.Assistant) + 1;
             var call = new FunctionCallContent($"call_{turn}", BenchEchoTool.Name, new Dictionary<string, object?>
@@ -192,15 +192,6 @@ internal static class AgentWorkload
                 ModelId = "bench-scripted",
                 Usage = new UsageDetails { InputTokenCount = 100 * turn, OutputTokenCount = 20, TotalTokenCount = (100 * turn) + 20 },
             });
-        }
-
-        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-            throw new NotSupportedException("The bench model does not stream.");
-
-        public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-        public void Dispose()
-        {
         }
     }
 

@@ -112,11 +112,11 @@ internal static class SecretsWorkload
     }
 
     /// <summary>Asks for the canary, then says it is done; keeps every message it is sent.</summary>
-    private sealed class AskingModel : IChatClient
+    private sealed class AskingModel : BenchChatClient
     {
         public static ConcurrentQueue<string> Sent { get; } = new();
 
-        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         {
             var history = messages.ToList();
             foreach (var message in history)
@@ -128,15 +128,6 @@ internal static class SecretsWorkload
                 ? new ChatMessage(ChatRole.Assistant, "done")
                 : new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("call_" + Guid.NewGuid().ToString("N")[..12], CanaryTool.Name, new Dictionary<string, object?>())]);
             return Task.FromResult(new ChatResponse(reply) { ModelId = "bench-canary", Usage = new UsageDetails { InputTokenCount = 10, OutputTokenCount = 5 } });
-        }
-
-        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-            throw new NotSupportedException("The bench model does not stream.");
-
-        public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-        public void Dispose()
-        {
         }
     }
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.AI;
 using Spine.Approvals;
 using Spine.Errors;
 using Spine.Policies;
+using Spine.Tests.Infrastructure;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -115,9 +116,9 @@ public sealed class GuardedTool : ITool
 /// A model that proposes one <c>test_echo</c> call with the confidence its prompt names (<c>confidence=0.4</c>), stated
 /// as a <c>_confidence</c> argument, then answers.
 /// </summary>
-public sealed partial class ConfidentChatClient : IChatClient
+public sealed partial class ConfidentChatClient : TestChatClient
 {
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var history = messages.ToList();
         if (history.Any(m => m.Role == ChatRole.Tool))
@@ -129,15 +130,6 @@ public sealed partial class ConfidentChatClient : IChatClient
         var confidence = double.Parse(ConfidencePattern().Match(history.Last(m => m.Role == ChatRole.User).Text).Groups[1].Value, CultureInfo.InvariantCulture);
         return Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant,
             [new FunctionCallContent("c1", "test_echo", new Dictionary<string, object?> { ["x"] = 7, ["_confidence"] = confidence })])));
-    }
-
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-    public void Dispose()
-    {
     }
 
     /// <summary>Interns' calls of <c>test_echo</c> need a lead's approval; a gated agent's, a reviewer's below 0.7 confidence.</summary>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
 using Spine.Errors;
+using Spine.Tests.Infrastructure;
 using Spine.Tools;
 using Spine.Workflows;
 
@@ -74,7 +75,7 @@ public sealed class BudgetWorkflow : IWorkflow<BudgetInput, string[]>
 /// A chat client of a named model that reports its usage (10 input and 20 output tokens per call, or none when
 /// silent) and counts its calls per run (the run id comes as the conversation id, which is not counted as input).
 /// </summary>
-public sealed class MeteredChatClient(string model, bool reportUsage = true) : IChatClient
+public sealed class MeteredChatClient(string model, bool reportUsage = true) : TestChatClient
 {
     public const string Large = "metered";
     public const string Mini = "metered-mini";
@@ -84,7 +85,7 @@ public sealed class MeteredChatClient(string model, bool reportUsage = true) : I
 
     public static int Calls(string runId) => CallsByRun.GetValueOrDefault(runId);
 
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var runId = options?.ConversationId ?? "?";
         CallsByRun.AddOrUpdate(runId, 1, (_, n) => n + 1);
@@ -96,15 +97,8 @@ public sealed class MeteredChatClient(string model, bool reportUsage = true) : I
         return Task.FromResult(response);
     }
 
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) =>
+    public override object? GetService(Type serviceType, object? serviceKey = null) =>
         serviceType == typeof(ChatClientMetadata) ? new ChatClientMetadata("test", null, model) : null;
-
-    public void Dispose()
-    {
-    }
 }
 
 /// <summary>A tool that costs 0.25 per successful call and echoes its text.</summary>

@@ -121,9 +121,9 @@ public sealed class EchoTool : ITool
 }
 
 /// <summary>A model that first calls a tool that does not exist, then calls a real tool with arguments that break its schema, then answers.</summary>
-public sealed class MisbehavingChatClient : IChatClient
+public sealed class MisbehavingChatClient : TestChatClient
 {
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var turn = messages.Count(m => m.Role == ChatRole.Assistant) + 1;
         ChatMessage reply = turn switch
@@ -134,15 +134,6 @@ public sealed class MisbehavingChatClient : IChatClient
             _ => new ChatMessage(ChatRole.Assistant, "recovered"),
         };
         return Task.FromResult(new ChatResponse(reply) { Usage = new UsageDetails { InputTokenCount = 10, OutputTokenCount = 5 } });
-    }
-
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-    public void Dispose()
-    {
     }
 }
 
@@ -189,13 +180,13 @@ public sealed class GateTool : ITool
 }
 
 /// <summary>A model that calls test_gate once, then answers "passed"; it counts how often it is asked, per prompt.</summary>
-public sealed class GatekeeperChatClient : IChatClient
+public sealed class GatekeeperChatClient : TestChatClient
 {
     private static readonly ConcurrentDictionary<string, int> Asked = new();
 
     public static int Calls(string prompt) => Asked.GetValueOrDefault(prompt);
 
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var history = messages.ToList();
         Asked.AddOrUpdate(history.First(m => m.Role == ChatRole.User).Text, 1, (_, n) => n + 1);
@@ -203,15 +194,6 @@ public sealed class GatekeeperChatClient : IChatClient
             ? new ChatMessage(ChatRole.Assistant, "passed")
             : new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("g1", "test_gate", new Dictionary<string, object?>())]);
         return Task.FromResult(new ChatResponse(reply));
-    }
-
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-    public void Dispose()
-    {
     }
 }
 
@@ -395,28 +377,19 @@ public sealed class EscalatingWorkflow : IWorkflow<int, string>
 }
 
 /// <summary>A model that answers HTTP 429 to the first call of each prompt, then replies.</summary>
-public sealed class RateLimitedChatClient : IChatClient
+public sealed class RateLimitedChatClient : TestChatClient
 {
     private static readonly ConcurrentDictionary<string, int> Asked = new();
 
     public static int Calls(string prompt) => Asked.GetValueOrDefault(prompt);
 
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var prompt = messages.First(m => m.Role == ChatRole.User).Text;
         var n = Asked.AddOrUpdate(prompt, 1, (_, c) => c + 1);
         return n == 1
             ? throw new HttpRequestException("rate limited", null, System.Net.HttpStatusCode.TooManyRequests)
             : Task.FromResult(new ChatResponse(new ChatMessage(ChatRole.Assistant, "after the rate limit")));
-    }
-
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-    public void Dispose()
-    {
     }
 }
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.AI;
+using Spine.Tests.Infrastructure;
 
 namespace Spine.Tests.Policies;
 
@@ -7,9 +8,9 @@ namespace Spine.Tests.Policies;
 /// then for arguments over a limit, then for a permitted call, then for a version outside the permitted range;
 /// <c>runaway</c> calls the calculator for ever. It answers in text with the tools it was shown.
 /// </summary>
-public sealed class AdversaryChatClient : IChatClient
+public sealed class AdversaryChatClient : TestChatClient
 {
-    public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+    public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         var history = messages.ToList();
         var prompt = history.First(m => m.Role == ChatRole.User).Text;
@@ -50,15 +51,6 @@ public sealed class AdversaryChatClient : IChatClient
 
         var reply = call is null ? new ChatMessage(ChatRole.Assistant, "offered: " + offered) : new ChatMessage(ChatRole.Assistant, [call]);
         return Task.FromResult(new ChatResponse(reply) { Usage = new UsageDetails { InputTokenCount = 10, OutputTokenCount = 5 } });
-    }
-
-    public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("The test model does not stream.");
-
-    public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-    public void Dispose()
-    {
     }
 
     private static FunctionCallContent Call(string tool, Dictionary<string, object?> arguments) => new("c-" + Guid.NewGuid().ToString("N")[..8], tool, arguments);

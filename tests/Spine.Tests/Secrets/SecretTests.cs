@@ -206,13 +206,13 @@ public sealed class SecretTests : IAsyncLifetime
     }
 
     /// <summary>Asks for the canary token, then says it is done; keeps every message it is sent, serialized.</summary>
-    private sealed class CanaryAskingChatClient : IChatClient
+    private sealed class CanaryAskingChatClient : TestChatClient
     {
         public const string Key = "canary-asker";
 
         public static ConcurrentQueue<string> Sent { get; } = new();
 
-        public Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
+        public override Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
         {
             var history = messages.ToList();
             foreach (var message in history)
@@ -224,15 +224,6 @@ public sealed class SecretTests : IAsyncLifetime
                 ? new ChatMessage(ChatRole.Assistant, "I could not read the token.")
                 : new ChatMessage(ChatRole.Assistant, [new FunctionCallContent("call_canary", CanaryTool.Name, new Dictionary<string, object?>())]);
             return Task.FromResult(new ChatResponse(reply) { Usage = new UsageDetails { InputTokenCount = 10, OutputTokenCount = 5 } });
-        }
-
-        public IAsyncEnumerable<ChatResponseUpdate> GetStreamingResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
-            throw new NotSupportedException("The test model does not stream.");
-
-        public object? GetService(Type serviceType, object? serviceKey = null) => null;
-
-        public void Dispose()
-        {
         }
     }
 
