@@ -73,9 +73,9 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         ArgumentException.ThrowIfNullOrEmpty(tool);
 
         // A call that needs a human's approval (its tool, a policy, or its confidence) asks first, as a step of its own.
-        // Whenever the journal holds anything at that step, it decides: an approval it asked (decided or still
-        // pending) is asked again exactly as then, and any other row is the call's own, which asked nothing. Only a
-        // call the journal has not reached is decided by today's definition, policies and call counts.
+        // Whenever the journal holds anything at that step, it decides (see ApprovalFor): an approval it asked, decided
+        // or still pending, is asked again exactly as then. Only a call the journal has not reached is decided by
+        // today's definition, policies and call counts.
         var approvalStep = _step + 1;
         var request = ApprovalFor(approvalStep, tool, arguments, version, options);
         if (request is not null)
