@@ -23,6 +23,14 @@ public interface ISpineClient
     /// <summary>Waits until the run is terminal (or <paramref name="timeout"/> passes) and returns its snapshot.</summary>
     Task<RunInfo> WaitAsync(string runId, TimeSpan? timeout = null, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Waits until the run shows <paramref name="status"/> (say <see cref="RunStatus.AwaitingApproval"/>), or has
+    /// finished, or <paramref name="timeout"/> passes, and returns its snapshot: check its status. Without polling:
+    /// the run answers when its status changes.
+    /// </summary>
+    /// <exception cref="Spine.Errors.RunNotFoundException">No run has this id.</exception>
+    Task<RunInfo> WaitForStatusAsync(string runId, RunStatus status, TimeSpan? timeout = null, CancellationToken cancellationToken = default);
+
     /// <summary>Waits for the run's result.</summary>
     /// <exception cref="Spine.Errors.RunFailedException">The run ended Failed or Cancelled.</exception>
     Task<TResult> GetResultAsync<TResult>(string runId, CancellationToken cancellationToken = default);

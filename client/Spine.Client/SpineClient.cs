@@ -65,6 +65,22 @@ public sealed class SpineClient : ISpineClient
     }
 
     /// <inheritdoc />
+    public async Task<RunInfo> WaitForStatusAsync(string runId, RunStatus status, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        var deadline = timeout is { } t ? DateTimeOffset.UtcNow + t : DateTimeOffset.MaxValue;
+        while (true)
+        {
+            var left = deadline - DateTimeOffset.UtcNow;
+            var slice = left < _waitSlice ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : _waitSlice;
+            var info = await Run(runId).WaitForStatusAsync(status, slice).WaitAsync(cancellationToken);
+            if (info.Status == status || info.Status.IsTerminal() || DateTimeOffset.UtcNow >= deadline)
+            {
+                return info;
+            }
+        }
+    }
+
+    /// <inheritdoc />
     public async Task<TResult> GetResultAsync<TResult>(string runId, CancellationToken cancellationToken = default)
     {
         var info = await WaitAsync(runId, null, cancellationToken);

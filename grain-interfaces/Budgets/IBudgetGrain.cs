@@ -58,6 +58,12 @@ public sealed record BudgetReservation(
     /// ceiling, so that its settlement counts.
     /// </summary>
     [Id(5)] public bool Force { get; init; }
+
+    /// <summary>
+    /// Settlements of the same run's earlier calls, counted first in the same turn (each counts once, as by
+    /// <see cref="IBudgetGrain.SettleAllAsync"/>): a run's previous call may still have its own settlement on the way.
+    /// </summary>
+    [Id(6)] public IReadOnlyList<BudgetSettlement>? Settlements { get; init; }
 }
 
 /// <summary>The worst case of a call's cheaper way, and from which used fraction of a ceiling it is preferred.</summary>

@@ -25,6 +25,14 @@ public interface IWorkflowRunGrain : IGrainWithStringKey
     [Alias("WaitAsync"), AlwaysInterleave]
     Task<RunInfo> WaitAsync(TimeSpan timeout);
 
+    /// <summary>
+    /// Waits until the run shows <paramref name="status"/>, or has finished, or <paramref name="timeout"/> passes, then
+    /// returns the snapshot (a status the run passes through between two looks may be missed: it is a wait for a
+    /// state, not a feed of changes).
+    /// </summary>
+    [Alias("WaitForStatusAsync"), AlwaysInterleave]
+    Task<RunInfo> WaitForStatusAsync(RunStatus status, TimeSpan timeout);
+
     /// <summary>Requests cancellation: journaled at once, effective at the next step boundary.</summary>
     [Alias("CancelAsync"), AlwaysInterleave]
     Task<RunInfo> CancelAsync(string? reason, SpineActor? actor);

@@ -186,7 +186,12 @@ public sealed class BudgetGrain(
             throw new InvalidPayloadException("budget reservation", "tokens and cost may not be negative");
         }
 
-        var changed = Roll();
+        if (reservation.Settlements?.Any(s => s.RunId != reservation.RunId) == true)
+        {
+            throw new InvalidPayloadException("budget reservation", $"the settlements a reservation carries must be of its run {reservation.RunId}");
+        }
+
+        var changed = Roll() | (reservation.Settlements is { Count: > 0 } earlier && Settle(earlier));
         var key = Key(reservation.RunId, reservation.Step);
         if (reservation.Force)
         {
@@ -201,13 +206,20 @@ public sealed class BudgetGrain(
 
         if (State.Reservations.TryGetValue(key, out var held) && !held.Expired)
         {
-            // A retry or re-execution of a call that holds its reservation: answered as the first was, and held longer.
-            State.Reservations[key] = held with { ExpiresAt = time.GetUtcNow() + options.Value.ReservationTtl };
-            changed = true;
             var fallback = reservation.Fallback is { } f && held.Tokens == f.Tokens && held.Cost == f.Cost && (held.Tokens != reservation.Tokens || held.Cost != reservation.Cost);
-            var again = Verdict(true, null, 0, 0) with { Fallback = fallback };
-            await DurableAsync(changed);
-            return again;
+            if (fallback || (reservation.Tokens <= held.Tokens && reservation.Cost <= held.Cost))
+            {
+                // A retry or re-execution of a call that holds its reservation: answered as the first was, and held longer.
+                State.Reservations[key] = held with { ExpiresAt = time.GetUtcNow() + options.Value.ReservationTtl };
+                var again = Verdict(true, null, 0, 0) with { Fallback = fallback };
+                await DurableAsync(true);
+                return again;
+            }
+
+            // It asks for more than it holds (its run decided the call anew after a crash, with a dearer client or a
+            // longer prompt): weighed again as a new reservation, without its old hold.
+            State.Reservations.Remove(key);
+            changed = true;
         }
 
         var before = UsedFraction(0, 0);

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Spine.Errors;
 using Spine.Journal;
@@ -44,22 +43,31 @@ internal sealed record BudgetPausedPayload(string Account, DateTimeOffset Until,
 /// <summary>
 /// Call stage of the control plane, after the policy: a model call (or a tool that declares a cost per call)
 /// reserves its worst case in its run's ceilings and its account's <see cref="IBudgetGrain"/> before any attempt,
-/// keyed by (run, step), and settles what it used once its outcome is durable. The reservation is journaled
-/// before the call; the settlement in one commit with the outcome. A call that does not fit degrades as its
+/// keyed by (run, step), and settles what it used once its outcome is durable. A priced tool's reservation is
+/// journaled before the call, a model call's with the call's first row; the settlement in one commit with the
+/// outcome, sent to the grain without waiting (see docs/budgets.md). A call that does not fit degrades as its
 /// workflow type says (<see cref="WorkflowBudget"/>): a cheaper chat client, a pause until the daily window
 /// resets, or <c>budget_exhausted</c>.
 /// </summary>
-internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, BudgetCalls budgets, ILogger<BudgetStage> logger) : IStepStage
+internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine policies, ToolRegistry tools, BudgetCalls budgets, BudgetLedger ledgers, ILogger<BudgetStage> logger) : IStepStage
 {
-    /// <summary>
-    /// Per run, the reservations decided but not yet journaled: parallel calls of one run decide one after another
-    /// (a run's calls run on its activation, one turn at a time), and each must see what the others took.
-    /// </summary>
-    private readonly ConditionalWeakTable<IStepRun, Dictionary<int, Spend>> _deciding = [];
-
     public int Order => StepStageOrder.Budget;
 
     public async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next)
+    {
+        var ledger = ledgers.For(run);
+        try
+        {
+            return await InvokeAsync(call, run, next, ledger);
+        }
+        finally
+        {
+            // In the journal now (or refused, or the activation ends): the journal speaks for it from here on.
+            ledger.Deciding.Remove(call.Step);
+        }
+    }
+
+    private async Task<StepOutcome> InvokeAsync(StepCall call, IStepRun run, StepHandler next, RunLedger ledger)
     {
         var reserved = run.EventsOf(call.Step).LastOrDefault(e => e.Kind == JournalKind.BudgetReserved);
         BudgetReservedPayload reservation;
@@ -71,7 +79,9 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
             reservation = RunPayloads.Read<BudgetReservedPayload>(reserved.Payload);
             if (reservation.Account is { } held)
             {
-                await budgets.CallAsync(held, b => b.ReserveAsync(new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost) { Force = true }), run.Stopping);
+                var sent = ledger.TakeUnconfirmed();
+                await budgets.CallAsync(held, b => b.ReserveAsync(new BudgetReservation(run.RunId, call.Step, reservation.Tokens, reservation.Cost) { Force = true, Settlements = sent }), run.Stopping);
+                ledger.Confirm(sent);
             }
         }
         else if (Plan(call, run) is not { } plan)
@@ -80,7 +90,7 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         }
         else
         {
-            var decided = await ReserveAsync(call, run, plan);
+            var decided = await ReserveAsync(call, run, plan, ledger);
             if (decided.Refused is { } refused)
             {
                 return refused;
@@ -111,24 +121,32 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
 
         if (hold is not null)
         {
-            // Awaited: the run's next call must find this one's reservation replaced by what it used.
+            // Not waited for: the run's next reservation carries it too, so that the grain has counted it (whichever
+            // message arrives first) before it weighs the next call; the run's end sends it once more.
             var spent = RunPayloads.Read<BudgetSettledPayload>(settled.Payload);
-            await SettleAsync(run, hold.Account, call.Step, spent);
+            var settlement = new BudgetSettlement(run.RunId, call.Step, spent.Tokens, spent.Cost);
+            ledger.Unconfirmed[call.Step] = settlement;
+            _ = SettleAsync(run, ledger, hold.Account, settlement);
         }
 
         return outcome;
     }
 
-    private async Task SettleAsync(IStepRun run, string account, int step, BudgetSettledPayload spent)
+    private async Task SettleAsync(IStepRun run, RunLedger ledger, string account, BudgetSettlement settlement)
     {
         try
         {
-            await budgets.CallAsync(account, b => b.SettleAsync(run.RunId, step, spent.Tokens, spent.Cost), run.Stopping);
+            await budgets.CallAsync(account, b => b.SettleAsync(settlement.RunId, settlement.Step, settlement.Tokens, settlement.Cost), run.Stopping);
+            ledger.Confirm([settlement]);
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (OperationCanceledException)
         {
-            // Sent again when the run ends (or resumes).
-            LogSettleFailed(logger, e, run.RunId, step, account);
+            // The activation ended: the next one sends the journal's settlements as it begins.
+        }
+        catch (Exception e)
+        {
+            // Sent again with the run's next reservation, and when the run ends (or resumes).
+            LogSettleFailed(logger, e, run.RunId, settlement.Step, account);
         }
     }
 
@@ -197,11 +215,10 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
         }
     }
 
-    private async Task<(BudgetReservedPayload? Reservation, StepOutcome? Refused)> ReserveAsync(StepCall call, IStepRun run, CallPlan plan)
+    private async Task<(BudgetReservedPayload? Reservation, StepOutcome? Refused)> ReserveAsync(StepCall call, IStepRun run, CallPlan plan, RunLedger ledger)
     {
         var settings = plan.Settings;
-        var deciding = _deciding.GetOrCreateValue(run);
-        try
+        var deciding = ledger.Deciding;
         {
             while (true)
             {
@@ -228,9 +245,15 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
                 if (account is not null)
                 {
                     // The fallback is offered only when it fits the run's own ceilings too.
+                    var sent = ledger.TakeUnconfirmed();
                     var reservation = new BudgetReservation(run.RunId, call.Step, chosen.Tokens, chosen.Cost,
-                        useCheaper || !cheaperFits || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt));
-                    var verdict = await budgets.CallAsync(account, b => b.ReserveAsync(reservation), run.Stopping);
+                        useCheaper || !cheaperFits || plan.Cheaper is not { } fallback ? null : new BudgetFallback(fallback.Tokens, fallback.Cost, downgradeAt))
+                    {
+                        Settlements = sent,
+                    };
+
+                        var verdict = await budgets.CallAsync(account, b => b.ReserveAsync(reservation), run.Stopping);
+                    ledger.Confirm(sent);
                     if (!verdict.Granted)
                     {
                         deciding.Remove(call.Step);
@@ -264,14 +287,24 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
                 var payload = new BudgetReservedPayload(account, chosen.Tokens, chosen.Cost, chosen.InputTokens,
                     call.Kind == JournalKind.Model ? (useCheaper ? settings.DowngradeTo : call.ChatClient) : null,
                     useCheaper ? call.ChatClient ?? "default" : null, fraction, warning);
-                await run.AppendAsync(JournalKind.BudgetReserved, call.Step, call.Name, true, RunPayloads.Write(payload));
+                var row = new PendingRow(JournalKind.BudgetReserved, call.Step, call.Name, true, RunPayloads.Write(payload), null);
+                if (call.Kind == JournalKind.Model)
+                {
+                    // A model call's reservation is journaled with the call's first row, not in a commit before it:
+                    // until then the grain holds it by (run, step), so a call this activation never journals is
+                    // reserved again under the same key when the run re-executes it (or expires), and a model call
+                    // has no effect that its journal would have to account for.
+                    run.JournalWithNextRow(row);
+                }
+                else
+                {
+                    // A tool's effect may happen before its outcome is journaled: the reservation that let it run is
+                    // durable first, so that the run, resuming, re-executes it under that reservation.
+                    await run.AppendAsync([row]);
+                }
+
                 return (payload, null);
             }
-        }
-        finally
-        {
-            // Journaled now (or refused): the journal speaks for it from here on.
-            deciding.Remove(call.Step);
         }
     }
 

@@ -41,6 +41,7 @@ public static class SpineServiceCollectionExtensions
         services.AddOptions<Budgets.BudgetOptions>();
         services.TryAddSingleton<Budgets.CallCosts>();
         services.TryAddSingleton<Budgets.BudgetCalls>();
+        services.TryAddSingleton<Budgets.BudgetLedger>();
         services.TryAddSingleton<Policies.PolicyEngine>();
         services.TryAddSingleton<Approvals.ToolApprovals>();
         services.AddOptions<Secrets.SecretOptions>();

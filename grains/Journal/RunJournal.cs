@@ -16,6 +16,30 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
 
     public RunHistory History { get; } = new();
 
+    /// <summary>Pulsed after every write (and status change) of the run.</summary>
+    public StatusWatch Changes { get; } = new();
+
+    /// <summary>Rows waiting to be journaled in front of their step's next row (see <see cref="Defer"/>).</summary>
+    private readonly Dictionary<int, List<PendingRow>> _deferred = [];
+
+    /// <summary>
+    /// Journals <paramref name="row"/> in front of the next row of its step, in the same commit, instead of in a commit
+    /// of its own: for a record that only means something with what follows it (a model call's budget reservation,
+    /// which the budget grain holds by key whether or not the journal says so). Lost with the activation when no
+    /// row of the step follows.
+    /// </summary>
+    public void Defer(PendingRow row)
+    {
+        ArgumentNullException.ThrowIfNull(row);
+        var step = row.Step ?? throw new ArgumentException("Only a step's row can wait for the step's next row.", nameof(row));
+        if (!_deferred.TryGetValue(step, out var rows))
+        {
+            _deferred[step] = rows = [];
+        }
+
+        rows.Add(row);
+    }
+
     /// <summary>The run's control state; null until the run's first row is durable (or was read back).</summary>
     public RunState? State { get; private set; }
 
@@ -117,6 +141,7 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
         }
 
         apply?.Invoke(state);
+        Changes.Pulse();
     }
 
     /// <summary>Commits the first rows of a new run with its index row; the state exists from then on.</summary>
@@ -137,8 +162,12 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
         // history someone changed. (Its quarantine is written by QuarantineAsync.)
         ThrowIfTampered();
         await _lock.WaitAsync();
+        List<(int Step, List<PendingRow> Rows)> taken = [];
+        var committed = false;
         try
         {
+            // Taken out now, so that a row deferred while this write is in flight waits for the next one.
+            (pending, taken, var deferredAt) = TakeDeferred(pending);
             var rows = new List<JournalRow>(pending.Count);
             var previous = History.Rows.Count == 0 ? JournalHash.Genesis : History.Rows[^1].Hash;
             var seq = History.Rows.Count;
@@ -188,24 +217,77 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
                 throw;
             }
 
+            // Durable: the deferred rows among them are never restored from here on.
+            committed = true;
             foreach (var row in rows)
             {
                 History.Add(row);
                 State?.Observe(row);
             }
 
+            Changes.Pulse();
             if (run is not null)
             {
                 // Writes are serialized by the lock, so this is the status of the index row that committed last.
                 IndexedStatus = run.Status;
             }
 
-            return rows;
+            // The caller gets the rows it asked for (the deferred ones went in front of them).
+            return deferredAt is null ? rows : [.. rows.Where((_, i) => !deferredAt.Contains(i))];
         }
         finally
         {
+            if (!committed)
+            {
+                // Not journaled: they wait for the step's next row again, in front of any deferred meanwhile.
+                foreach (var (step, rows) in taken)
+                {
+                    if (_deferred.TryGetValue(step, out var later))
+                    {
+                        rows.AddRange(later);
+                    }
+
+                    _deferred[step] = rows;
+                }
+            }
+
             _lock.Release();
         }
+    }
+
+    /// <summary>
+    /// <paramref name="pending"/> with each step's deferred rows in front of the step's first row (taken out of the
+    /// deferred ones), the rows taken by step, and where they are in the result.
+    /// </summary>
+    private (IReadOnlyList<PendingRow> Rows, List<(int Step, List<PendingRow> Rows)> Taken, HashSet<int>? DeferredAt) TakeDeferred(IReadOnlyList<PendingRow> pending)
+    {
+        var taken = new List<(int, List<PendingRow>)>();
+        if (_deferred.Count == 0)
+        {
+            return (pending, taken, null);
+        }
+
+        List<PendingRow>? rows = null;
+        HashSet<int>? at = null;
+        for (var i = 0; i < pending.Count; i++)
+        {
+            if (pending[i].Step is { } step && _deferred.Remove(step, out var deferred))
+            {
+                rows ??= [.. pending.Take(i)];
+                at ??= [];
+                foreach (var row in deferred)
+                {
+                    at.Add(rows.Count);
+                    rows.Add(row);
+                }
+
+                taken.Add((step, deferred));
+            }
+
+            rows?.Add(pending[i]);
+        }
+
+        return rows is null ? (pending, taken, null) : (rows, taken, at);
     }
 
     /// <summary>Whether <paramref name="rows"/> are in the stored journal exactly as this activation wrote them.</summary>

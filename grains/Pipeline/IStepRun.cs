@@ -50,6 +50,13 @@ internal interface IStepRun
     Task<IReadOnlyList<JournalRow>> AppendAsync(IReadOnlyList<PendingRow> rows);
 
     /// <summary>
+    /// Journals <paramref name="row"/> in the commit of its step's next row, right in front of it, instead of in a
+    /// commit of its own; lost with the activation when no row of the step follows. For a record whose meaning
+    /// holds without it until then (a model call's budget reservation, which the budget grain keeps by key).
+    /// </summary>
+    void JournalWithNextRow(PendingRow row);
+
+    /// <summary>
     /// Waits, durably (a reminder backs it), until <paramref name="wakeAt"/>. A retry wait leaves the run
     /// executing; a sleep lets it show as sleeping, a budget pause as awaiting budget.
     /// </summary>

@@ -31,6 +31,13 @@ internal interface IRunHook
 
     /// <summary>The run's workflow is done (its compensations too); its final row is about to be written.</summary>
     Task EndingAsync(IStepRun run);
+
+    /// <summary>
+    /// The run is about to show as not executing (sleeping, waiting for a signal, an approval, an operator or its
+    /// budget): from then on the recovery sweep no longer resumes it if its silo dies, so what the hook still owes
+    /// the cluster for it is settled now.
+    /// </summary>
+    Task IdlingAsync(IStepRun run);
 }
 
 /// <summary>

@@ -68,6 +68,15 @@ public sealed class StepPipeline
         }
     }
 
+    /// <summary>Tells every hook that the run is about to show as not executing.</summary>
+    internal async Task IdlingAsync(IStepRun run)
+    {
+        foreach (var hook in Hooks)
+        {
+            await hook.IdlingAsync(run);
+        }
+    }
+
     /// <summary>Runs a call through every stage.</summary>
     internal Task<StepOutcome> RunAsync(StepCall call, IStepRun run) => _call(call, run);
 

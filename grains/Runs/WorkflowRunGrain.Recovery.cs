@@ -179,6 +179,10 @@ public sealed partial class WorkflowRunGrain
         // before an escalation nobody could decide on any more.
         ThrowIfCancelRequested();
 
+        // The run may show as waiting for an operator from this commit on, where the recovery sweep does not look.
+        await _pipeline.IdlingAsync(this);
+        ThrowIfCancelRequested();
+
         // Armed before the first await: a cancel arriving while the escalation commits is not lost. The
         // escalation itself becomes visible (and decidable) only once its row is durable.
         var decision = _decisions.Arm(step);
@@ -202,6 +206,7 @@ public sealed partial class WorkflowRunGrain
 
         state.Escalations[step] = new PendingEscalation(new Escalation(step, name, error.ToRunError()), stepKind);
         state.Status = LiveStatus(state.Escalations.Count);
+        _journal.Changes.Pulse();
         KeepAliveWhile(state.Status);
         return await _decisions.WaitAsync(step, decision);
     }

@@ -202,6 +202,35 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     }
 
     /// <inheritdoc />
+    public async Task<RunInfo> WaitForStatusAsync(RunStatus status, TimeSpan timeout)
+    {
+        // A client waits in slices well below this; a direct caller's longer (or infinite) timeout is cut to it.
+        var deadline = Time.GetUtcNow() + (timeout < MaxStatusWait ? timeout : MaxStatusWait);
+        while (true)
+        {
+            var info = Info();
+            var left = deadline - Time.GetUtcNow();
+            if (info.Status == status || info.Status.IsTerminal() || left <= TimeSpan.Zero || _shutdown.IsCancellationRequested)
+            {
+                return info;
+            }
+
+            try
+            {
+                // The activation ending answers too: the caller asks again, of the next one.
+                await _journal.Changes.Next.WaitAsync(left, Time, _shutdown.Token);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+            {
+                return Info();
+            }
+        }
+    }
+
+    /// <summary>The longest one <see cref="WaitForStatusAsync"/> call waits.</summary>
+    private static readonly TimeSpan MaxStatusWait = TimeSpan.FromMinutes(10);
+
+    /// <inheritdoc />
     public async Task<RunInfo> CancelAsync(string? reason, SpineActor? actor)
     {
         actor?.Check();
@@ -297,6 +326,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _journal.AppendAsync(kind, step, name, ok, payload, attempt: attempt);
 
     Task<IReadOnlyList<JournalRow>> IStepRun.AppendAsync(IReadOnlyList<PendingRow> rows) => _journal.WriteAsync(rows, null);
+
+    void IStepRun.JournalWithNextRow(PendingRow row) => _journal.Defer(row);
 
     Task IStepRun.WaitUntilAsync(DateTimeOffset wakeAt, WaitKind kind) => WaitUntilAsync(wakeAt, kind);
 
@@ -400,6 +431,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
 
         var live = LiveStatus(state.Escalations.Count);
+        if (live != RunStatus.Running && live != _journal.IndexedStatus)
+        {
+            // About to show as waiting, where the recovery sweep does not look: what the stages owe for the run is
+            // settled first (the index still says it executes meanwhile).
+            await _pipeline.IdlingAsync(this);
+            live = LiveStatus(state.Escalations.Count);
+        }
+
         KeepAliveWhile(live);
 
         // Against the index too: a write of another status (a decision's, a signal's) may have committed before an
@@ -410,6 +449,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             // goes with it: a stale status after a crash is restated by the next activation.
             state.Status = live;
             state.UpdatedAt = JournalHash.ToStoredPrecision(Time.GetUtcNow());
+            _journal.Changes.Pulse();
             await _journal.WriteAsync([], state.ToRunRow(RunId));
         }
     }

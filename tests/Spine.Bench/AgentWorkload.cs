@@ -93,13 +93,13 @@ internal static class AgentWorkload
         {
             var jitBefore = System.Runtime.JitInfo.GetCompiledMethodCount();
             Progress.Say($"w10-agent: round {round} of {rounds}: {runs} runs ({Turns} model turns, {Turns} tool calls each), {concurrency} in flight, control plane off");
-            profile?.Reset();
+            var offPhase = PhaseProbe.Start(profile, environment.PostgresCpu);
             offSeconds.Add(await PhaseAsync(environment, runs, concurrency, Parts.Off, account));
-            profile?.Report("w10-agent off", offSeconds[^1]);
+            offPhase.Report("w10-agent off", offSeconds[^1], runs * 2 * Turns);
             Progress.Say($"w10-agent: round {round} of {rounds}: the same with the control plane on");
-            profile?.Reset();
+            var onPhase = PhaseProbe.Start(profile, environment.PostgresCpu);
             onSeconds.Add(await PhaseAsync(environment, runs, concurrency, parts, account));
-            profile?.Report("w10-agent on", onSeconds[^1]);
+            onPhase.Report("w10-agent on", onSeconds[^1], runs * 2 * Turns);
             Progress.Say($"w10-agent: round {round}: {runs * 2.0 * Turns / offSeconds[^1]:F1} steps/s off, {runs * 2.0 * Turns / onSeconds[^1]:F1} on ({System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore} methods JIT-compiled in the round)");
         }
 
@@ -158,9 +158,10 @@ internal static class AgentWorkload
                 if (parts.Approval)
                 {
                     // The driver is the approver: it grants the run's one approval as soon as the run asks.
-                    while ((await client.GetAsync(run.RunId)).Status != RunStatus.AwaitingApproval)
+                    var waiting = await client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingApproval, TimeSpan.FromMinutes(5));
+                    if (waiting.Status != RunStatus.AwaitingApproval)
                     {
-                        await Task.Delay(5);
+                        throw new InvalidOperationException($"run {run.RunId} is {waiting.Status}, not awaiting its approval");
                     }
 
                     await client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "bench-approver", Actor: approver));

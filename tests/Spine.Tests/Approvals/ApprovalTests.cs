@@ -164,6 +164,25 @@ public sealed class ApprovalTests(ClusterFixture fixture)
         Assert.Single(await fixture.Client.GetJournalAsync(run.RunId), r => r.Kind == "ApprovalRequested");
     }
 
+    [Fact]
+    public async Task WaitingForAStatus_AnswersWhenTheRunShowsIt_WhenTheRunEnds_AndAtTheTimeout()
+    {
+        var run = await fixture.Client.StartAsync("payout", new PayoutInput(5_00));
+
+        var waiting = await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingApproval, Patience);
+        var notYet = await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.Sleeping, TimeSpan.FromMilliseconds(300));
+        var untilTheEnd = fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.Sleeping, Patience);
+        await fixture.Client.DecideApprovalAsync(run.RunId, new ApprovalVerdict(true, "approver", Actor: Alice));
+        var ended = await untilTheEnd;
+        var unknown = await Assert.ThrowsAsync<RunNotFoundException>(() => fixture.Client.WaitForStatusAsync("no-such-run-" + Guid.NewGuid().ToString("N"), RunStatus.Completed, Patience));
+
+        Assert.Equal(RunStatus.AwaitingApproval, waiting.Status);
+        Assert.Single(waiting.Approvals);
+        Assert.Equal(RunStatus.AwaitingApproval, notYet.Status);
+        Assert.Equal(RunStatus.Completed, ended.Status);
+        Assert.Contains("no-such-run-", unknown.Message, StringComparison.Ordinal);
+    }
+
     private Task<RunInfo> WaitingAsync(string runId) =>
         Eventually.GetAsync(() => fixture.Client.GetAsync(runId), i => i.Status == RunStatus.AwaitingApproval, Patience, "the run to wait for its approval");
 }

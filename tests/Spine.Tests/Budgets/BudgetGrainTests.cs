@@ -57,6 +57,45 @@ public sealed class BudgetGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ASettlementCarriedByTheRunsNextReservation_CountsBeforeItIsWeighed_AndOnceWhicheverArrivesFirst()
+    {
+        var account = NewAccount();
+        await fixture.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = 100 });
+        await Budget(account).ReserveAsync(new BudgetReservation("r-1", 1, 60, 0));
+
+        // The second call does not fit beside the first's worst case, but does beside what the first used.
+        var next = await Budget(account).ReserveAsync(new BudgetReservation("r-1", 2, 60, 0) { Settlements = [new BudgetSettlement("r-1", 1, 30, 0)] });
+        var late = await Budget(account).SettleAsync("r-1", 1, 30, 0);
+        var foreign = await Assert.ThrowsAsync<InvalidPayloadException>(() =>
+            Budget(account).ReserveAsync(new BudgetReservation("r-1", 3, 1, 0) { Settlements = [new BudgetSettlement("r-2", 1, 5, 0)] }));
+
+        Assert.True(next.Granted, next.Reason);
+        Assert.Equal((30L, 60L, 1), (late.SpentTokensTotal, late.ReservedTokens, late.Reservations));
+        Assert.Contains("must be of its run r-1", foreign.Message, StringComparison.Ordinal);
+        Assert.Equal((30L, 1), ((await fixture.Client.GetBudgetAsync(account)).SpentTokensTotal, (await fixture.Client.GetBudgetAsync(account)).Reservations));
+    }
+
+    [Fact]
+    public async Task AReservationAskedAgainForMore_IsWeighedAgain_AndForLess_KeepsItsHold()
+    {
+        var account = NewAccount();
+        await fixture.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = 100 });
+        await Budget(account).ReserveAsync(new BudgetReservation("r-1", 1, 50, 0));
+        await Budget(account).ReserveAsync(new BudgetReservation("r-2", 1, 30, 0));
+
+        // A resumed run decided its call anew, dearer: held as asked only when that fits beside the others.
+        var less = await Budget(account).ReserveAsync(new BudgetReservation("r-1", 1, 40, 0));
+        var fits = await Budget(account).ReserveAsync(new BudgetReservation("r-1", 1, 70, 0));
+        var tooMuch = await Budget(account).ReserveAsync(new BudgetReservation("r-2", 1, 31, 0));
+        var view = await fixture.Client.GetBudgetAsync(account);
+
+        Assert.True(less.Granted);
+        Assert.True(fits.Granted, fits.Reason);
+        Assert.False(tooMuch.Granted);
+        Assert.Equal((70L, 1), (view.ReservedTokens, view.Reservations));
+    }
+
+    [Fact]
     public async Task ALateSettlement_OfAnExpiredReservation_StillCounts_AndOneNeverReserved_ChangesNothing()
     {
         var account = NewAccount();

@@ -59,7 +59,7 @@ public sealed class BudgetPipelineTests
         var policies = new PolicyEngine(Options.Create(new PolicyOptions()), tools, new WorkflowRegistry([]));
         var budgets = new BudgetCalls(null!, _run.Clock, NullLogger<BudgetCalls>.Instance);
         return new StepPipeline(
-            [new ReplayStage(), new BudgetStage(costs, policies, tools, budgets, NullLogger<BudgetStage>.Instance), new JournalStage(), new EscalationStage(), new RetryStage(() => 0.5)],
+            [new ReplayStage(), new BudgetStage(costs, policies, tools, budgets, new BudgetLedger(), NullLogger<BudgetStage>.Instance), new JournalStage(), new EscalationStage(), new RetryStage(() => 0.5)],
             []);
     }
 

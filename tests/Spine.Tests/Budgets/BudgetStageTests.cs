@@ -51,6 +51,46 @@ public sealed class BudgetStageTests(ClusterFixture fixture)
     }
 
     [Fact]
+    public async Task ARunThatStopsExecuting_HasItsSettlementsCounted_BeforeItShowsAsWaiting()
+    {
+        // Single settlements to this account arrive late: a run waiting (which the recovery sweep does not resume after a
+        // crash) must not owe one to the grain meanwhile.
+        var account = SlowSettlementFilter.Prefix + Guid.NewGuid().ToString("N");
+        await fixture.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = 100_000 });
+
+        var run = await fixture.Client.StartAsync("test.budget", new BudgetInput(2, WaitForGo: true), accountId: account);
+        var waiting = await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingSignal, Timeout);
+        var budget = await fixture.Client.GetBudgetAsync(account);
+        await fixture.Client.SignalAsync(run.RunId, "go", "go");
+        var done = await fixture.Client.WaitAsync(run.RunId, Timeout);
+
+        Assert.Equal(RunStatus.AwaitingSignal, waiting.Status);
+        Assert.Equal((2 * UsedPerCall, 0), (budget.SpentTokensTotal, budget.Reservations));
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Equal(2 * UsedPerCall, (await fixture.Client.GetBudgetAsync(account)).SpentTokensTotal);
+    }
+
+    [Fact]
+    public async Task ARunsEnd_ReleasesAReservationItsJournalNeverRecorded()
+    {
+        // What an earlier activation leaves when its silo dies during a model call: the grain holds the call's
+        // reservation, and the journal (which records it with the call's outcome) has nothing of it.
+        var account = NewAccount();
+        await fixture.Client.SetBudgetAsync(account, new BudgetCeilings { TotalTokens = 100_000 });
+        var run = await fixture.Client.StartAsync("test.budget", new BudgetInput(0, WaitForGo: true), accountId: account);
+        await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingSignal, Timeout);
+        var held = await fixture.Cluster.Client.GetGrain<IBudgetGrain>(account).ReserveAsync(new BudgetReservation(run.RunId, 7, 500, 0));
+
+        await fixture.Client.SignalAsync(run.RunId, "go", "go");
+        var done = await fixture.Client.WaitAsync(run.RunId, Timeout);
+        var budget = await fixture.Client.GetBudgetAsync(account);
+
+        Assert.True(held.Granted);
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Equal((0, 0L, 0L), (budget.Reservations, budget.ReservedTokens, budget.SpentTokensTotal));
+    }
+
+    [Fact]
     public async Task AModelThatReportsNoUsage_IsSettledByCountingItsAnswer()
     {
         var run = await RunAsync("test.budget", new BudgetInput(1, MeteredChatClient.Silent), NewAccount());

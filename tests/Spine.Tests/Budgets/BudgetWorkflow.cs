@@ -9,7 +9,8 @@ using Spine.Workflows;
 namespace Spine.Tests.Budgets;
 
 /// <summary>What <see cref="BudgetWorkflow"/> does: model calls (each followed by a priced tool call when asked), and whether it catches a refusal.</summary>
-public sealed record BudgetInput(int Calls, string? ChatClient = MeteredChatClient.Large, int MaxOutputTokens = 50, bool PricedTool = false, bool CatchExhausted = false, bool ToolOnly = false, bool Parallel = false);
+public sealed record BudgetInput(int Calls, string? ChatClient = MeteredChatClient.Large, int MaxOutputTokens = 50, bool PricedTool = false, bool CatchExhausted = false, bool ToolOnly = false, bool Parallel = false,
+    bool WaitForGo = false);
 
 /// <summary>
 /// Model calls, one after another, each answered by the client that took it. Registered under several workflow types,
@@ -67,6 +68,11 @@ public sealed class BudgetWorkflow : IWorkflow<BudgetInput, string[]>
             answers.Add($"exhausted:{e.Scope}:{e.Step}");
         }
 
+        if (input.WaitForGo)
+        {
+            answers.Add(await context.WaitForSignalAsync<string>("go", TimeSpan.FromMinutes(5)));
+        }
+
         return [.. answers];
     }
 }
@@ -119,4 +125,24 @@ public sealed class PricedTool : ITool
 
     public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context) =>
         Task.FromResult(JsonSerializer.SerializeToElement(new { text = arguments.GetProperty("text").GetString() }));
+}
+
+/// <summary>
+/// Holds back every single settlement sent to the budget of an account whose id starts with <see cref="Prefix"/>
+/// (a message slow to arrive), so that a test sees what the run does without it.
+/// </summary>
+public sealed class SlowSettlementFilter : IIncomingGrainCallFilter
+{
+    public const string Prefix = "slow-settle-";
+
+    public async Task Invoke(IIncomingGrainCallContext context)
+    {
+        if (context.InterfaceMethod?.Name == nameof(Spine.Budgets.IBudgetGrain.SettleAsync)
+            && context.TargetId.Key.ToString()!.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        }
+
+        await context.Invoke();
+    }
 }

@@ -49,6 +49,7 @@ public sealed class ClusterFixture : IAsyncLifetime
                 o.Workflows["test.budget-downgrade"] = new Spine.Budgets.WorkflowBudget { DowngradeAt = 0.5, DowngradeTo = Budgets.MeteredChatClient.Mini };
                 o.Workflows["test.budget-pause"] = new Spine.Budgets.WorkflowBudget { OnExhausted = Spine.Budgets.BudgetExhaustedAction.Pause };
             });
+            silo.AddIncomingGrainCallFilter<Budgets.SlowSettlementFilter>();
             silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget", 1);
             silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget-downgrade", 1);
             silo.Services.AddSpineWorkflow<Budgets.BudgetWorkflow, Budgets.BudgetInput, string[]>("test.budget-pause", 1);

@@ -57,11 +57,32 @@ internal sealed class FakeStepRun : IStepRun
 
     public bool TryGetOutcome(int step, out JournalRow row) => History.TryGetOutcome(step, out row);
 
+    /// <summary>Rows waiting for their step's next row, as the run grain's journal keeps them.</summary>
+    public Dictionary<int, List<PendingRow>> Deferred { get; } = [];
+
+    public void JournalWithNextRow(PendingRow row)
+    {
+        if (!Deferred.TryGetValue(row.Step!.Value, out var rows))
+        {
+            Deferred[row.Step.Value] = rows = [];
+        }
+
+        rows.Add(row);
+    }
+
     public Task<JournalRow> AppendAsync(JournalKind kind, int step, string name, bool ok, string? payload, int? attempt = null)
     {
         if (FailAppend(kind) is { } failure)
         {
             throw failure;
+        }
+
+        if (Deferred.Remove(step, out var deferred))
+        {
+            foreach (var early in deferred)
+            {
+                History.Add(new JournalRow(RunId, History.Rows.Count, early.Kind, step, early.Name, early.Ok, early.Payload, Clock.GetUtcNow(), [], [], early.Attempt));
+            }
         }
 
         var row = new JournalRow(RunId, History.Rows.Count, kind, step, name, ok, payload, Clock.GetUtcNow(), [], [], attempt);
