@@ -49,31 +49,26 @@ public sealed class SpineClient : ISpineClient
         Run(runId).GetInfoAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
-    public async Task<RunInfo> WaitAsync(string runId, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
-    {
-        var deadline = timeout is { } t ? DateTimeOffset.UtcNow + t : DateTimeOffset.MaxValue;
-        while (true)
-        {
-            var left = deadline - DateTimeOffset.UtcNow;
-            var slice = left < _waitSlice ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : _waitSlice;
-            var info = await Run(runId).WaitAsync(slice).WaitAsync(cancellationToken);
-            if (info.Status.IsTerminal() || DateTimeOffset.UtcNow >= deadline)
-            {
-                return info;
-            }
-        }
-    }
+    public Task<RunInfo> WaitAsync(string runId, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        WaitInSlicesAsync(slice => Run(runId).WaitAsync(slice), _ => false, timeout, cancellationToken);
 
     /// <inheritdoc />
-    public async Task<RunInfo> WaitForStatusAsync(string runId, RunStatus status, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public Task<RunInfo> WaitForStatusAsync(string runId, RunStatus status, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        WaitInSlicesAsync(slice => Run(runId).WaitForStatusAsync(status, slice), info => info.Status == status, timeout, cancellationToken);
+
+    /// <summary>
+    /// Asks the run to wait in slices below the grain call timeout until it has finished, <paramref name="done"/> says
+    /// so, or <paramref name="timeout"/> passes.
+    /// </summary>
+    private async Task<RunInfo> WaitInSlicesAsync(Func<TimeSpan, Task<RunInfo>> wait, Func<RunInfo, bool> done, TimeSpan? timeout, CancellationToken cancellationToken)
     {
         var deadline = timeout is { } t ? DateTimeOffset.UtcNow + t : DateTimeOffset.MaxValue;
         while (true)
         {
             var left = deadline - DateTimeOffset.UtcNow;
             var slice = left < _waitSlice ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : _waitSlice;
-            var info = await Run(runId).WaitForStatusAsync(status, slice).WaitAsync(cancellationToken);
-            if (info.Status == status || info.Status.IsTerminal() || DateTimeOffset.UtcNow >= deadline)
+            var info = await wait(slice).WaitAsync(cancellationToken);
+            if (info.Status.IsTerminal() || done(info) || DateTimeOffset.UtcNow >= deadline)
             {
                 return info;
             }
