@@ -117,6 +117,33 @@ public sealed class CircuitOpenException : SpineException
     public override string Kind => "circuit_open";
 }
 
+/// <summary>
+/// Throw from a tool (or a chat client) when the service it calls answered "too many requests" (HTTP 429): the attempt
+/// is transient, the call's rate limits hold every permit back until <see cref="RetryAfter"/> has passed, and the
+/// retry waits at least that long. An <see cref="System.Net.Http.HttpRequestException"/> with status 429 counts the
+/// same, without a Retry-After.
+/// </summary>
+[GenerateSerializer, Alias("spine.RateLimitedException")]
+public sealed class RateLimitedException : SpineException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What the service said.</param>
+    /// <param name="retryAfter">The service's Retry-After, when it sent one.</param>
+    /// <param name="innerException">The service's own error.</param>
+    public RateLimitedException(string message, TimeSpan? retryAfter = null, Exception? innerException = null)
+        : base(message, innerException)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(retryAfter ?? TimeSpan.Zero, TimeSpan.Zero, nameof(retryAfter));
+        RetryAfter = retryAfter;
+    }
+
+    /// <summary>How long the service asked callers to wait.</summary>
+    [Id(0)] public TimeSpan? RetryAfter { get; private set; }
+
+    /// <inheritdoc />
+    public override string Kind => "rate_limited";
+}
+
 /// <summary>An operator action does not fit the run's state (e.g. retrying a step of a run that is not awaiting an operator).</summary>
 [GenerateSerializer, Alias("spine.InvalidRunStateException")]
 public sealed class InvalidRunStateException : SpineException

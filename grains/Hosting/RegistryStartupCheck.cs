@@ -21,6 +21,7 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
                 var tools = services.GetRequiredService<ToolRegistry>();
                 services.GetRequiredService<WorkflowRegistry>();
                 services.GetRequiredService<Policies.PolicyEngine>();
+                services.GetRequiredService<RateLimits.RateLimitRegistry>();
                 var costs = services.GetRequiredService<Budgets.CallCosts>();
 
                 // Not awaited: the silo need not wait for it, only a run's first counted model call might.

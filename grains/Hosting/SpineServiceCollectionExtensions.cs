@@ -49,6 +49,9 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Secrets.SecretRedactor>();
         services.TryAddSingleton<Secrets.SecretfulInvoker>();
         services.TryAddSingleton<CircuitBreakerCache>();
+        services.AddOptions<RateLimits.RateLimitOptions>();
+        services.TryAddSingleton<RateLimits.RateLimitRegistry>();
+        services.TryAddSingleton<RateLimits.RateLimitLeases>();
         services.AddStepPipeline();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
@@ -72,6 +75,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, RetryStage>(_ => new RetryStage()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, Budgets.BudgetRenewalStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, ToolContractStage>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, RateLimits.RateLimitStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, BreakerStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, TimeoutStage>());
         services.TryAddSingleton(services => new StepPipeline(services.GetServices<IStepStage>(), services.GetServices<IAttemptStage>(), services.GetServices<IRunHook>()));

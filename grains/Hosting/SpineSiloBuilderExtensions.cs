@@ -40,6 +40,7 @@ public static class SpineSiloBuilderExtensions
             silo.Services.AddOptions<Policies.PolicyOptions>().Bind(configuration.GetSection("Policies"));
             silo.Services.AddOptions<Budgets.BudgetOptions>().Bind(configuration.GetSection("Budgets"));
             silo.Services.AddOptions<Secrets.SecretOptions>().Bind(configuration.GetSection("Secrets"));
+            silo.Services.AddOptions<RateLimits.RateLimitOptions>().Bind(configuration.GetSection("RateLimits"));
         }
 
         if (configure is not null)

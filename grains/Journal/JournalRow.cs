@@ -83,6 +83,9 @@ public enum JournalKind : short
     /// <summary>The run began compensating its completed steps; the payload holds how the run ends afterwards.</summary>
     CompensationStarted = 23,
 
+    /// <summary>A call's rate limit had no permit within the in-memory wait: which limit, and until when the call waits durably.</summary>
+    RateLimited = 26,
+
     /// <summary>One compensation attempt (step = the compensated step).</summary>
     Compensated = 24,
 

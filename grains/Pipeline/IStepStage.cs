@@ -92,6 +92,9 @@ internal static class StepStageOrder
     /// <summary>Attempt stage: resolves the tool and validates the call against its contract.</summary>
     public const int Contract = 100;
 
+    /// <summary>Attempt stage: takes a permit of each of the call's rate limits (waiting for it, in memory or durably).</summary>
+    public const int RateLimit = 150;
+
     /// <summary>Attempt stage: asks the tool's circuit breaker, and tells it how the attempt went.</summary>
     public const int Breaker = 200;
 

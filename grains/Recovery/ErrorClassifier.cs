@@ -23,7 +23,7 @@ public static class ErrorClassifier
 
         return exception switch
         {
-            TransientException => ErrorClass.Transient,
+            TransientException or RateLimitedException => ErrorClass.Transient,
             TerminalException => ErrorClass.Terminal,
             CircuitOpenException => ErrorClass.CircuitOpen,
             RunCancelledException => ErrorClass.Cancelled,

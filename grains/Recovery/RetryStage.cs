@@ -74,6 +74,12 @@ internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
             {
                 var used = failures + 1;
                 var retryAt = now + policy.DelayAfter(used, _jitter());
+                if (failure is RateLimitedException { RetryAfter: { } asked } && now + asked > retryAt)
+                {
+                    // The service said when it takes calls again: no sooner.
+                    retryAt = now + asked;
+                }
+
                 var withinDeadline = policy.TotalDeadline is not { } deadline || retryAt - firstAttemptAt <= deadline;
                 if (withinDeadline && used < policy.MaxAttempts)
                 {

@@ -79,6 +79,13 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<Readme.RefundWorkflow, Readme.RefundRequest, Readme.RefundResult>();
             silo.Services.AddSpineTool<Readme.OrdersLookupTool>();
             silo.Services.AddSpineTool<BreakerTool>();
+            silo.Services.AddSpineTool<RateLimits.MeteredTool>();
+            silo.Services.AddSpineWorkflow<RateLimits.MeteredWorkflow, RateLimits.MeteredInput, int>();
+            silo.Services.Configure<Spine.RateLimits.RateLimitOptions>(o =>
+            {
+                o.MaxInMemoryWait = TimeSpan.FromSeconds(1);
+                o.Limits.Add(new Spine.RateLimits.RateLimitRule { Tool = RateLimits.MeteredTool.Name, Requests = RateLimits.MeteredTool.PerSecond });
+            });
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_a"));
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_b"));
             silo.Services.AddSpineWorkflow<SagaWorkflow, SagaInput, string>();
