@@ -202,6 +202,19 @@ policiesShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var policies = new Command("policies", "Run policies (guardrails).") { policiesShow };
 
+var limitsAccount = new Option<string?>("--account") { Description = "Show the state of this account's per-account limits." };
+var limitsShow = new Command("show", "Show the cluster's rate limits: rate, burst, and what each has granted.") { limitsAccount };
+limitsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var views = await client.GetRateLimitsAsync(parse.GetValue(limitsAccount), ct);
+    var inv = System.Globalization.CultureInfo.InvariantCulture;
+    var lines = views.Count == 0
+        ? ["no rate limits"]
+        : views.Select(v => $"{v.Name}: {v.Target} {v.Subject}{(v.PerAccount ? $" per-account ({v.Account ?? "no account given"})" : "")} {v.PerSecond.ToString("0.###", inv)} {v.Unit}/s burst={v.Capacity.ToString("0.###", inv)} granted={v.Granted} penalties={v.Penalties}{(v.BlockedUntil is { } until ? $" blocked-until={until:O}" : "")}").ToList();
+    return Print(parse, views, string.Join(Environment.NewLine, lines));
+}, ct));
+var limits = new Command("limits", "Cluster-wide rate limits.") { limitsShow };
+
 var budgetAccount = new Argument<string>("account") { Description = "The account." };
 var budgetsShow = new Command("show", "Show an account's budget: ceilings, spent, reserved and remaining.") { budgetAccount };
 budgetsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
@@ -360,7 +373,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, limits, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

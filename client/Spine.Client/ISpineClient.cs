@@ -73,6 +73,9 @@ public interface ISpineClient
     /// <summary>The run policies the cluster enforces (as one silo reports them: every silo is configured alike).</summary>
     Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>The cluster's rate limits and their state; per-account limits show <paramref name="accountId"/>'s (none without one).</summary>
+    Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default);
+
     /// <summary>The approvals runs wait for, by account and by the role that may decide them.</summary>
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default);
 

@@ -134,6 +134,10 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).GetRateLimitsAsync(accountId).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).ListApprovalsAsync(query).WaitAsync(cancellationToken);
 

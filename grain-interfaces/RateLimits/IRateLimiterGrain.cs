@@ -11,9 +11,17 @@ public sealed record RateSpec([property: Id(0)] double PerSecond, [property: Id(
 
 /// <summary>What a lease got: when each permit asked for may be used, and when the next one would be free.</summary>
 /// <param name="At">The UTC ticks at which each granted amount may be used, in the order asked; shorter than asked when the rest would not be free before the horizon.</param>
-/// <param name="NextFree">When a next permit of one would be free.</param>
+/// <param name="NextFree">When the first amount not granted would be free (all were granted: a next permit of one).</param>
+/// <param name="BlockedUntil">Until when a rate-limited answer holds every permit back (in the past: none does).</param>
+/// <param name="Refused">For each amount not granted, in order, the UTC ticks from which it alone would be free.</param>
+/// <param name="IssuedAt">The grain's clock when it scheduled the permits: every time above is on that clock.</param>
 [GenerateSerializer, Immutable, Alias("spine.RateGrant")]
-public sealed record RateGrant([property: Id(0)] long[] At, [property: Id(1)] DateTimeOffset NextFree);
+public sealed record RateGrant(
+    [property: Id(0)] long[] At,
+    [property: Id(1)] DateTimeOffset NextFree,
+    [property: Id(2)] DateTimeOffset BlockedUntil = default,
+    [property: Id(3)] long[]? Refused = null,
+    [property: Id(4)] DateTimeOffset IssuedAt = default);
 
 /// <summary>What a limit's grain knows of it since it started.</summary>
 /// <param name="NextFree">When a next permit of one would be free (null: not used since the grain started).</param>
@@ -78,10 +86,12 @@ public interface IRateLimiterGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Schedules permits for <paramref name="amounts"/> (one entry per caller: 1 for a request, the tokens for a
-    /// model call), in order, until one would not be free before <paramref name="horizon"/>.
+    /// model call), in order, until one would not be free before <paramref name="horizon"/>. No permit is scheduled
+    /// sooner than <paramref name="lead"/> from now (at most a second): the time the answer takes to reach its
+    /// silo, so that a permit arrives before it is due rather than late, in a bunch with the next ones.
     /// </summary>
     [Alias("LeaseAsync")]
-    Task<RateGrant> LeaseAsync(RateSpec spec, long[] amounts, DateTimeOffset horizon);
+    Task<RateGrant> LeaseAsync(RateSpec spec, long[] amounts, TimeSpan lead, DateTimeOffset horizon);
 
     /// <summary>The tool or model answered "too many requests": no permit is free before <paramref name="until"/>.</summary>
     [Alias("PenalizeAsync")]

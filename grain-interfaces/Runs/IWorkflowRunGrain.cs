@@ -96,6 +96,13 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("GetPoliciesAsync")]
     Task<Spine.Policies.PolicySetView> GetPoliciesAsync();
 
+    /// <summary>
+    /// The rate limits the answering silo enforces, each with its grain's state; a per-account limit shows the state
+    /// of <paramref name="accountId"/>'s bucket (none without an account).
+    /// </summary>
+    [Alias("GetRateLimitsAsync")]
+    Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId);
+
     /// <summary>The approvals runs in <see cref="RunStatus.AwaitingApproval"/> wait for, newest run first.</summary>
     [Alias("ListApprovalsAsync")]
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query);

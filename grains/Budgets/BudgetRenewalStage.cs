@@ -3,7 +3,7 @@ using Spine.Pipeline;
 namespace Spine.Budgets;
 
 /// <summary>
-/// Attempt stage, first of all: an attempt that begins more than half a reservation's lifetime after its call's
+/// Attempt stage, after the rate limits' wait: an attempt that begins more than half a reservation's lifetime after its call's
 /// reservation was last taken (after a long retry backoff, a breaker wait, an operator's retry) takes it again
 /// under the same key, so that a call does not run on a reservation its account's budget let expire. (An attempt that
 /// itself runs longer than half the lifetime is not renewed while it runs: keep ReservationTtl above twice the

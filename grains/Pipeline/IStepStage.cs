@@ -86,14 +86,21 @@ internal static class StepStageOrder
     /// <summary>Runs attempts, with backoff between them; the attempt stages run inside it.</summary>
     public const int Retry = 900;
 
-    /// <summary>Attempt stage: takes a call's budget reservation again when an attempt begins long after it was taken (a retry after a long wait).</summary>
-    public const int BudgetRenewal = 50;
-
     /// <summary>Attempt stage: resolves the tool and validates the call against its contract.</summary>
     public const int Contract = 100;
 
-    /// <summary>Attempt stage: takes a permit of each of the call's rate limits (waiting for it, in memory or durably).</summary>
+    /// <summary>
+    /// Attempt stage: takes a permit of each of the call's rate limits (waiting for it, in memory or durably). Before
+    /// the breaker, so that a wait for a permit never holds the breaker's probe, nor goes on its answer from before the
+    /// wait, and the limiter's own failures are never counted against the tool.
+    /// </summary>
     public const int RateLimit = 150;
+
+    /// <summary>
+    /// Attempt stage: takes a call's budget reservation again when an attempt begins long after it was taken (a retry
+    /// after a long wait, a long wait for a rate limit's permit).
+    /// </summary>
+    public const int BudgetRenewal = 175;
 
     /// <summary>Attempt stage: asks the tool's circuit breaker, and tells it how the attempt went.</summary>
     public const int Breaker = 200;

@@ -10,25 +10,38 @@ namespace Spine.RateLimits;
 /// <see cref="MetadataName.RetryAfter"/> says when to ask again.
 /// </summary>
 /// <remarks>
-/// A permit is used within <see cref="Stale"/> of its time (or of its arrival, when the lease came late): used later,
-/// it would add to a later second's rate. Spare permits past that are dropped, and a call woken past it asks again.
+/// A permit is used within <see cref="Stale"/> of its time: used later, it would add to a later second's rate. So that
+/// permits arrive before they are due, the grain schedules them a lead ahead (half as much again as a lease's round
+/// trip). Spare permits past their time are dropped, and a call woken past it asks again (a few times; then it is
+/// refused briefly, and waits durably, rather than bunch with later calls on a starved machine). A permit due before
+/// a rate-limited answer's end (<see cref="Block"/>, or one another silo reported, learnt with the next lease) is
+/// dropped too.
 /// </remarks>
 internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain, TimeProvider time, TimeSpan maxWait) : RateLimiter
 {
-    /// <summary>How late a spare permit may still be taken.</summary>
-    internal static readonly TimeSpan Stale = TimeSpan.FromMilliseconds(20);
-
     private const int MaxBatch = 512;
 
+    // How many times a call woken late asks again before it is refused (briefly).
+    private const int MaxStaleRounds = 3;
+
+    private static readonly TimeSpan MaxLead = TimeSpan.FromMilliseconds(250);
+
     private readonly Lock _gate = new();
-    private readonly Queue<long> _spare = new();
+    private readonly List<long> _spare = [];
     private readonly List<Waiter> _waiting = [];
+    private long _blockedUntil;
+    private double _roundTrip = TimeSpan.FromMilliseconds(10).Ticks;
+    private long _offset;
+    private bool _offsetKnown;
     private bool _leasing;
     private long _idleSince = time.GetTimestamp();
     private long _acquired;
     private long _refused;
 
     public RateLimit Limit => limit;
+
+    /// <summary>How late a permit of one may still be used: its slot of the rate, within 20 to 200 milliseconds.</summary>
+    internal TimeSpan Stale { get; } = StaleFor(limit.Spec, 1);
 
     public override TimeSpan? IdleDuration
     {
@@ -55,12 +68,13 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
         }
     }
 
-    /// <summary>Drops the spare permits (a rate-limited answer: they were scheduled before it).</summary>
-    public void DropSpare()
+    /// <summary>A rate-limited answer: no permit of this silo is used before <paramref name="until"/>, and the spares go.</summary>
+    public void Block(DateTimeOffset until)
     {
         lock (_gate)
         {
             _spare.Clear();
+            _blockedUntil = Math.Max(_blockedUntil, until.UtcTicks);
         }
     }
 
@@ -70,11 +84,11 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
         lock (_gate)
         {
             DropStale(now);
-            if (permitCount == 0 || (permitCount == 1 && _spare.TryPeek(out var at) && at <= now))
+            if (permitCount == 0 || (permitCount == 1 && _spare.Count > 0 && _spare[0] <= now))
             {
                 if (permitCount == 1)
                 {
-                    _spare.Dequeue();
+                    _spare.RemoveAt(0);
                 }
 
                 _acquired++;
@@ -93,17 +107,30 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
             return Lease.Acquired;
         }
 
-        while (true)
+        for (var round = 1; ; round++)
         {
-            var (at, received, refusal) = await TakeAsync(permitCount, cancellationToken);
-            if (refusal is not null)
+            // A rate-limited answer holds this silo back first: briefly in memory, or the caller waits durably.
+            long blocked;
+            lock (_gate)
             {
-                lock (_gate)
-                {
-                    _refused++;
-                }
+                blocked = _blockedUntil;
+            }
 
-                return new Lease(false, refusal.NextFree - time.GetUtcNow());
+            var hold = new DateTimeOffset(blocked, TimeSpan.Zero) - time.GetUtcNow();
+            if (hold > maxWait)
+            {
+                return Refused(hold);
+            }
+
+            if (hold > TimeSpan.Zero)
+            {
+                await Task.Delay(hold, time, cancellationToken).ConfigureAwait(false);
+            }
+
+            var (at, refusedUntil) = await TakeAsync(permitCount, cancellationToken);
+            if (refusedUntil is { } until)
+            {
+                return Refused(new DateTimeOffset(until, TimeSpan.Zero) - time.GetUtcNow());
             }
 
             var wait = new DateTimeOffset(at, TimeSpan.Zero) - time.GetUtcNow();
@@ -111,7 +138,7 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
             {
                 try
                 {
-                    await Task.Delay(wait, time, cancellationToken);
+                    await Task.Delay(wait, time, cancellationToken).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException)
                 {
@@ -124,22 +151,59 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
                 }
             }
 
-            // A permit is used in its own slot (or right after it arrived): one woken much later (a pause of the
-            // process) would crowd a later second, so it is dropped and the call asks again.
-            if (time.GetUtcNow().UtcTicks <= Math.Max(at, received) + Stale.Ticks)
+            // A permit is used in its own slot: one that came late, or woke much later (a pause of the process), would
+            // crowd a later second with the permits due then, so it is dropped and the call asks again.
+            var lateness = time.GetUtcNow().UtcTicks - at;
+            var stale = permitCount == 1 ? Stale : StaleFor(limit.Spec, permitCount);
+            if (round >= MaxStaleRounds && lateness > stale.Ticks)
             {
-                lock (_gate)
+                // Woken late again and again (a starved machine): the call waits a little, durably, and asks afresh.
+                return Refused(stale);
+            }
+
+            lock (_gate)
+            {
+                if (lateness <= stale.Ticks && at >= _blockedUntil)
                 {
                     _acquired++;
+                    return Lease.Acquired;
                 }
-
-                return Lease.Acquired;
             }
         }
     }
 
-    // A spare permit, or one leased for this call (with when the lease arrived), or the grain's refusal.
-    private async Task<(long At, long Received, RateGrant? Refusal)> TakeAsync(int permitCount, CancellationToken cancellationToken)
+    /// <summary>How late a permit of <paramref name="amount"/> may still be used: its slot of the rate (a model call's tokens take a longer one), within 20 to 200 milliseconds.</summary>
+    internal static TimeSpan StaleFor(RateSpec spec, long amount) => TimeSpan.FromSeconds(Math.Clamp(amount / spec.PerSecond, 0.02, 0.2));
+
+    // How far ahead the grain schedules permits: half as much again as a lease's round trip takes, on average.
+    private TimeSpan Lead => TimeSpan.FromTicks((long)Math.Min(_roundTrip * 1.5, MaxLead.Ticks));
+
+    // Only the lease loop (one at a time, handed on under the gate) reads and writes the round trip and the offset of
+    // the grain's clock from this silo's (the grain's reading against the middle of the round trip).
+    private void Learn(DateTimeOffset asked, DateTimeOffset received, DateTimeOffset issuedAt)
+    {
+        var roundTrip = (received - asked).Ticks;
+        _roundTrip = (_roundTrip * 0.7) + (roundTrip * 0.3);
+        if (issuedAt != default)
+        {
+            var offset = issuedAt.UtcTicks - (asked.UtcTicks + (roundTrip / 2));
+            _offset = _offsetKnown ? (long)((_offset * 0.7) + (offset * 0.3)) : offset;
+            _offsetKnown = true;
+        }
+    }
+
+    private Lease Refused(TimeSpan retryAfter)
+    {
+        lock (_gate)
+        {
+            _refused++;
+        }
+
+        return new Lease(false, retryAfter);
+    }
+
+    // A spare permit, or one leased for this call, or the grain's refusal (when to ask again).
+    private async Task<(long At, long? RefusedUntil)> TakeAsync(int permitCount, CancellationToken cancellationToken)
     {
         Waiter waiter;
         var lease = false;
@@ -147,9 +211,11 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
         {
             var now = time.GetUtcNow().UtcTicks;
             DropStale(now);
-            if (permitCount == 1 && _spare.TryDequeue(out var spare))
+            if (permitCount == 1 && _spare.Count > 0)
             {
-                return (spare, now, null);
+                var spare = _spare[0];
+                _spare.RemoveAt(0);
+                return (spare, null);
             }
 
             waiter = new Waiter(permitCount);
@@ -166,8 +232,7 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
 
         try
         {
-            var (at, refusal) = await waiter.Result.Task.WaitAsync(cancellationToken);
-            return (at, time.GetUtcNow().UtcTicks, refusal);
+            return await waiter.Result.Task.WaitAsync(cancellationToken);
         }
         catch (OperationCanceledException)
         {
@@ -176,19 +241,24 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
         }
     }
 
+    // Under the gate. Spares are kept in time order, so the stale ones and those a block holds back are at the front.
     private void DropStale(long now)
     {
-        while (_spare.TryPeek(out var at) && at < now - Stale.Ticks)
+        var drop = 0;
+        while (drop < _spare.Count && (_spare[drop] < now - Stale.Ticks || _spare[drop] < _blockedUntil))
         {
-            _spare.Dequeue();
+            drop++;
         }
+
+        _spare.RemoveRange(0, drop);
     }
 
     private void Spare(long at)
     {
         lock (_gate)
         {
-            _spare.Enqueue(at);
+            var index = _spare.BinarySearch(at);
+            _spare.Insert(index < 0 ? ~index : index, at);
         }
     }
 
@@ -203,7 +273,8 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
             }
         }
 
-        if (!waiter.Result.TrySetCanceled() && waiter.Permits == 1 && waiter.Result.Task.Result is { Refusal: null } granted)
+        if (!waiter.Result.TrySetCanceled() && waiter.Permits == 1 && waiter.Result.Task.IsCompletedSuccessfully
+            && waiter.Result.Task.Result is { RefusedUntil: null } granted)
         {
             Spare(granted.At);
         }
@@ -234,9 +305,13 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
             }
 
             RateGrant grant;
+            var asked = time.GetUtcNow();
             try
             {
-                grant = await grain.LeaseAsync(limit.Spec, amounts, time.GetUtcNow() + maxWait);
+                // The horizon is on the grain's clock, and counts from when the permits can be due (the lead).
+                var lead = Lead;
+                grant = await grain.LeaseAsync(limit.Spec, amounts, lead, asked + TimeSpan.FromTicks(_offset) + lead + maxWait);
+                Learn(asked, time.GetUtcNow(), grant.IssuedAt);
             }
             catch (Exception e)
             {
@@ -248,27 +323,64 @@ internal sealed class LeasedRateLimiter(RateLimit limit, IRateLimiterGrain grain
                 continue;
             }
 
+            lock (_gate)
+            {
+                _blockedUntil = Math.Max(_blockedUntil, Local(grant.BlockedUntil.UtcTicks));
+            }
+
+            var now = time.GetUtcNow().UtcTicks;
+            List<Waiter>? again = null;
             for (var i = 0; i < batch.Count; i++)
             {
-                var granted = i < grant.At.Length;
-                if (!batch[i].Result.TrySetResult(granted ? (grant.At[i], null) : (0, grant)) && granted && batch[i].Permits == 1)
+                if (i < grant.At.Length)
                 {
-                    Spare(grant.At[i]);
+                    if (!batch[i].Result.TrySetResult((Local(grant.At[i]), null)) && batch[i].Permits == 1)
+                    {
+                        Spare(Local(grant.At[i]));
+                    }
+
+                    continue;
+                }
+
+                // Refused because an amount before it did not fit: one free within the wait asks again, once.
+                var refusedAt = i - grant.At.Length;
+                var until = Local(grant.Refused is { } refused && refusedAt < refused.Length ? refused[refusedAt] : grant.NextFree.UtcTicks);
+                if (!batch[i].Requeued && until - now <= maxWait.Ticks && refusedAt > 0)
+                {
+                    batch[i].Requeued = true;
+                    (again ??= []).Add(batch[i]);
+                    continue;
+                }
+
+                batch[i].Result.TrySetResult((0, until));
+            }
+
+            if (again is not null)
+            {
+                lock (_gate)
+                {
+                    _waiting.InsertRange(0, again);
                 }
             }
 
             for (var i = batch.Count; i < grant.At.Length; i++)
             {
-                Spare(grant.At[i]);
+                Spare(Local(grant.At[i]));
             }
         }
     }
+
+    // A time on the grain's clock, on this silo's.
+    private long Local(long grainTicks) => grainTicks - _offset;
 
     private sealed class Waiter(int permits)
     {
         public int Permits { get; } = permits;
 
-        public TaskCompletionSource<(long At, RateGrant? Refusal)> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        // Put back in the queue once already (refused behind a larger amount).
+        public bool Requeued { get; set; }
+
+        public TaskCompletionSource<(long At, long? RefusedUntil)> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
     private sealed class Lease(bool acquired, TimeSpan? retryAfter) : RateLimitLease

@@ -17,8 +17,9 @@ internal sealed class PermitSchedule(DateTimeOffset fullAt)
     /// <summary>When a permit of <paramref name="amount"/> would be free, at <paramref name="now"/>.</summary>
     public DateTimeOffset FreeAt(RateSpec spec, long amount, DateTimeOffset now)
     {
+        // A bucket is never fuller than full: a schedule last used long ago (or never) counts from now.
         var head = Math.Max(0, spec.Capacity - amount) / spec.PerSecond;
-        var free = FullAt - TimeSpan.FromSeconds(head);
+        var free = Max(FullAt, now) - TimeSpan.FromSeconds(head);
         return Max(Max(free, now), BlockedUntil);
     }
 
@@ -26,7 +27,7 @@ internal sealed class PermitSchedule(DateTimeOffset fullAt)
     public DateTimeOffset Take(RateSpec spec, long amount, DateTimeOffset now)
     {
         var at = FreeAt(spec, amount, now);
-        FullAt = Max(FullAt, at) + TimeSpan.FromSeconds(amount / spec.PerSecond);
+        FullAt = Max(Max(FullAt, now), at) + TimeSpan.FromSeconds(amount / spec.PerSecond);
         return at;
     }
 

@@ -25,6 +25,8 @@ public sealed class RateLimiterGrain(
     /// <summary>How far ahead of the schedule the mark is written: the most a moved grain may hold back.</summary>
     internal static readonly TimeSpan MarkAhead = TimeSpan.FromSeconds(1);
 
+    private static readonly TimeSpan MaxLead = TimeSpan.FromSeconds(1);
+
     private PermitSchedule? _schedule;
     private bool _used;
     private long _granted;
@@ -46,7 +48,7 @@ public sealed class RateLimiterGrain(
     }
 
     /// <inheritdoc />
-    public async Task<RateGrant> LeaseAsync(RateSpec spec, long[] amounts, DateTimeOffset horizon)
+    public async Task<RateGrant> LeaseAsync(RateSpec spec, long[] amounts, TimeSpan lead, DateTimeOffset horizon)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(amounts);
@@ -55,30 +57,75 @@ public sealed class RateLimiterGrain(
             throw new ArgumentOutOfRangeException(nameof(spec), spec, "A rate limit needs a positive rate and a capacity of at least 1.");
         }
 
-        var now = time.GetUtcNow();
-        var schedule = Schedule;
-        var granted = new List<long>(amounts.Length);
         foreach (var amount in amounts)
         {
             ArgumentOutOfRangeException.ThrowIfLessThan(amount, 1, nameof(amounts));
+        }
+
+        lead = lead < TimeSpan.Zero ? TimeSpan.Zero : lead > MaxLead ? MaxLead : lead;
+        var schedule = Schedule;
+        var planned = new PermitSchedule(schedule.FullAt);
+        planned.Block(schedule.BlockedUntil);
+        Grant(planned, spec, amounts, time.GetUtcNow() + lead, horizon);
+        if (planned.FullAt >= record.State.Mark)
+        {
+            // Written before the permits are scheduled and handed out (a grain that moves after this never grants them
+            // again), so that the write's time is not taken out of the first permits' slots.
+            await WriteMarkAsync(planned.FullAt);
+        }
+
+        // Permits are scheduled from when they can reach the silo: one due sooner would arrive late.
+        var now = time.GetUtcNow() + lead;
+        var granted = Grant(schedule, spec, amounts, now, horizon);
+        _used = true;
+        if (schedule.FullAt >= record.State.Mark)
+        {
+            // The write above took longer than the mark's lead: it must cover these permits too before they go.
+            await WriteMarkAsync(schedule.FullAt);
+        }
+
+        // A refusal says when each amount not granted would be free (a large model call waits longer than one request).
+        var refused = amounts.Skip(granted.Length).Select(amount => schedule.FreeAt(spec, amount, now).UtcTicks).ToArray();
+        var next = refused.Length > 0 ? new DateTimeOffset(refused[0], TimeSpan.Zero) : schedule.FreeAt(spec, 1, now);
+        return new RateGrant(granted, next, schedule.BlockedUntil, refused, now - lead);
+    }
+
+    // Takes the amounts in order until one would not be free before the horizon.
+    private long[] Grant(PermitSchedule schedule, RateSpec spec, long[] amounts, DateTimeOffset now, DateTimeOffset horizon)
+    {
+        var granted = new List<long>(amounts.Length);
+        foreach (var amount in amounts)
+        {
             if (schedule.FreeAt(spec, amount, now) > horizon)
             {
                 break;
             }
 
             granted.Add(schedule.Take(spec, amount, now).UtcTicks);
-            _granted += amount;
         }
 
-        _used = true;
-        if (schedule.FullAt >= record.State.Mark)
+        if (schedule == _schedule)
         {
-            // Written before the permits are handed out: a grain that moves after this never grants them again.
-            record.State.Mark = schedule.FullAt + MarkAhead;
+            _granted += amounts.Take(granted.Count).Sum();
+        }
+
+        return [.. granted];
+    }
+
+    // The mark in memory is the written one: after a failed write, the next lease writes again.
+    private async Task WriteMarkAsync(DateTimeOffset fullAt)
+    {
+        var written = record.State.Mark;
+        record.State.Mark = fullAt + MarkAhead;
+        try
+        {
             await record.WriteStateAsync();
         }
-
-        return new RateGrant([.. granted], schedule.FreeAt(spec, 1, now));
+        catch
+        {
+            record.State.Mark = written;
+            throw;
+        }
     }
 
     /// <inheritdoc />
@@ -91,8 +138,17 @@ public sealed class RateLimiterGrain(
         }
 
         Schedule.Block(until);
+        var written = record.State.BlockedUntil;
         record.State.BlockedUntil = until;
-        await record.WriteStateAsync();
+        try
+        {
+            await record.WriteStateAsync();
+        }
+        catch
+        {
+            record.State.BlockedUntil = written;
+            throw;
+        }
     }
 
     /// <inheritdoc />

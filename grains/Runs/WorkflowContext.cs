@@ -384,17 +384,19 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
             return (step, row);
         }
 
-        // The journal may hold attempts or an escalation of this step but no outcome: check those match too.
-        if (run.EventsOf(step).FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated or JournalKind.SignalAwaited) is { } started)
+        // The journal may hold attempts, a rate-limited wait or an escalation of this step but no outcome: check those match too.
+        var events = run.EventsOf(step);
+        if (events.FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated or JournalKind.SignalAwaited or JournalKind.RateLimited) is { } started
+            && (started.Name != name || (started.Kind == JournalKind.SignalAwaited) != (kind == JournalKind.Signal)))
         {
-            if (started.Name != name || (started.Kind == JournalKind.SignalAwaited) != (kind == JournalKind.Signal))
-            {
-                throw new NonDeterminismException(RunId, step, $"{(started.Kind == JournalKind.SignalAwaited ? "a wait for signal" : "attempts of")} '{started.Name}'", $"{kind} '{name}'");
-            }
+            throw new NonDeterminismException(RunId, step, $"{(started.Kind == JournalKind.SignalAwaited ? "a wait for signal" : "attempts of")} '{started.Name}'", $"{kind} '{name}'");
+        }
 
-            if (argumentsHash is not null && RunPayloads.ReadError(started.Payload).ArgumentsHash is { } attempted && attempted != argumentsHash)
+        if (events.FirstOrDefault(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated) is { } failed)
+        {
+            if (argumentsHash is not null && RunPayloads.ReadError(failed.Payload).ArgumentsHash is { } attempted && attempted != argumentsHash)
             {
-                throw new NonDeterminismException(RunId, step, $"attempts of '{started.Name}' with arguments hashing to {attempted[..12]}",
+                throw new NonDeterminismException(RunId, step, $"attempts of '{failed.Name}' with arguments hashing to {attempted[..12]}",
                     $"{kind} '{name}' with arguments {Shorten(arguments.GetRawText())} (hashing to {argumentsHash[..12]})");
             }
         }

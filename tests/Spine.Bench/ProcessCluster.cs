@@ -41,8 +41,11 @@ internal sealed class ProcessCluster : IAsyncDisposable
     /// <summary>An owner connection for reading figures.</summary>
     public NpgsqlDataSource Data { get; }
 
-    /// <summary>Starts PostgreSQL, <paramref name="silos"/> silo processes with the given sweep period, and a client.</summary>
-    public static async Task<ProcessCluster> StartAsync(string name, int silos, TimeSpan resumeReminderPeriod)
+    /// <summary>
+    /// Starts PostgreSQL, <paramref name="silos"/> silo processes with the given sweep period (and
+    /// <paramref name="environment"/>: configuration as environment variables), and a client.
+    /// </summary>
+    public static async Task<ProcessCluster> StartAsync(string name, int silos, TimeSpan resumeReminderPeriod, IReadOnlyDictionary<string, string>? environment = null)
     {
         var server = await LocalPostgresServer.StartAsync(new LocalPostgresOptions
         {
@@ -54,7 +57,11 @@ internal sealed class ProcessCluster : IAsyncDisposable
         var runtime = await SpineDatabaseSetup.ApplySchemaAsync(server.ConnectionString, includeDemo: true);
         var cluster = $"{name}-" + Guid.NewGuid().ToString("N")[..8];
         var processes = Enumerable.Range(0, silos)
-            .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster, BenchEnvironment.AuditKey) with { ResumeReminderPeriod = resumeReminderPeriod }))
+            .Select(_ => SiloProcess.Start(SiloProcessOptions.OnFreePorts(runtime, cluster, BenchEnvironment.AuditKey) with
+            {
+                ResumeReminderPeriod = resumeReminderPeriod,
+                Environment = environment ?? new Dictionary<string, string>(),
+            }))
             .ToList();
         await Task.WhenAll(processes.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(90))));
         var host = await SiloClientHost.StartAsync(processes[0].Options);

@@ -6,6 +6,7 @@ using Spine.Bench;
 // dotnet run -c Release --project tests/Spine.Bench -- chaos [--runs N] [--kills N] [--seed N]
 // dotnet run -c Release --project tests/Spine.Bench -- failover [--runs N]
 // dotnet run -c Release --project tests/Spine.Bench -- pg-restart [--runs N]
+// dotnet run -c Release --project tests/Spine.Bench -- ratelimit [--calls N] [--limit N] [--calls-per-run N]
 // dotnet run -c Release --project tests/Spine.Bench -- budget [--runs N] [--concurrency N]
 // dotnet run -c Release --project tests/Spine.Bench -- w10-agent [--runs N] [--concurrency N] [--rounds N] [--parts policy,budget,approval]
 // dotnet run -c Release --project tests/Spine.Bench -- adversarial [--runs N] [--concurrency N]
@@ -21,6 +22,11 @@ if (args.Length > 0 && args[0] == "failover")
     return await FailoverWorkload.RunAsync(IntOption("--runs", 300));
 }
 
+if (args.Length > 0 && args[0] == "ratelimit")
+{
+    return await RateLimitWorkload.RunAsync(IntOption("--calls", 4000), IntOption("--limit", 200), IntOption("--calls-per-run", 10));
+}
+
 if (args.Length > 0 && args[0] == "pg-restart")
 {
     return await PgRestartWorkload.RunAsync(IntOption("--runs", 200));
@@ -29,7 +35,7 @@ if (args.Length > 0 && args[0] == "pg-restart")
 string[] workloads = ["w10", "w10-seq", "w1000", "budget", "w10-agent", "adversarial", "secrets"];
 if (args.Length == 0 || (args[0] != "all" && !workloads.Contains(args[0])))
 {
-    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|budget|w10-agent|adversarial|secrets|all|chaos|failover|pg-restart> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
+    await Console.Error.WriteLineAsync("usage: Spine.Bench <w10|w10-seq|w1000|budget|w10-agent|adversarial|secrets|all|chaos|failover|pg-restart|ratelimit> [--profile] [--runs N] [--concurrency N] [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]");
     return 2;
 }
 

@@ -95,6 +95,20 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task LimitsShow_PrintsTheConfiguredRateLimits()
+    {
+        var (exit, output) = await SpineAsync("limits", "show", "--json");
+        var (textExit, text) = await SpineAsync("limits", "show");
+
+        Assert.Equal(0, exit);
+        var calculator = JsonDocument.Parse(output).RootElement.EnumerateArray().Single(l => l.GetProperty("name").GetString() == "tool:calculator/requests");
+        Assert.Equal(100, calculator.GetProperty("perSecond").GetDouble());
+        Assert.Equal(10, calculator.GetProperty("capacity").GetDouble());
+        Assert.Equal(0, textExit);
+        Assert.Contains("tool:calculator/requests: tool calculator 100 requests/s burst=10", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Budgets_SetShowAndBadInput_ThroughTheCli()
     {
         var account = "cli-" + Guid.NewGuid().ToString("N");

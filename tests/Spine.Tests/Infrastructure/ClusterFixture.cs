@@ -85,7 +85,16 @@ public sealed class ClusterFixture : IAsyncLifetime
             {
                 o.MaxInMemoryWait = TimeSpan.FromSeconds(1);
                 o.Limits.Add(new Spine.RateLimits.RateLimitRule { Tool = RateLimits.MeteredTool.Name, Requests = RateLimits.MeteredTool.PerSecond });
+                // A generous limit on the saga tool: compensations (of a cancelled run too) take permits like any call.
+                o.Limits.Add(new Spine.RateLimits.RateLimitRule { Tool = "test_effect", Requests = 1000, Burst = 100 });
+                o.Limits.Add(new Spine.RateLimits.RateLimitRule
+                {
+                    ChatClient = RateLimits.MeteredChatClient.Key,
+                    TokensPerMinute = RateLimits.MeteredChatClient.TokensPerMinute,
+                    TokenBurst = 2 * RateLimits.MeteredChatClient.MaxOutputTokens,
+                });
             });
+            silo.Services.AddKeyedSingleton<IChatClient>(RateLimits.MeteredChatClient.Key, new RateLimits.MeteredChatClient());
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_a"));
             silo.Services.AddSingleton<Spine.Tools.ITool>(new BreakerTool("test_breaker_b"));
             silo.Services.AddSpineWorkflow<SagaWorkflow, SagaInput, string>();

@@ -29,7 +29,17 @@ public sealed class SiloProcessFixture : IAsyncLifetime
     {
         Postgres = await TestPostgres.GetAsync();
         var cluster = "test-" + Guid.NewGuid().ToString("N")[..12];
-        Options = TestProcesses.Silo(Postgres.RuntimeConnectionString, cluster, logFile: LogFile);
+        Options = TestProcesses.Silo(Postgres.RuntimeConnectionString, cluster, logFile: LogFile) with
+        {
+            // A rate limit set the way an operator sets one: configuration through the environment.
+            Environment = new Dictionary<string, string>
+            {
+                ["Spine__RateLimits__Limits__0__Tool"] = "calculator",
+                ["Spine__RateLimits__Limits__0__Requests"] = "100",
+                ["Spine__RateLimits__Limits__0__Per"] = "00:00:01",
+                ["Spine__RateLimits__Limits__0__Burst"] = "10",
+            },
+        };
         await StartSiloAsync();
 
         _clientHost = await TestProcesses.StartClientAsync(Postgres.RuntimeConnectionString, cluster);

@@ -60,3 +60,29 @@ public sealed class MeteredWorkflow : IWorkflow<MeteredInput, int>
         return input.Calls;
     }
 }
+
+/// <summary>
+/// A model behind a cluster-wide limit of <see cref="TokensPerMinute"/> tokens a minute: it records when each call
+/// reached it. Each call asks for <see cref="MaxOutputTokens"/>, so a call weighs a little over that many tokens.
+/// </summary>
+public sealed class MeteredChatClient : Infrastructure.TestChatClient
+{
+    public const string Key = "tpm-metered";
+
+    public const long TokensPerMinute = 600_000;
+
+    public const int MaxOutputTokens = 1000;
+
+    /// <summary>Every call that reached the model, by run.</summary>
+    public static ConcurrentDictionary<string, ConcurrentQueue<DateTimeOffset>> Calls { get; } = new();
+
+    public override Task<Microsoft.Extensions.AI.ChatResponse> GetResponseAsync(
+        IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, Microsoft.Extensions.AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        Calls.GetOrAdd(options?.ConversationId ?? "?", _ => new()).Enqueue(DateTimeOffset.UtcNow);
+        return Task.FromResult(new Microsoft.Extensions.AI.ChatResponse(new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.Assistant, "ok"))
+        {
+            Usage = new Microsoft.Extensions.AI.UsageDetails { InputTokenCount = 12, OutputTokenCount = 1, TotalTokenCount = 13 },
+        });
+    }
+}

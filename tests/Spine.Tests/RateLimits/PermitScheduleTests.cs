@@ -34,6 +34,18 @@ public sealed class PermitScheduleTests
     }
 
     [Fact]
+    public void AScheduleNeverUsed_StartsWithAFullBucket()
+    {
+        // A limit's grain that has never written its mark starts from DateTimeOffset.MinValue.
+        var schedule = new PermitSchedule(DateTimeOffset.MinValue);
+        var spec = new RateSpec(10, 3);
+
+        Assert.Equal(Now, schedule.FreeAt(spec, 1, Now));
+        var times = Enumerable.Range(0, 4).Select(_ => schedule.Take(spec, 1, Now)).ToList();
+        Assert.Equal([Now, Now, Now, Now + TimeSpan.FromMilliseconds(100)], times);
+    }
+
+    [Fact]
     public void TokensAreWeighed_AndAnAmountOverTheCapacityWaitsForAFullBucket()
     {
         var schedule = new PermitSchedule(Now);
