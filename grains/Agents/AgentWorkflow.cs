@@ -47,8 +47,6 @@ public sealed class AgentWorkflow(ToolRegistry tools, PolicyEngine policies) : I
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
         var permitted = policies.PermittedTools(context.WorkflowType, context.StartedBy, input.Tools ?? []);
-        var available = permitted.Select(name => tools.Resolve(name, null)).ToList();
-        var options = new ChatOptions { Tools = available.Select(t => (AITool)t.ToDeclaration()).ToList() };
         var offered = new StepOptions { AllowedTools = permitted.ToHashSet(StringComparer.Ordinal) };
         var denials = 0;
 
@@ -63,6 +61,8 @@ public sealed class AgentWorkflow(ToolRegistry tools, PolicyEngine policies) : I
         long inputTokens = 0, outputTokens = 0;
         for (var turn = 1; turn <= Math.Max(1, input.MaxTurns); turn++)
         {
+            // Each tool as the version this run calls: the one it pinned at its first call, else the one it would pin.
+            var options = new ChatOptions { Tools = permitted.Select(name => (AITool)tools.Resolve(name, context.ToolVersion(name)).ToDeclaration()).ToList() };
             var response = await context.CallModelAsync(history, options, input.ChatClient);
             inputTokens += response.Usage?.InputTokenCount ?? 0;
             outputTokens += response.Usage?.OutputTokenCount ?? 0;

@@ -130,6 +130,44 @@ public sealed class PolicyEngine
         }
     }
 
+    /// <summary>
+    /// The version of <paramref name="tool"/> a run of <paramref name="workflowType"/> started by <paramref name="startedBy"/>
+    /// calls when it has pinned none: the newest of <paramref name="registered"/> that a rule applying to the run permits
+    /// (stable before pre-release). Null when a rule takes any version, or when no rule lists the tool (the newest
+    /// registered is called, and the policy stage decides whether it may be).
+    /// </summary>
+    public string? SelectVersion(string workflowType, SpineActor? startedBy, string tool, IReadOnlyCollection<string> registered)
+    {
+        ArgumentNullException.ThrowIfNull(registered);
+        string? best = null;
+        foreach (var rule in Matching(workflowType, startedBy))
+        {
+            if (!rule.Tools.TryGetValue(tool, out var limits) && !rule.Tools.TryGetValue("*", out limits))
+            {
+                continue;
+            }
+
+            if (limits.Versions is null)
+            {
+                return null;
+            }
+
+            var newest = ToolVersions.NewestIn(registered, limits.Versions);
+            if (newest is not null && (best is null || Newer(newest, best)))
+            {
+                best = newest;
+            }
+        }
+
+        return best;
+    }
+
+    private static bool Newer(string a, string b)
+    {
+        var (x, y) = (NuGetVersion.Parse(a), NuGetVersion.Parse(b));
+        return x.IsPrerelease == y.IsPrerelease ? x > y : !x.IsPrerelease;
+    }
+
     /// <summary>The tools of <paramref name="candidates"/> such a run may call at all (to show a model only those).</summary>
     public IReadOnlyList<string> PermittedTools(string workflowType, SpineActor? startedBy, IEnumerable<string> candidates)
     {
@@ -208,9 +246,9 @@ public sealed class PolicyEngine
             }
 
             VersionRange? range = null;
-            if (tool.Versions is { } versions && !VersionRange.TryParse(versions, out range))
+            if (tool.Versions is { } versions && !ToolVersions.TryParseRange(versions, out range))
             {
-                problems.Add($"{at}:Versions '{versions}' is not a version range (e.g. [1.0.0,2.0.0) or 1.2.0).");
+                problems.Add($"{at}:Versions '{versions}' is not a version range (e.g. ^1.2, ~1.2.3, [1.0.0,2.0.0) or 1.2.0).");
             }
 
             if (tool.MaxCalls is < 0)
@@ -269,7 +307,7 @@ public sealed class PolicyEngine
 
             if (limits.Versions is { } range && (version is null || !NuGetVersion.TryParse(version, out var parsed) || !range.Satisfies(parsed)))
             {
-                return new PolicyDenial(Name, $"version {version ?? "(none)"} of '{tool}' is outside {range.PrettyPrint()}");
+                return new PolicyDenial(Name, $"version {version ?? "(none)"} of '{tool}' is outside {ToolVersions.Describe(range)}");
             }
 
             if (MaxToolCalls is { } total && calls >= total)

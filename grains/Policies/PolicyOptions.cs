@@ -46,7 +46,11 @@ public sealed class PolicyRule
 /// <summary>What a rule permits of one tool.</summary>
 public sealed class ToolRule
 {
-    /// <summary>A NuGet version range, e.g. <c>[1.0.0,2.0.0)</c> or <c>1.2.0</c> (at least 1.2.0); null: any version.</summary>
+    /// <summary>
+    /// The versions a run may call (see <see cref="Tools.ToolVersions.TryParseRange"/>): <c>^1.2</c>, <c>~1.2.3</c>, or a
+    /// NuGet range such as <c>[1.0.0,2.0.0)</c> or <c>1.2.0</c> (at least 1.2.0); null: any version. A run that has not
+    /// pinned the tool calls the newest version the range takes, and pins it.
+    /// </summary>
     public string? Versions { get; set; }
 
     /// <summary>The most calls of this tool one run may make; null: no limit.</summary>

@@ -68,6 +68,31 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         return outcome.Executed ? result : Deserialize<T>(payload, step, name);
     }
 
+    public string? ToolVersion(string tool)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tool);
+        return TryResolve(tool, null)?.Definition.Version;
+    }
+
+    /// <summary>
+    /// The version a call of <paramref name="tool"/> names: the one asked for, else the one this run pinned at its first
+    /// call, else the newest its policy permits (null: the newest registered).
+    /// </summary>
+    private string? VersionFor(string tool, string? asked) =>
+        asked ?? _pinnedTools.GetValueOrDefault(tool) ?? services.GetRequiredService<Policies.PolicyEngine>().SelectVersion(WorkflowType, StartedBy, tool, tools.VersionsOf(tool));
+
+    private Tools.RegisteredTool? TryResolve(string tool, string? asked)
+    {
+        try
+        {
+            return tools.Resolve(tool, VersionFor(tool, asked));
+        }
+        catch (UnknownToolException)
+        {
+            return null;
+        }
+    }
+
     public async Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(tool);
@@ -89,13 +114,13 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
 
         var argumentsHash = arguments.ValueKind == JsonValueKind.Undefined ? null : RunPayloads.ArgumentsHash(arguments);
         var (step, recorded) = Next(JournalKind.Tool, tool, arguments, argumentsHash);
-        var newest = recorded is null ? tools.TryResolve(tool) : null;
+        var newest = recorded is null ? TryResolve(tool, version) : null;
         var policy = options?.Retry ?? newest?.Definition.Retry ?? run.Options.Retry.Tool;
         var outcome = await pipeline.RunAsync(Call(JournalKind.Tool, step, tool, recorded, options, policy, options?.ClassifyError ?? newest?.Definition.ClassifyError) with
         {
             ArgumentsHash = argumentsHash,
             AllowedTools = options?.AllowedTools,
-            Tool = new ToolCall(tool, arguments, () => version ?? _pinnedTools.GetValueOrDefault(tool)),
+            Tool = new ToolCall(tool, arguments, () => VersionFor(tool, version)),
             Execute = async attempt =>
             {
                 var registered = attempt.Tool!;
@@ -341,7 +366,7 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         }
 
         var approvals = services.GetRequiredService<Approvals.ToolApprovals>();
-        return approvals.For(run, tool, version ?? _pinnedTools.GetValueOrDefault(tool), arguments, options?.AllowedTools, options?.Confidence) is { } need
+        return approvals.For(run, tool, VersionFor(tool, version), arguments, options?.AllowedTools, options?.Confidence) is { } need
             ? Approvals.ToolApprovals.Request(tool, arguments, options?.Confidence, need)
             : null;
     }

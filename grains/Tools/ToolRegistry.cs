@@ -125,6 +125,39 @@ public sealed class ToolRegistry
             // SemVer order: 2.0.0-beta comes before 2.0.0, and 1.10.0 after 1.9.0.
             versions.Sort((a, b) => SemanticVersion.Parse(a.Definition.Version).CompareTo(SemanticVersion.Parse(b.Definition.Version)));
         }
+
+        var breaking = _byName.Values.SelectMany(v => BreakingChanges(v.Select(t => t.Definition))).ToList();
+        if (breaking.Count > 0)
+        {
+            throw new InvalidOperationException(string.Join(Environment.NewLine, breaking));
+        }
+    }
+
+    /// <summary>
+    /// Every breaking change between consecutive versions of one tool (<paramref name="versions"/>, in SemVer order) that
+    /// share a compatibility line, each message naming both versions and what broke.
+    /// </summary>
+    public static IEnumerable<string> BreakingChanges(IEnumerable<ToolDefinition> versions)
+    {
+        ArgumentNullException.ThrowIfNull(versions);
+        ToolDefinition? previous = null;
+        foreach (var definition in versions.Where(d => !SemanticVersion.Parse(d.Version).IsPrerelease))
+        {
+            if (previous is not null && SchemaCompatibility.SameLine(previous.Version, definition.Version)
+                && SchemaCompatibility.Breaks(previous, definition) is { Count: > 0 } breaks)
+            {
+                yield return $"Tool '{definition.Name}' {definition.Version} breaks the contract of {previous.Version} without a new major version " +
+                    $"({string.Join("; ", breaks)}): register it as {NextMajor(definition.Version)}, or keep the old contract.";
+            }
+
+            previous = definition;
+        }
+    }
+
+    private static string NextMajor(string version)
+    {
+        var parsed = SemanticVersion.Parse(version);
+        return parsed.Major == 0 ? $"0.{parsed.Minor + 1}.0" : $"{parsed.Major + 1}.0.0";
     }
 
     /// <summary>
@@ -150,6 +183,10 @@ public sealed class ToolRegistry
     /// <summary>The newest version of a tool, or null when none is registered.</summary>
     public RegisteredTool? TryResolve(string name) =>
         _byName.TryGetValue(name, out var versions) && versions.Count > 0 ? NewestOf(versions) : null;
+
+    /// <summary>The registered versions of a tool, oldest first (none when it is not registered).</summary>
+    public IReadOnlyList<string> VersionsOf(string name) =>
+        _byName.TryGetValue(name, out var versions) ? versions.Select(v => v.Definition.Version).ToList() : [];
 
     /// <summary>Every registered version of every tool.</summary>
     public IEnumerable<RegisteredTool> All => _byName.Values.SelectMany(v => v);

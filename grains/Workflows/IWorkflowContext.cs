@@ -52,10 +52,16 @@ public interface IWorkflowContext
     /// <param name="options">Retry policy, error classification, compensation and escalation of this step.</param>
     Task<T> RunAsync<T>(string name, Func<StepContext, Task<T>> action, StepOptions? options = null);
 
+    /// <summary>
+    /// The version of <paramref name="tool"/> this run calls: the one it pinned at its first call of the tool, else the
+    /// one its next call would pin (the newest its policy permits); null when this silo does not register the tool.
+    /// </summary>
+    string? ToolVersion(string tool);
+
     /// <summary>Calls a registered tool with arguments that are validated against its input schema; the output against its output schema.</summary>
     /// <param name="tool">The tool name.</param>
     /// <param name="arguments">The arguments, a JSON object.</param>
-    /// <param name="version">An exact version, or null for the version this run pinned (the newest at its first call).</param>
+    /// <param name="version">An exact version, or null for the version this run pinned (at its first call: the newest its policy permits).</param>
     /// <param name="options">Overrides of the tool's retry policy, compensation and escalation for this call.</param>
     Task<JsonElement> CallToolAsync(string tool, JsonElement arguments, string? version = null, StepOptions? options = null);
 

@@ -117,6 +117,13 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineTool<Approvals.GuardedTool>();
             silo.Services.AddSpineTool<Policies.InjectingTool>();
             silo.Services.AddKeyedSingleton<IChatClient>("confident", new Approvals.ConfidentChatClient());
+            foreach (var tool in Tools.VersionedTool.All())
+            {
+                silo.Services.AddSingleton(tool);
+            }
+
+            silo.Services.AddSpinePolicy(Tools.VersionedTool.CaretRule());
+            silo.Services.AddKeyedSingleton<IChatClient>(Tools.VersionRecordingChatClient.Key, new Tools.VersionRecordingChatClient());
         });
         Cluster = builder.Build();
         await Cluster.DeployAsync();
