@@ -202,6 +202,34 @@ policiesShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var policies = new Command("policies", "Run policies (guardrails).") { policiesShow };
 
+var toolsList = new Command("list", "List the tools: their versions, the newest, and how many in-flight runs pin each.");
+toolsList.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var views = await client.GetToolsAsync(null, ct);
+    var lines = views.Count == 0
+        ? ["no tools"]
+        : views.Select(t => $"{t.Name}: newest={t.Newest ?? "-"} versions={string.Join(",", t.Versions.Select(v => v.Version + (v.Registered ? "" : "(not here)") + (v.PinnedBy > 0 ? $"[pinned by {v.PinnedBy}]" : "")))}").ToList();
+    return Print(parse, views, string.Join(Environment.NewLine, lines));
+}, ct));
+var toolArgument = new Argument<string>("tool") { Description = "The tool's name." };
+var toolsShow = new Command("show", "Show one tool: each version's contract, where it is registered, and the in-flight runs that pin it.") { toolArgument };
+toolsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var view = (await client.GetToolsAsync(parse.GetValue(toolArgument), ct)).Single();
+    var lines = new List<string> { $"{view.Name}: newest={view.Newest ?? "-"}" };
+    foreach (var v in view.Versions)
+    {
+        lines.Add($"  {v.Version}: {(v.Registered ? "registered here" : "not registered here")} effect={v.Effect ?? "-"} first-registered={v.FirstRegisteredAt?.ToString("u", System.Globalization.CultureInfo.InvariantCulture) ?? "-"} digest={(v.Digest.Length > 12 ? v.Digest[..12] : v.Digest)}");
+        lines.Add($"    pinned by {v.PinnedBy} in-flight run(s){(v.PinningRuns.Count > 0 ? ": " + string.Join(", ", v.PinningRuns) + (v.PinnedBy > v.PinningRuns.Count ? ", ..." : "") : "")}");
+        lines.Add($"    description: {v.Description}");
+        lines.Add($"    input:  {v.InputSchema}");
+        lines.Add($"    output: {v.OutputSchema}");
+    }
+
+    return Print(parse, view, string.Join(Environment.NewLine, lines));
+}, ct));
+var tools = new Command("tools", "Tool contracts: versions, schemas, and the runs that pin them.") { toolsList, toolsShow };
+
 var limitsAccount = new Option<string?>("--account") { Description = "Show the state of this account's per-account limits." };
 var limitsShow = new Command("show", "Show the cluster's rate limits: rate, burst, and what each has granted.") { limitsAccount };
 limitsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
@@ -373,7 +401,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, limits, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, tools, limits, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

@@ -73,6 +73,12 @@ public interface ISpineClient
     /// <summary>The run policies the cluster enforces (as one silo reports them: every silo is configured alike).</summary>
     Task<Spine.Policies.PolicySetView> GetPoliciesAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The cluster's tools: each version's contract, whether the answering silo registers it, and the in-flight runs that
+    /// pinned it; of one tool when <paramref name="tool"/> is given (<see cref="Spine.Errors.UnknownToolException"/> when unknown).
+    /// </summary>
+    Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool = null, CancellationToken cancellationToken = default);
+
     /// <summary>The cluster's rate limits and their state; per-account limits show <paramref name="accountId"/>'s (none without one).</summary>
     Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default);
 

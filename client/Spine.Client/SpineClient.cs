@@ -134,6 +134,10 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool = null, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).GetToolsAsync(tool).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).GetRateLimitsAsync(accountId).WaitAsync(cancellationToken);
 

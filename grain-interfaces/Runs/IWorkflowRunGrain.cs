@@ -103,6 +103,14 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("GetRateLimitsAsync")]
     Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId);
 
+    /// <summary>
+    /// The tools the answering silo registers and the versions any silo recorded, each version with the in-flight runs
+    /// that pinned it; of one tool when <paramref name="tool"/> is given (an <see cref="Spine.Errors.UnknownToolException"/>
+    /// when nothing knows it).
+    /// </summary>
+    [Alias("GetToolsAsync")]
+    Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool);
+
     /// <summary>The approvals runs in <see cref="RunStatus.AwaitingApproval"/> wait for, newest run first.</summary>
     [Alias("ListApprovalsAsync")]
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query);

@@ -53,4 +53,7 @@ public sealed class SpineOptions
 
     /// <summary>How often a silo sends its batched tool outcomes to the breaker grains. Default 200 ms.</summary>
     public TimeSpan BreakerReportInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>What the silo does with the tool versions in-flight runs pinned (see <see cref="Tools.ToolCatalogOptions"/>).</summary>
+    public Tools.ToolCatalogOptions Tools { get; set; } = new();
 }

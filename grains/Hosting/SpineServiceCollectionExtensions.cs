@@ -43,6 +43,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Budgets.BudgetCalls>();
         services.TryAddSingleton<Budgets.BudgetLedger>();
         services.TryAddSingleton<Policies.PolicyEngine>();
+        services.TryAddSingleton<ToolCatalog>();
         services.TryAddSingleton<Approvals.ToolApprovals>();
         services.AddOptions<Secrets.SecretOptions>();
         services.TryAddSingleton<Secrets.ISecretProvider, Secrets.DefaultSecretProvider>();

@@ -6,8 +6,43 @@ namespace Spine.Runs;
 
 /// <summary>Answers run listings from PostgreSQL on whichever silo takes the call.</summary>
 [StatelessWorker]
-public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits) : Grain, IRunQueryGrain
+public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog)
+    : Grain, IRunQueryGrain
 {
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<Tools.ToolView>> GetToolsAsync(string? tool)
+    {
+        var stored = await catalog.StoredAsync(tool is null ? null : [tool], CancellationToken.None);
+        var pins = (await catalog.PinsAsync(tool, CancellationToken.None)).ToDictionary(p => (p.Tool, p.Version));
+        var names = tools.All.Select(t => t.Definition.Name).Concat(stored.Keys.Select(k => k.Name)).Concat(pins.Keys.Select(k => k.Tool))
+            .Where(n => tool is null || n == tool).Distinct().Order(StringComparer.Ordinal).ToList();
+        if (tool is not null && names.Count == 0)
+        {
+            throw new Errors.UnknownToolException(tool, null);
+        }
+
+        return names.Select(name =>
+        {
+            var here = tools.All.Where(t => t.Definition.Name == name).ToDictionary(t => t.Definition.Version, t => t.Definition);
+            var versions = here.Keys.Concat(stored.Keys.Where(k => k.Name == name).Select(k => k.Version)).Concat(pins.Keys.Where(k => k.Tool == name).Select(k => k.Version))
+                .Distinct().OrderBy(v => NuGet.Versioning.SemanticVersion.TryParse(v, out var parsed) ? parsed : new NuGet.Versioning.SemanticVersion(0, 0, 0))
+                .Select(version =>
+                {
+                    var definition = here.GetValueOrDefault(version) ?? stored.GetValueOrDefault((name, version))?.Definition;
+                    var record = stored.GetValueOrDefault((name, version));
+                    var pin = pins.GetValueOrDefault((name, version));
+                    return new Tools.ToolVersionView
+                    {
+                        Version = version, Description = definition?.Description ?? "", Effect = here.GetValueOrDefault(version)?.Effect.ToString(),
+                        InputSchema = definition?.InputSchema ?? "", OutputSchema = definition?.OutputSchema ?? "", Registered = here.ContainsKey(version),
+                        FirstRegisteredAt = record?.RegisteredAt, PinnedBy = pin?.Runs ?? 0, PinningRuns = pin?.SomeRunIds ?? [],
+                        Digest = definition is null ? "" : Convert.ToHexStringLower(Tools.ToolCatalog.Digest(definition)),
+                    };
+                }).ToList();
+            return new Tools.ToolView { Name = name, Newest = tools.TryResolve(name)?.Definition.Version, Versions = versions };
+        }).ToList();
+    }
+
     /// <inheritdoc />
     public async Task<IReadOnlyList<RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId)
     {

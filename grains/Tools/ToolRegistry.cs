@@ -137,7 +137,11 @@ public sealed class ToolRegistry
     /// Every breaking change between consecutive versions of one tool (<paramref name="versions"/>, in SemVer order) that
     /// share a compatibility line, each message naming both versions and what broke.
     /// </summary>
-    public static IEnumerable<string> BreakingChanges(IEnumerable<ToolDefinition> versions)
+    public static IEnumerable<string> BreakingChanges(IEnumerable<ToolDefinition> versions) =>
+        BreakingPairs(versions).Select(p => p.Message);
+
+    /// <summary>As <see cref="BreakingChanges"/>, with the two versions of each.</summary>
+    public static IEnumerable<(ToolDefinition Older, ToolDefinition Newer, string Message)> BreakingPairs(IEnumerable<ToolDefinition> versions)
     {
         ArgumentNullException.ThrowIfNull(versions);
         ToolDefinition? previous = null;
@@ -146,8 +150,8 @@ public sealed class ToolRegistry
             if (previous is not null && SchemaCompatibility.SameLine(previous.Version, definition.Version)
                 && SchemaCompatibility.Breaks(previous, definition) is { Count: > 0 } breaks)
             {
-                yield return $"Tool '{definition.Name}' {definition.Version} breaks the contract of {previous.Version} without a new major version " +
-                    $"({string.Join("; ", breaks)}): register it as {NextMajor(definition.Version)}, or keep the old contract.";
+                yield return (previous, definition, $"Tool '{definition.Name}' {definition.Version} breaks the contract of {previous.Version} without a new major version " +
+                    $"({string.Join("; ", breaks)}): register it as {NextMajor(definition.Version)}, or keep the old contract.");
             }
 
             previous = definition;

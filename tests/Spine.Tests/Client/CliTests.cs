@@ -109,6 +109,25 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task ToolsListAndShow_PrintVersionsAndSchemas_AndAnUnknownToolIsATypedError()
+    {
+        var (exit, output) = await SpineAsync("tools", "list", "--json");
+        var (showExit, show) = await SpineAsync("tools", "show", "calculator");
+        var (unknownExit, unknown) = await SpineAsync("tools", "show", "no_such_tool", "--json");
+
+        Assert.Equal(0, exit);
+        var calculator = JsonDocument.Parse(output).RootElement.EnumerateArray().Single(t => t.GetProperty("name").GetString() == "calculator");
+        var version = Assert.Single(calculator.GetProperty("versions").EnumerateArray());
+        Assert.True(version.GetProperty("registered").GetBoolean());
+        Assert.Equal(calculator.GetProperty("newest").GetString(), version.GetProperty("version").GetString());
+        Assert.Equal(0, showExit);
+        Assert.Contains(": registered here effect=", show, StringComparison.Ordinal);
+        Assert.Contains("input:  {", show, StringComparison.Ordinal);
+        Assert.Equal(1, unknownExit);
+        Assert.Equal("unknown_tool", JsonDocument.Parse(unknown).RootElement.GetProperty("error").GetProperty("kind").GetString());
+    }
+
+    [Fact]
     public async Task Budgets_SetShowAndBadInput_ThroughTheCli()
     {
         var account = "cli-" + Guid.NewGuid().ToString("N");

@@ -28,6 +28,24 @@ public sealed class TestPostgres
     /// <summary>The shared server, started on first use.</summary>
     public static Task<TestPostgres> GetAsync() => Shared.Value;
 
+    /// <summary>
+    /// A new, empty database on the shared server with the schema applied, for a test whose silos must not see what
+    /// other tests left in the shared one (its in-flight runs, its tool contracts).
+    /// </summary>
+    public static async Task<TestPostgres> CreateDatabaseAsync(string prefix)
+    {
+        var shared = await GetAsync();
+        var name = $"{prefix}_{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 63)];
+        await using (var data = NpgsqlDataSource.Create(shared.OwnerConnectionString))
+        {
+            await using var command = data.CreateCommand($"CREATE DATABASE \"{name}\"");
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var owner = new NpgsqlConnectionStringBuilder(shared.OwnerConnectionString) { Database = name }.ConnectionString;
+        return new TestPostgres(owner, await SpineDatabaseSetup.ApplySchemaAsync(owner, includeDemo: false));
+    }
+
     /// <summary>Runs a scalar query as the owner.</summary>
     public async Task<T> ScalarAsync<T>(string sql, params (string Name, object Value)[] parameters)
     {
