@@ -36,6 +36,17 @@ internal sealed partial class BreakerStage(CircuitBreakerCache breakers, ILogger
         {
             payload = await next(attempt, run);
         }
+        catch (OperationCanceledException) when (attempt.Call.Kind != Journal.JournalKind.Compensated && Pipeline.StepPipeline.CancelledByRun(run))
+        {
+            // The run's cancel, not the tool, ended the attempt: it says nothing of the tool's health, so nothing is
+            // reported (a probe's lease runs out, and another call probes).
+            throw;
+        }
+        catch (Exception) when (!attempt.Reach.Reached)
+        {
+            // Stopped before the tool was called (a cancel at the last look): nothing to say of the tool's health.
+            throw;
+        }
         catch (Exception e) when (!run.Stopping.IsCancellationRequested)
         {
             var healthy = ErrorClassifier.Classify(e, tool.Definition.ClassifyError) != ErrorClass.Transient;

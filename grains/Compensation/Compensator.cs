@@ -21,12 +21,16 @@ internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline
 
     /// <summary>
     /// Registered compensations of steps that may have had their effect and are not compensated yet, newest
-    /// first: steps that succeeded, and failed steps with an attempt whose outcome is unknown (a timeout).
+    /// first: steps that succeeded, and failed steps with an attempt whose outcome is unknown (a timeout, a cancel
+    /// that reached the call); and steps the run ended without an outcome of (a cancel came while they waited to
+    /// retry) that had such an attempt.
     /// </summary>
     /// <remarks>A step an operator skipped did nothing to undo, so it is not compensated.</remarks>
     public IEnumerable<JournalRow> Pending() =>
         history.Events(JournalKind.CompensationRegistered)
-            .Where(r => history.TryGetOutcome(r.Step!.Value, out var outcome) && (outcome.Ok || MayHaveHadEffect(r.Step!.Value, outcome)))
+            .Where(r => history.TryGetOutcome(r.Step!.Value, out var outcome)
+                ? outcome.Ok || MayHaveHadEffect(r.Step!.Value, outcome)
+                : AnAttemptMayHaveHadEffect(r.Step!.Value))
             .Where(r => !history.EventsOf(r.Step!.Value).Any(e =>
                 (e.Kind == JournalKind.Compensated && e.Ok)
                 || (e.Kind == JournalKind.OperatorDecided && RunPayloads.Read<DecisionPayload>(e.Payload).Action == OperatorAction.Skip)))
@@ -47,8 +51,10 @@ internal sealed class Compensator(IStepRun run, RunHistory history, StepPipeline
     }
 
     private bool MayHaveHadEffect(int step, JournalRow failedOutcome) =>
-        RunPayloads.ReadError(failedOutcome.Payload).OutcomeUnknown
-        || history.EventsOf(step).Any(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated && RunPayloads.ReadError(e.Payload).OutcomeUnknown);
+        RunPayloads.ReadError(failedOutcome.Payload).OutcomeUnknown || AnAttemptMayHaveHadEffect(step);
+
+    private bool AnAttemptMayHaveHadEffect(int step) =>
+        history.EventsOf(step).Any(e => e.Kind is JournalKind.AttemptFailed or JournalKind.Escalated && RunPayloads.ReadError(e.Payload).OutcomeUnknown);
 
     private async Task<ErrorPayload?> CompensateAsync(JournalRow registration)
     {

@@ -56,4 +56,7 @@ public sealed class SpineOptions
 
     /// <summary>What the silo does with the tool versions in-flight runs pinned (see <see cref="Tools.ToolCatalogOptions"/>).</summary>
     public Tools.ToolCatalogOptions Tools { get; set; } = new();
+
+    /// <summary>Model calls' attempt timeouts (tools take theirs from their definitions, any call from its <c>StepOptions</c>).</summary>
+    public Timeouts.TimeoutDefaults Timeouts { get; set; } = new();
 }

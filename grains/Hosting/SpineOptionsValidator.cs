@@ -53,6 +53,7 @@ internal sealed class SpineOptionsValidator : IValidateOptions<SpineOptions>
         problems.AddRange(options.Retry.Compensation.Problems("Spine:Retry:Compensation"));
         problems.AddRange(options.Breaker.Problems("Spine:Breaker"));
         problems.AddRange(options.Audit.Problems("Spine:Audit"));
+        problems.AddRange(options.Timeouts.Problems("Spine:Timeouts"));
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 }

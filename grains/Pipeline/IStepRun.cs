@@ -74,6 +74,15 @@ internal interface IStepRun
     /// <summary>Throws <see cref="Errors.RunCancelledException"/> once a cancel was requested.</summary>
     void ThrowIfCancelRequested();
 
+    /// <summary>Whether a cancel of the run was requested.</summary>
+    bool CancelRequested { get; }
+
+    /// <summary>
+    /// The token every attempt of the run's calls gets (compensations excepted): signalled when a cancel of the run is
+    /// requested, so it reaches a tool, model or step in flight, and when the activation stops (<see cref="Stopping"/>).
+    /// </summary>
+    CancellationToken Cancelled { get; }
+
     /// <summary>A live call begins: the run shows as executing while any does (until <see cref="ExitCall"/>).</summary>
     void EnterCall();
 

@@ -68,6 +68,9 @@ internal sealed record StepCall
     /// <summary>The tools this call may use, whatever the policies permit (an agent's own list); null: no such limit.</summary>
     public IReadOnlyCollection<string>? AllowedTools { get; init; }
 
+    /// <summary>How long one attempt may take, asked by the call (<see cref="StepOptions.Timeout"/>); null: the tool's or the model's default.</summary>
+    public TimeSpan? Timeout { get; init; }
+
     /// <summary>A tool call: the tool, its arguments and the version asked for (null: not a tool call).</summary>
     public ToolCall? Tool { get; init; }
 
@@ -92,6 +95,27 @@ internal sealed record StepAttempt(StepCall Call, int Number, CancellationToken 
 {
     /// <summary>The tool this attempt invokes, once the contract stage resolved it.</summary>
     public RegisteredTool? Tool { get; init; }
+
+    /// <summary>Set once the attempt reaches the call itself (past every attempt stage): from then on it may have had its effect.</summary>
+    public AttemptReach Reach { get; init; } = new();
+}
+
+/// <summary>Whether an attempt reached its call (shared by the copies the attempt stages make of it).</summary>
+internal sealed class AttemptReach
+{
+    /// <summary>True once the call itself began.</summary>
+    public bool Reached { get; set; }
+}
+
+/// <summary>
+/// A run's cancel reached an attempt in flight (its token fired): thrown by the pipeline in place of the call's
+/// <see cref="OperationCanceledException"/>, so that no stage takes it for the call's own failure.
+/// </summary>
+internal sealed class CallCancelledException(string runId, bool reached, Exception inner)
+    : Exception($"Run {runId} was cancelled while the call was in flight{(reached ? "" : ", before it began")}.", inner)
+{
+    /// <summary>Whether the call itself had begun, so may have had its effect.</summary>
+    public bool Reached { get; } = reached;
 }
 
 /// <summary>
@@ -108,4 +132,23 @@ internal sealed record StepOutcome(bool Ok, string? Payload, ErrorPayload? Error
 
     /// <summary>What the journal stores for this outcome.</summary>
     public string? JournalPayload => Ok ? Payload : RunPayloads.Write(Error);
+}
+
+/// <summary>The outcome a run's cancel gives a call it reached in flight (see <c>RetryStage</c>): kind <c>cancelled</c>, outcome unknown.</summary>
+internal static class InFlightCancel
+{
+    /// <summary>The error kind (<see cref="RunCancelledException"/>'s).</summary>
+    public const string Kind = "cancelled";
+
+    /// <summary>Whether <paramref name="outcome"/> is such an outcome.</summary>
+    public static bool Is(JournalRow outcome)
+    {
+        if (outcome.Ok)
+        {
+            return false;
+        }
+
+        var error = RunPayloads.ReadError(outcome.Payload);
+        return error.Kind == Kind && error.OutcomeUnknown && error.Class == ErrorClass.Cancelled.Name();
+    }
 }

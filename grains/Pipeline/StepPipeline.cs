@@ -1,3 +1,5 @@
+using Spine.Journal;
+
 namespace Spine.Pipeline;
 
 /// <summary>
@@ -20,7 +22,18 @@ public sealed class StepPipeline
         CheckUnique(Stages.Select(s => (s.Order, s.GetType().Name)));
         CheckUnique(AttemptStages.Select(s => (s.Order, s.GetType().Name)));
 
-        AttemptHandler attempt = (a, _) => a.Call.Execute(a);
+        AttemptHandler attempt = (a, run) =>
+        {
+            // The last look before the call: a cancel that came while a stage held the attempt (a breaker's or a
+            // budget's grain call) stops it here, where it has certainly had no effect.
+            if (a.Call.Kind != JournalKind.Compensated)
+            {
+                run.ThrowIfCancelRequested();
+            }
+
+            a.Reach.Reached = true;
+            return a.Call.Execute(a);
+        };
         foreach (var stage in AttemptStages.AsEnumerable().Reverse())
         {
             var next = attempt;
@@ -31,7 +44,23 @@ public sealed class StepPipeline
 
         // Past the last call stage, one attempt runs through the attempt stages: the retry stage calls on once
         // per attempt (with its number), and sees each attempt's failure as the exception it threw.
-        StepHandler call = async (c, run) => StepOutcome.Succeeded(await attempt(new StepAttempt(c, c.Attempt, run.Stopping), run), c.Attempt);
+        StepHandler call = async (c, run) =>
+        {
+            // A cancel of the run reaches every call in flight through its token; a compensation (which a cancel starts) only stops with the activation.
+            var compensation = c.Kind == JournalKind.Compensated;
+            var started = new StepAttempt(c, c.Attempt, compensation ? run.Stopping : run.Cancelled);
+            try
+            {
+                return StepOutcome.Succeeded(await attempt(started, run), c.Attempt);
+            }
+            catch (Exception e) when (!compensation && e is not (Errors.RunCancelledException or CallCancelledException) && CancelledByRun(run)
+                && (e is OperationCanceledException || started.Reach.Reached))
+            {
+                // Whatever the call made of its token firing (a cancellation, or an aborted connection's error), the
+                // cancel ended it: once it had begun, it may have had its effect.
+                throw new CallCancelledException(run.RunId, started.Reach.Reached, e);
+            }
+        };
         foreach (var stage in Stages.AsEnumerable().Reverse())
         {
             var next = call;
@@ -40,6 +69,13 @@ public sealed class StepPipeline
 
         _call = call;
     }
+
+    /// <summary>
+    /// Whether the run's cancel fired the attempts' token (a cancel that is durable: the token fires only after the
+    /// cancel is journaled), not the activation stopping, nor a call's own cancellation.
+    /// </summary>
+    internal static bool CancelledByRun(IStepRun run) =>
+        run.CancelRequested && run.Cancelled.IsCancellationRequested && !run.Stopping.IsCancellationRequested;
 
     /// <summary>The call stages, outermost first.</summary>
     internal IReadOnlyList<IStepStage> Stages { get; }

@@ -39,6 +39,23 @@ internal sealed class RetryStage(Func<double>? jitter = null) : IStepStage
             {
                 return await next(attempt == call.Attempt ? call : call with { Attempt = attempt }, run);
             }
+            catch (CallCancelledException cancelled)
+            {
+                if (!cancelled.Reached)
+                {
+                    run.ThrowIfCancelRequested();
+                    throw;
+                }
+
+                // The cancel reached the call itself, which may have acted: its outcome is journaled as cancelled with
+                // an unknown outcome, so the run's compensation covers the step; the workflow sees the cancel.
+                return StepOutcome.Failed(RunPayloads.ErrorOf(new RunCancelledException(run.RunId, null), ErrorClass.Cancelled) with
+                {
+                    Message = $"The run was cancelled while attempt {attempt} was in flight; whether it had its effect is unknown.",
+                    ArgumentsHash = call.ArgumentsHash,
+                    OutcomeUnknown = true,
+                }, attempt);
+            }
             catch (Exception e) when (!run.Stopping.IsCancellationRequested && e is not (StorageUnavailableException or JournalConflictException or JournalTamperedException or RunCancelledException))
             {
                 failure = e;

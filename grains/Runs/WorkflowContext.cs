@@ -135,13 +135,14 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         return ReadToolOutput(tool, Unwrap(Row(outcome)));
     }
 
-    public async Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null)
+    public async Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null, StepOptions? step = null)
     {
         ArgumentNullException.ThrowIfNull(messages);
+        var stepOptions = step;
         var name = clientKey ?? "model";
-        var (step, recorded) = Next(JournalKind.Model, name);
+        var (number, recorded) = Next(JournalKind.Model, name);
         var history = recorded is null ? messages.ToList() : null;
-        var outcome = await pipeline.RunAsync(Call(JournalKind.Model, step, name, recorded, null, run.Options.Retry.Model, null) with
+        var outcome = await pipeline.RunAsync(Call(JournalKind.Model, number, name, recorded, stepOptions, stepOptions?.Retry ?? run.Options.Retry.Model, stepOptions?.ClassifyError) with
         {
             ChatClient = clientKey,
             Model = history is null ? null : new ModelRequest(history, options),
@@ -301,6 +302,9 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         Classify = classify,
         EscalateToOperator = options?.EscalateToOperator ?? registration.EscalateToOperator,
         Compensation = options?.Compensation,
+        Timeout = options?.Timeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > Timeouts.TimeoutStage.MaxTimeout)
+            ? throw new ArgumentOutOfRangeException(nameof(options), timeout, $"StepOptions.Timeout of step {step} '{name}' must be positive and at most {Timeouts.TimeoutStage.MaxTimeout}.")
+            : options?.Timeout,
         Execute = _ => throw new InvalidOperationException($"Step {step} '{name}' has nothing to execute."),
     };
 
@@ -473,6 +477,12 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
         {
             var refusal = RunPayloads.Read<Budgets.BudgetRefusedPayload>(refused.Payload);
             throw new BudgetExhaustedException(RunId, row.Step.Value, row.Name, refusal.Scope, refusal.Reason);
+        }
+
+        if (InFlightCancel.Is(row))
+        {
+            // The run's cancel reached this call in flight (see RetryStage): the workflow sees the cancel, as at any other call.
+            throw new RunCancelledException(RunId, state.CancelReason);
         }
 
         throw new StepFailedException(RunId, row.Step!.Value, row.Name, error.Kind, error.Message, error.ExceptionType,

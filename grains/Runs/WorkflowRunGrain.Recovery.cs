@@ -153,7 +153,8 @@ public sealed partial class WorkflowRunGrain
         // A human's approval is of one run: a replay asks again, and so re-executes every step numbered after the
         // first approval it asks again (those calls came after the decision, which may now go the other way; and
         // their reused outcomes would wait for the approval while it waits for them to be handed back).
-        var reuseBelow = source.History.Outcomes.Where(r => r.Kind == JournalKind.Approval && r.Step < fromStep)
+        // Nor is an outcome its cancel cut short reused: the replay is not cancelled, and runs that call again.
+        var reuseBelow = source.History.Outcomes.Where(r => (r.Kind == JournalKind.Approval || Pipeline.InFlightCancel.Is(r)) && r.Step < fromStep)
             .Select(r => r.Step!.Value).Append(fromStep).Min();
 
         // The reused outcomes keep their journal order (a replay hands them back in it), with the ends of

@@ -46,6 +46,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     private readonly StorageRetry _storage;
     private readonly ILogger<WorkflowRunGrain> _logger;
     private readonly CancellationTokenSource _shutdown = new();
+
+    // Fired by a cancel of the run, and with _shutdown: the token of every attempt of its calls (compensations excepted).
+    private readonly CancellationTokenSource _cancelled;
     private readonly TaskCompletionSource _terminal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly RunJournal _journal;
     private readonly DurableWaits _waits;
@@ -79,6 +82,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         Services = services;
         _logger = logger;
         _audit = audit;
+        _cancelled = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
         _journal = new RunJournal(RunId, writer, store, audit, storage, time, _shutdown.Token, DeactivateOnIdle);
         _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
         _decisions = new OperatorDecisions(_shutdown.Token);
@@ -266,6 +270,18 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         state.Escalations.Clear();
         state.Approvals.Clear();
         StartExecution();
+
+        // Every call in flight sees it through its token. A callback the call registered may throw: the cancel is
+        // journaled and the waiters woken whatever it does.
+        try
+        {
+            await _cancelled.CancelAsync();
+        }
+        catch (Exception e)
+        {
+            LogCancelCallbackFailed(_logger, RunId, e);
+        }
+
         return Info();
     }
 
@@ -317,6 +333,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
     TimeProvider IStepRun.Time => Time;
 
     CancellationToken IStepRun.Stopping => _shutdown.Token;
+
+    CancellationToken IStepRun.Cancelled => _cancelled.Token;
+
+    bool IStepRun.CancelRequested => State is { CancelRequested: true };
 
     IReadOnlyList<JournalRow> IStepRun.EventsOf(int step) => History.EventsOf(step);
 
@@ -779,6 +799,9 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: its quarantine could not be written to the index ({Detail}); the next activation verifies it again")]
     private static partial void LogQuarantineNotRecorded(ILogger logger, string runId, string detail);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: a callback of a call in flight threw when the cancel reached it")]
+    private static partial void LogCancelCallbackFailed(ILogger logger, string runId, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Run {RunId} started: workflow {WorkflowType} v{Version}")]
     private static partial void LogStarted(ILogger logger, string runId, string workflowType, int version);

@@ -3,10 +3,10 @@ using Spine.Pipeline;
 namespace Spine.Timeouts;
 
 /// <summary>
-/// Attempt stage: bounds an attempt of a tool with a timeout by that timeout, on the silo's
-/// <see cref="TimeProvider"/> (the tool sees it as its cancellation token). An attempt that times out
-/// fails with a <see cref="TimeoutException"/>: transient, and with an unknown outcome, since the tool
-/// may have acted.
+/// Attempt stage: bounds an attempt by its timeout (the call's <c>StepOptions.Timeout</c>, else a tool's definition's,
+/// else for a model call <c>Spine:Timeouts</c>), on the silo's <see cref="TimeProvider"/> (the tool, model or step sees it
+/// as its cancellation token). An attempt that times out fails with a <see cref="TimeoutException"/>: transient, and
+/// with an unknown outcome, since the tool may have acted.
 /// </summary>
 /// <remarks>
 /// Each attempt has a token source of its own, disposed when the attempt ends, and only that source's
@@ -21,7 +21,12 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
 
     // An attempt without a timeout passes straight through, without a state machine of its own.
     public Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next) =>
-        attempt.Tool?.Definition.Timeout is { } limit ? BoundAsync(attempt, limit, run, next) : next(attempt, run);
+        Limit(attempt, run) is { } limit ? BoundAsync(attempt, limit, run, next) : next(attempt, run);
+
+    private static TimeSpan? Limit(StepAttempt attempt, IStepRun run) =>
+        attempt.Call.Timeout
+        ?? attempt.Tool?.Definition.Timeout
+        ?? (attempt.Call.Kind == Journal.JournalKind.Model ? run.Options.Timeouts.ForModel(attempt.Call.ChatClient) : null);
 
     private async Task<string> BoundAsync(StepAttempt attempt, TimeSpan limit, IStepRun run, AttemptHandler next)
     {
@@ -33,7 +38,10 @@ internal sealed class TimeoutStage(TimeProvider time) : IAttemptStage
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !attempt.Cancellation.IsCancellationRequested)
         {
-            throw new TimeoutException($"Tool '{attempt.Tool!.Definition.Name}' {attempt.Tool.Definition.Version} did not answer within {limit} (attempt {attempt.Number}).");
+            var what = attempt.Tool is { } tool ? $"Tool '{tool.Definition.Name}' {tool.Definition.Version}"
+                : attempt.Call.Kind == Journal.JournalKind.Model ? $"Chat client '{attempt.Call.ChatClient ?? "default"}'"
+                : $"Step {attempt.Call.Step} '{attempt.Call.Name}'";
+            throw new TimeoutException($"{what} did not answer within {limit} (attempt {attempt.Number}).");
         }
     }
 }

@@ -69,7 +69,7 @@ public interface IWorkflowContext
     /// <param name="messages">The conversation so far.</param>
     /// <param name="options">Chat options (tools, temperature, ...).</param>
     /// <param name="clientKey">The keyed chat client to use; null for the default one.</param>
-    Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null);
+    Task<ChatResponse> CallModelAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, string? clientKey = null, StepOptions? step = null);
 
     /// <summary>A durable timer: the wake-up time is journaled, so the wait survives restarts and resumes where it left off.</summary>
     Task SleepAsync(TimeSpan duration);
@@ -140,6 +140,13 @@ public sealed record StepOptions
     /// its threshold (or without a confidence) wait for approval.
     /// </summary>
     public double? Confidence { get; init; }
+
+    /// <summary>
+    /// How long one attempt may take: past it the call's cancellation token fires, and the attempt fails as a transient
+    /// timeout whose outcome is unknown (retried; compensated if the run later fails). Null: the tool's own
+    /// <see cref="Tools.ToolDefinition.Timeout"/>, for a model call <c>Spine:Timeouts</c>, for a step no limit.
+    /// </summary>
+    public TimeSpan? Timeout { get; init; }
 }
 
 /// <summary>A compensating tool call: it receives its own idempotency key (<c>{runId}/{step}/compensate</c>).</summary>

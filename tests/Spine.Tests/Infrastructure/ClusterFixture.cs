@@ -34,9 +34,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             {
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
                 o.Audit.Key = TestAudit.Key;
+                TestSpine.OnSharedDatabase(o);
                 o.MaxPayloadBytes = MaxPayloadBytes;
                 o.BreakerReportInterval = TimeSpan.FromMilliseconds(50);
                 o.Retry.Model = new Spine.Recovery.RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMilliseconds(100), Jitter = 0 };
+                o.Timeouts.ChatClients[Timeouts.HangingChatClient.Key] = TimeSpan.FromMilliseconds(300);
             });
             silo.Services.Configure<Spine.Budgets.BudgetOptions>(o =>
             {
@@ -123,6 +125,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             }
 
             silo.Services.AddSpinePolicy(Tools.VersionedTool.CaretRule());
+            silo.Services.AddSpineTool<Timeouts.HangTool>();
+            silo.Services.AddSpineWorkflow<Timeouts.CancelInFlightWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<Timeouts.StepTimeoutWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<Timeouts.CancelInRetryWorkflow, int, string>();
+            silo.Services.AddKeyedSingleton<IChatClient>(Timeouts.HangingChatClient.Key, new Timeouts.HangingChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>(Tools.VersionRecordingChatClient.Key, new Tools.VersionRecordingChatClient());
         });
         Cluster = builder.Build();

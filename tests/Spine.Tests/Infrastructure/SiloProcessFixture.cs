@@ -34,6 +34,7 @@ public sealed class SiloProcessFixture : IAsyncLifetime
             // A rate limit set the way an operator sets one: configuration through the environment.
             Environment = new Dictionary<string, string>
             {
+                [TestSpine.SharedDatabaseVariable] = TestSpine.SharedDatabaseValue,
                 ["Spine__RateLimits__Limits__0__Tool"] = "calculator",
                 ["Spine__RateLimits__Limits__0__Requests"] = "100",
                 ["Spine__RateLimits__Limits__0__Per"] = "00:00:01",

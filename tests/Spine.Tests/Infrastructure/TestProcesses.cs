@@ -13,6 +13,7 @@ public static class TestProcesses
             Demo = demo,
             LogFile = logFile,
             ResumeReminderPeriod = resumeReminderPeriod ?? TimeSpan.FromSeconds(2),
+            Environment = new Dictionary<string, string> { [TestSpine.SharedDatabaseVariable] = TestSpine.SharedDatabaseValue },
         };
 
     /// <summary>Starts a client host that finds the cluster through its membership table, as another service would.</summary>

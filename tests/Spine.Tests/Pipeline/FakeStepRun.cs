@@ -51,6 +51,8 @@ internal sealed class FakeStepRun : IStepRun
 
     public CancellationToken Stopping => _stopping.Token;
 
+    public CancellationToken Cancelled => _stopping.Token;
+
     public IEnumerable<JournalRow> Rows(JournalKind kind) => History.Rows.Where(r => r.Kind == kind);
 
     public IReadOnlyList<JournalRow> EventsOf(int step) => History.EventsOf(step);

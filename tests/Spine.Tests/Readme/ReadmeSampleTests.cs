@@ -78,6 +78,7 @@ public static class OwnSiloHost
         var cluster = "readme-" + Guid.NewGuid().ToString("N")[..12];
         builder.Services.Configure<ClusterOptions>(o => (o.ClusterId, o.ServiceId) = (cluster, cluster));
         builder.Configuration["Spine:Audit:Key"] = TestAudit.Key;   // the README's appsettings name a key file
+        builder.Configuration[TestSpine.SharedDatabaseSetting] = TestSpine.SharedDatabaseValue;
 // README: host sample
 builder.UseOrleans(silo =>
 {

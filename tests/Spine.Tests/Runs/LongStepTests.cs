@@ -21,6 +21,7 @@ public sealed class LongStepTests
             {
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(1);
                 o.Audit.Key = TestAudit.Key;
+                TestSpine.OnSharedDatabase(o);
             });
             silo.Configure<GrainCollectionOptions>(o =>
             {

@@ -83,6 +83,7 @@ public sealed class LostAcknowledgementTests
             {
                 o.ResumeReminderPeriod = TimeSpan.FromSeconds(2);
                 o.Audit.Key = TestAudit.Key;
+                TestSpine.OnSharedDatabase(o);
             });
             silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
         });

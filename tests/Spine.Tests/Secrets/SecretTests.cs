@@ -40,7 +40,11 @@ public sealed class SecretTests : IAsyncLifetime
         var builder = new InProcessTestClusterBuilder(1);
         builder.ConfigureSilo((_, silo) =>
         {
-            silo.AddSpine(connectionString, null, o => o.Audit.Key = TestAudit.Key);
+            silo.AddSpine(connectionString, null, o =>
+            {
+                o.Audit.Key = TestAudit.Key;
+                TestSpine.OnSharedDatabase(o);
+            });
             silo.AddActivityPropagation();
             silo.Services.Configure<Spine.Secrets.SecretOptions>(o => o.Directory = _directory);
             silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, JsonElement>();

@@ -160,6 +160,7 @@ public sealed class StartupValidationTests
         var postgres = await TestPostgres.GetAsync();
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [], DisableDefaults = true });
         settings.TryAdd("Spine:Audit:Key", TestAudit.Key);
+        settings.TryAdd(TestSpine.SharedDatabaseSetting, TestSpine.SharedDatabaseValue);
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Logging.ClearProviders();
         builder.UseOrleans(silo =>
