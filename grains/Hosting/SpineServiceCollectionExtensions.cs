@@ -36,7 +36,11 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Audit.AuditKeyRing>();
         services.TryAddSingleton<Audit.JournalAudit>();
         services.TryAddSingleton<WorkflowRegistry>();
-        services.TryAddSingleton<ToolRegistry>();
+        services.AddOptions<Mcp.McpOptions>();
+        services.TryAddSingleton<Mcp.McpToolSource>();
+
+        // The registered tools and the MCP servers' (read while the silo starts, before anything resolves the registry).
+        services.TryAddSingleton(sp => new ToolRegistry(sp.GetServices<ITool>().Concat(sp.GetRequiredService<Mcp.McpToolSource>().Tools)));
         services.AddOptions<Policies.PolicyOptions>();
         services.AddOptions<Budgets.BudgetOptions>();
         services.TryAddSingleton<Budgets.CallCosts>();
@@ -54,6 +58,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<RateLimits.RateLimitRegistry>();
         services.TryAddSingleton<RateLimits.RateLimitLeases>();
         services.AddStepPipeline();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Mcp.McpStartup>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
         return services;
@@ -116,6 +121,17 @@ public static class SpineServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         services.AddSingleton<ITool, TTool>();
+        return services;
+    }
+
+    /// <summary>
+    /// Registers a tool that is a C# method or delegate (see <see cref="TypedTool"/>): its schemas are generated from
+    /// its parameters and return type, and its arguments bind to its parameters.
+    /// </summary>
+    public static IServiceCollection AddSpineTool(this IServiceCollection services, Delegate method, TypedToolOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddSingleton(TypedTool.FromMethod(method, options));
         return services;
     }
 

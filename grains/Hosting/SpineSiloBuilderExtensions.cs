@@ -41,6 +41,7 @@ public static class SpineSiloBuilderExtensions
             silo.Services.AddOptions<Budgets.BudgetOptions>().Bind(configuration.GetSection("Budgets"));
             silo.Services.AddOptions<Secrets.SecretOptions>().Bind(configuration.GetSection("Secrets"));
             silo.Services.AddOptions<RateLimits.RateLimitOptions>().Bind(configuration.GetSection("RateLimits"));
+            silo.Services.AddOptions<Mcp.McpOptions>().Bind(configuration.GetSection("Mcp"));
         }
 
         if (configure is not null)

@@ -70,7 +70,16 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
             problems.AddRange(Conflicts(local, await StoredAsync(names, cancellationToken)));
         }
 
-        var missing = (await PinsAsync(null, cancellationToken)).Where(p => !tools.VersionsOf(p.Tool).Contains(p.Version)).ToList();
+        // An MCP server's tools change with the server, not with a deploy: a version its server dropped is warned of, never refused.
+        var external = tools.All.Where(t => t.Tool is Mcp.McpTool).Select(t => t.Definition.Name).ToHashSet(StringComparer.Ordinal);
+        var pins = (await PinsAsync(null, cancellationToken)).Where(p => !tools.VersionsOf(p.Tool).Contains(p.Version)).ToList();
+        if (pins.Where(p => external.Contains(p.Tool)).ToList() is { Count: > 0 } dropped)
+        {
+            logger.LogWarning("In-flight runs pinned versions of MCP tools their servers no longer offer; they fail at their next call of them: {Pins}",
+                string.Join("; ", dropped.Select(p => $"'{p.Tool}' {p.Version} by {p.Runs} run(s)")));
+        }
+
+        var missing = pins.Where(p => !external.Contains(p.Tool)).ToList();
         if (missing.Count > 0)
         {
             var list = string.Join("; ", missing.Select(p => $"'{p.Tool}' {p.Version} by {p.Runs} run(s) ({string.Join(", ", p.SomeRunIds)}{(p.Runs > p.SomeRunIds.Count ? ", ..." : "")})"));
@@ -121,9 +130,12 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
     }
 
     /// <summary>Every recorded contract of these tools (all when <paramref name="names"/> is null), by name and version.</summary>
-    public async Task<Dictionary<(string Name, string Version), StoredContract>> StoredAsync(string[]? names, CancellationToken cancellationToken)
+    public Task<Dictionary<(string Name, string Version), StoredContract>> StoredAsync(string[]? names, CancellationToken cancellationToken) =>
+        StoredAsync(database.DataSource, names, cancellationToken);
+
+    internal static async Task<Dictionary<(string Name, string Version), StoredContract>> StoredAsync(NpgsqlDataSource data, string[]? names, CancellationToken cancellationToken)
     {
-        await using var command = database.DataSource.CreateCommand(
+        await using var command = data.CreateCommand(
             "SELECT name, version, digest, description, input_schema, output_schema, registered_at FROM spine_tool_contracts WHERE @names::text[] IS NULL OR name = ANY(@names::text[])");
         command.Parameters.Add(new NpgsqlParameter("names", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text) { Value = (object?)names ?? DBNull.Value });
         var stored = new Dictionary<(string, string), StoredContract>();
@@ -170,7 +182,11 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
         }
     }
 
-    private async Task RecordAsync(IEnumerable<ToolDefinition> definitions, CancellationToken cancellationToken)
+    private Task RecordAsync(IEnumerable<ToolDefinition> definitions, CancellationToken cancellationToken) =>
+        RecordAsync(database.DataSource, definitions, cancellationToken);
+
+    /// <summary>Records contracts not recorded yet (a recorded version is left as it is).</summary>
+    internal static async Task RecordAsync(NpgsqlDataSource data, IEnumerable<ToolDefinition> definitions, CancellationToken cancellationToken)
     {
         var batch = definitions.ToList();
         if (batch.Count == 0)
@@ -178,7 +194,7 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
             return;
         }
 
-        await using var command = database.DataSource.CreateCommand("""
+        await using var command = data.CreateCommand("""
             INSERT INTO spine_tool_contracts (name, version, digest, description, input_schema, output_schema, registered_at)
             SELECT n, v, d, de, i, o, now()
             FROM unnest(@names::text[], @versions::text[], @digests::bytea[], @descriptions::text[], @inputs::text[], @outputs::text[]) AS u(n, v, d, de, i, o)

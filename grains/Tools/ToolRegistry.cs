@@ -84,9 +84,14 @@ public sealed class RegisteredTool
 }
 
 /// <summary>Every tool registered on this silo, by name and semantic version.</summary>
+/// <remarks>
+/// Built while the silo starts; a tool source whose contracts change at run time (an MCP server's) registers new
+/// versions later with <see cref="Register"/>. Readers see one consistent snapshot per call.
+/// </remarks>
 public sealed class ToolRegistry
 {
-    private readonly Dictionary<string, List<RegisteredTool>> _byName = new(StringComparer.Ordinal);
+    private readonly object _writing = new();
+    private volatile Dictionary<string, List<RegisteredTool>> _byName = new(StringComparer.Ordinal);
 
     /// <summary>
     /// Builds the registry, compiling every schema and checking every policy: the silo builds it while it starts,
@@ -95,41 +100,63 @@ public sealed class ToolRegistry
     public ToolRegistry(IEnumerable<ITool> tools)
     {
         ArgumentNullException.ThrowIfNull(tools);
-        var all = tools.ToList();
+        Add(tools.ToList(), checkBreaking: true);
+    }
+
+    /// <summary>
+    /// Registers further versions at run time (of a source whose versions are its contracts' digests, so need no
+    /// compatibility check); a version registered already is left as it is.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A definition is invalid.</exception>
+    public void Register(IEnumerable<ITool> tools)
+    {
+        ArgumentNullException.ThrowIfNull(tools);
+        var snapshot = _byName;
+        Add(tools.Where(t => !(snapshot.TryGetValue(t.Definition.Name, out var v) && v.Any(r => r.Definition.Version == t.Definition.Version))).ToList(), checkBreaking: false);
+    }
+
+    private void Add(List<ITool> all, bool checkBreaking)
+    {
         var problems = all.SelectMany(t => ToolPolicies.Problems(t.Definition)).ToList();
         if (problems.Count > 0)
         {
             throw new InvalidOperationException(string.Join(Environment.NewLine, problems));
         }
 
-        foreach (var tool in all)
+        lock (_writing)
         {
-            var registered = new RegisteredTool(tool);
-            if (!SemanticVersion.TryParse(tool.Definition.Version, out _))
+            var byName = _byName.ToDictionary(e => e.Key, e => e.Value.ToList(), StringComparer.Ordinal);
+            foreach (var tool in all)
             {
-                throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version (major.minor.patch, optionally -prerelease).");
+                var registered = new RegisteredTool(tool);
+                if (!SemanticVersion.TryParse(tool.Definition.Version, out _))
+                {
+                    throw new InvalidOperationException($"Tool '{tool.Definition.Name}': version '{tool.Definition.Version}' is not a semantic version (major.minor.patch, optionally -prerelease).");
+                }
+
+                if (!byName.TryGetValue(tool.Definition.Name, out var versions))
+                {
+                    byName[tool.Definition.Name] = versions = [];
+                }
+
+                if (versions.Any(v => v.Definition.Version == tool.Definition.Version))
+                {
+                    throw new InvalidOperationException($"Tool '{tool.Definition.Name}' {tool.Definition.Version} is registered twice.");
+                }
+
+                versions.Add(registered);
+
+                // SemVer order: 2.0.0-beta comes before 2.0.0, and 1.10.0 after 1.9.0.
+                versions.Sort((a, b) => SemanticVersion.Parse(a.Definition.Version).CompareTo(SemanticVersion.Parse(b.Definition.Version)));
             }
 
-            if (!_byName.TryGetValue(tool.Definition.Name, out var versions))
+            var breaking = checkBreaking ? byName.Values.SelectMany(v => BreakingChanges(v.Select(t => t.Definition))).ToList() : [];
+            if (breaking.Count > 0)
             {
-                _byName[tool.Definition.Name] = versions = [];
+                throw new InvalidOperationException(string.Join(Environment.NewLine, breaking));
             }
 
-            if (versions.Any(v => v.Definition.Version == tool.Definition.Version))
-            {
-                throw new InvalidOperationException($"Tool '{tool.Definition.Name}' {tool.Definition.Version} is registered twice.");
-            }
-
-            versions.Add(registered);
-
-            // SemVer order: 2.0.0-beta comes before 2.0.0, and 1.10.0 after 1.9.0.
-            versions.Sort((a, b) => SemanticVersion.Parse(a.Definition.Version).CompareTo(SemanticVersion.Parse(b.Definition.Version)));
-        }
-
-        var breaking = _byName.Values.SelectMany(v => BreakingChanges(v.Select(t => t.Definition))).ToList();
-        if (breaking.Count > 0)
-        {
-            throw new InvalidOperationException(string.Join(Environment.NewLine, breaking));
+            _byName = byName;
         }
     }
 

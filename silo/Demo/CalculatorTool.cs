@@ -1,35 +1,27 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
-using System.Text.Json;
 using Spine.Tools;
 
 namespace Spine.Silo.Demo;
 
-/// <summary>Evaluates arithmetic (+ - * / and parentheses) exactly as written: a read-only tool.</summary>
-public sealed class CalculatorTool : ITool
+/// <summary>Evaluates arithmetic (+ - * / and parentheses) exactly as written: a read-only tool, typed.</summary>
+public sealed class CalculatorTool : TypedTool
 {
     /// <inheritdoc />
-    public ToolDefinition Definition { get; } = new()
+    protected override TypedToolOptions Contract { get; } = new()
     {
         Name = "calculator",
         Version = "1.0.0",
         Description = "Evaluates an arithmetic expression with + - * / and parentheses, e.g. \"(12.5 + 7) * 3\".",
         Effect = ToolEffect.ReadOnly,
-        InputSchema = """
-            {"type":"object","properties":{"expression":{"type":"string","minLength":1,"maxLength":500}},
-             "required":["expression"],"additionalProperties":false}
-            """,
-        OutputSchema = """
-            {"type":"object","properties":{"value":{"type":"number"}},"required":["value"]}
-            """,
     };
 
     /// <inheritdoc />
-    public Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
-    {
-        var expression = arguments.GetProperty("expression").GetString()!;
-        var value = new Parser(expression).Parse();
-        return Task.FromResult(JsonSerializer.SerializeToElement(new { value }));
-    }
+    protected override Delegate Method => Evaluate;
+
+    private static CalculatorResult Evaluate([Description("The expression, e.g. (12.5 + 7) * 3.")][StringLength(500, MinimumLength = 1)] string expression) =>
+        new(new Parser(expression).Parse());
 
     private sealed class Parser(string text)
     {
@@ -148,3 +140,7 @@ public sealed class CalculatorTool : ITool
         }
     }
 }
+
+/// <summary>What <see cref="CalculatorTool"/> answers.</summary>
+/// <param name="Value">The expression's value.</param>
+public sealed record CalculatorResult(double Value);

@@ -1,6 +1,7 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using Spine.Errors;
 using Spine.Recovery;
 using Spine.Storage;
@@ -14,24 +15,15 @@ namespace Spine.Silo.Demo;
 /// hash of (key, attempt, seed), fail transiently; half of the random failures strike after the effect
 /// was applied, as a lost response would, so the retry must be deduplicated by the key.
 /// </summary>
-public sealed class LedgerApplyTool(SpineDatabase database) : ITool
+public sealed class LedgerApplyTool(SpineDatabase database) : TypedTool
 {
     /// <inheritdoc />
-    public ToolDefinition Definition { get; } = new()
+    protected override TypedToolOptions Contract { get; } = new()
     {
         Name = "ledger_apply",
         Version = "1.0.0",
         Description = "Applies a ledger effect exactly once per idempotency key; may fail transiently on purpose.",
         Effect = ToolEffect.Idempotent,
-        InputSchema = """
-            {"type":"object","properties":{"step":{"type":"integer","minimum":1},
-             "failureRate":{"type":"number","minimum":0,"maximum":1},"failFirst":{"type":"integer","minimum":0},
-             "seed":{"type":"integer"},"workMilliseconds":{"type":"integer","minimum":0,"maximum":60000}},
-             "required":["step"],"additionalProperties":false}
-            """,
-        OutputSchema = """
-            {"type":"object","properties":{"applied":{"type":"boolean"},"deliveries":{"type":"integer"}},"required":["applied","deliveries"]}
-            """,
         Retry = new RetryPolicy { MaxAttempts = 15, InitialDelay = TimeSpan.FromMilliseconds(100), MaxDelay = TimeSpan.FromSeconds(2) },
         Breaker = new Breakers.BreakerPolicy { Enabled = false },
 
@@ -40,17 +32,19 @@ public sealed class LedgerApplyTool(SpineDatabase database) : ITool
     };
 
     /// <inheritdoc />
-    public async Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
+    protected override Delegate Method => ApplyAsync;
+
+    private async Task<LedgerApplied> ApplyAsync(
+        ToolContext context,
+        [Description("The workflow step the effect belongs to.")][Range(1, int.MaxValue)] int step,
+        [Description("The chance of an injected transient failure per attempt.")][Range(0.0, 1.0)] double failureRate = 0,
+        [Description("How many first attempts fail on purpose.")][Range(0, int.MaxValue)] int failFirst = 0,
+        [Description("Seeds the injected failures.")] long seed = 0,
+        [Description("How long the call works before the effect.")][Range(0, 60000)] int workMilliseconds = 0)
     {
-        ArgumentNullException.ThrowIfNull(context);
-        var step = arguments.GetProperty("step").GetInt32();
-        var failureRate = arguments.TryGetProperty("failureRate", out var rate) ? rate.GetDouble() : 0;
-        var failFirst = arguments.TryGetProperty("failFirst", out var first) ? first.GetInt32() : 0;
-        var seed = arguments.TryGetProperty("seed", out var s) ? s.GetInt64() : 0;
-        var work = arguments.TryGetProperty("workMilliseconds", out var w) ? w.GetInt32() : 0;
-        if (work > 0)
+        if (workMilliseconds > 0)
         {
-            await Task.Delay(work, context.CancellationToken);
+            await Task.Delay(workMilliseconds, context.CancellationToken);
         }
 
         if (context.Attempt <= failFirst)
@@ -72,7 +66,7 @@ public sealed class LedgerApplyTool(SpineDatabase database) : ITool
             throw new TransientException($"ledger_apply step {step}: injected failure after the effect (attempt {context.Attempt})");
         }
 
-        return JsonSerializer.SerializeToElement(new { applied = deliveries == 1, deliveries });
+        return new LedgerApplied(deliveries == 1, deliveries);
     }
 
     private static double Draw(string key, int attempt, long seed)
@@ -81,3 +75,8 @@ public sealed class LedgerApplyTool(SpineDatabase database) : ITool
         return BitConverter.ToUInt32(hash, 0) / (double)uint.MaxValue;
     }
 }
+
+/// <summary>What <see cref="LedgerApplyTool"/> answers.</summary>
+/// <param name="Applied">Whether this call made the effect (false: an earlier one did).</param>
+/// <param name="Deliveries">How many calls of the key reached the ledger.</param>
+public sealed record LedgerApplied(bool Applied, int Deliveries);

@@ -1,5 +1,7 @@
 // The README's workflow and tool samples, verbatim between the markers, plus what they assume.
 using System.Collections.Concurrent;
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
 using System.Net;
 using System.Text.Json;
 using Microsoft.Extensions.AI;
@@ -92,10 +94,17 @@ builder.UseOrleans(silo =>
 });
 builder.Services.AddSpineWorkflow<RefundWorkflow, RefundRequest, RefundResult>();
 builder.Services.AddSpineTool<OrdersLookupTool>();
+// A typed tool: its schemas come from the method's parameters and return type, its arguments bind to them.
+builder.Services.AddSpineTool(
+    ([Description("The order id.")][StringLength(40, MinimumLength = 1)] string id) => new OrderStatus("delivered"),
+    new TypedToolOptions { Name = "orders_status", Version = "1.0.0", Description = "Tells an order's status.", Effect = ToolEffect.ReadOnly });
 // README: end of host sample
         return builder.Build();
     }
 }
+
+/// <summary>What the README's typed tool answers.</summary>
+public sealed record OrderStatus(string Status);
 
 [Collection(ClusterCollection.Name)]
 public sealed class ReadmeSampleTests(ClusterFixture fixture)
@@ -137,6 +146,7 @@ public sealed class ReadmeSampleTests(ClusterFixture fixture)
             var registry = host.Services.GetRequiredService<WorkflowRegistry>();
             Assert.NotNull(registry.Resolve("refund", null));
             Assert.NotNull(host.Services.GetRequiredService<ToolRegistry>().Resolve("orders_lookup", null));
+            Assert.Contains("\"maxLength\":40", host.Services.GetRequiredService<ToolRegistry>().Resolve("orders_status", null).Definition.InputSchema, StringComparison.Ordinal);
         }
         finally
         {
