@@ -36,6 +36,11 @@ public sealed class McpOptions
                 yield return $"{at}:Url '{url}' must be an absolute http or https address.";
             }
 
+            if (server.CostPerCall is < 0)
+            {
+                yield return $"{at}:CostPerCall is {server.CostPerCall}: it must not be negative.";
+            }
+
             if (server.ConnectTimeout <= TimeSpan.Zero)
             {
                 yield return $"{at}:ConnectTimeout is {server.ConnectTimeout}: it must be positive.";
@@ -75,6 +80,9 @@ public sealed partial class McpServerSettings
 
     /// <summary>What the server's tools do to the world (the protocol does not say reliably). Default <see cref="ToolEffect.SideEffecting"/>.</summary>
     public ToolEffect Effect { get; set; } = ToolEffect.SideEffecting;
+
+    /// <summary>What one successful call of any of its tools costs (see <c>ToolDefinition.CostPerCall</c>); null: nothing.</summary>
+    public decimal? CostPerCall { get; set; }
 
     /// <summary>How long one attempt of a tool call may take; null: no limit.</summary>
     public TimeSpan? CallTimeout { get; set; }

@@ -45,6 +45,7 @@ public sealed class McpTool : ITool
         OutputSchema = tool.OutputSchema is { ValueKind: JsonValueKind.Object } output ? output.GetRawText() : TextOutput,
         Effect = settings.Effect,
         Timeout = settings.CallTimeout,
+        CostPerCall = settings.CostPerCall,
     };
 
     /// <inheritdoc />

@@ -41,7 +41,18 @@ public sealed class McpFixture : IAsyncLifetime
                 Arguments = [Path.Combine(server, "Spine.McpTestServer.dll"), VariantFile, Markers],
                 Effect = Spine.Tools.ToolEffect.ReadOnly,
                 RefreshInterval = TimeSpan.FromMilliseconds(500),
+                CostPerCall = 0.01m,
             }));
+
+            // Like any tool's: a policy for one role, and a cluster-wide rate limit.
+            var rule = new Spine.Policies.PolicyRule { Name = "mcp-readers", Workflow = "test.tool", Role = "mcp-reader" };
+            rule.Tools["test_lookup"] = new Spine.Policies.ToolRule { Arguments = """{"properties":{"q":{"maxLength":5}}}""" };
+            silo.Services.AddSpinePolicy(rule);
+            silo.Services.Configure<Spine.RateLimits.RateLimitOptions>(o =>
+            {
+                o.MaxInMemoryWait = TimeSpan.FromMilliseconds(50);
+                o.Limits.Add(new Spine.RateLimits.RateLimitRule { Tool = "test_die_once", Requests = 2, Burst = 1 });
+            });
             silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, JsonElement>();
             silo.Services.AddSpineWorkflow<McpPinWorkflow, int, string>();
         });
@@ -143,9 +154,45 @@ public sealed class McpToolTests(McpFixture fixture) : IClassFixture<McpFixture>
         Assert.Contains("\"limit\"", view.Versions.Single(v => v.Version == "2.0.0").InputSchema, StringComparison.Ordinal);
     }
 
-    private async Task<RunInfo> RunAsync(string tool, object? arguments)
+    [Fact]
+    public async Task AnMcpToolsCall_IsPolicyCheckedBudgetedAndRateLimited_LikeAnyTools()
     {
-        var run = await fixture.Client.StartAsync("test.tool", new { tool, arguments = JsonSerializer.SerializeToElement(arguments ?? new { }) });
+        // A policy: a reader's arguments over the rule's limit never reach the server.
+        var denied = await RunAsync("test_lookup", new { q = "far too long" }, new Spine.Identity.SpineActor("rita", ["mcp-reader"]));
+        Assert.Equal("policy_denied", denied.Error!.Kind);
+        Assert.Contains(await fixture.Client.GetJournalAsync(denied.RunId), r => r.Kind == "PolicyDenied");
+
+        // A budget: each call costs 0.01, and the account has 0.015.
+        var account = "mcp-" + Guid.NewGuid().ToString("N");
+        await fixture.Client.SetBudgetAsync(account, new Spine.Budgets.BudgetCeilings { TotalCost = 0.015m });
+        var first = await RunAsync("test_lookup", new { q = "one" }, account: account);
+        var second = await RunAsync("test_lookup", new { q = "two" }, account: account);
+        Assert.Equal(RunStatus.Completed, first.Status);
+        Assert.Equal("budget_exhausted", second.Error!.Kind);
+
+        // A rate limit of 2 calls a second: three runs at once wait for their permits, the later ones durably.
+        var markers = Enumerable.Range(0, 3).Select(_ => "limited-" + Guid.NewGuid().ToString("N")).ToList();
+        foreach (var marker in markers)
+        {
+            // Died already, as far as the server knows: these calls answer at once.
+            await File.WriteAllTextAsync(Path.Combine(fixture.Markers, "spine-mcp-died-" + marker), "died");
+        }
+
+        var runs = await Task.WhenAll(markers.Select(marker => RunAsync("test_die_once", new { marker })));
+        Assert.All(runs, r => Assert.Equal(RunStatus.Completed, r.Status));
+        var waits = 0;
+        foreach (var run in runs)
+        {
+            waits += (await fixture.Client.GetJournalAsync(run.RunId)).Count(r => r.Kind == "RateLimited");
+        }
+
+        Assert.True(waits >= 1, "no call waited for a permit");
+    }
+
+    private async Task<RunInfo> RunAsync(string tool, object? arguments, Spine.Identity.SpineActor? actor = null, string? account = null)
+    {
+        var input = JsonSerializer.Serialize(new { tool, arguments = JsonSerializer.SerializeToElement(arguments ?? new { }) }, Policies.SpineJsonForTests.Options);
+        var run = await fixture.Client.StartAsync(new StartRunRequest("test.tool", input, AccountId: account, Actor: actor));
         return await fixture.Client.WaitAsync(run.RunId, Patience);
     }
 }
