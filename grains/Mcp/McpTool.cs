@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ModelContextProtocol;
+using ModelContextProtocol.Client;
 using ModelContextProtocol.Protocol;
 using Spine.Errors;
 using Spine.Tools;
@@ -48,44 +49,53 @@ public sealed class McpTool : ITool
         CostPerCall = settings.CostPerCall,
     };
 
+    /// <summary>Whether the server offers this contract now (as last read); a version it withdrew is not taken by new runs.</summary>
+    public bool Offered => _server.Offers(ServerToolName, Digest);
+
     /// <inheritdoc />
     public async Task<JsonElement> InvokeAsync(JsonElement arguments, ToolContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var client = await _server.ClientAsync(context.CancellationToken);
-        if (!_server.Offers(ServerToolName, Digest))
-        {
-            // The list may be changing under this call (a new contract is registered before it is the server's): read it once more.
-            await _server.ListAsync(context.CancellationToken);
-        }
-
-        if (!_server.Offers(ServerToolName, Digest))
-        {
-            // The server changed the tool's schema since this run pinned it: calling it under the old contract is not this version.
-            throw new UnknownToolException(Definition.Name, Definition.Version);
-        }
-
         var values = arguments.ValueKind == JsonValueKind.Object
             ? arguments.EnumerateObject().ToDictionary(p => p.Name, p => (object?)p.Value.Clone(), StringComparer.Ordinal)
             : [];
+        McpClient? client = null;
         CallToolResult result;
         try
         {
+            client = await _server.ClientAsync(context.CancellationToken);
+            if (!Offered)
+            {
+                // The list may be changing under this call (a new contract is registered before it is the server's): read it once more.
+                await _server.ListAsync(context.CancellationToken);
+            }
+
+            if (!Offered)
+            {
+                // The server changed the tool's schema since this run pinned it: calling it under the old contract is not this version.
+                throw new UnknownToolException(Definition.Name, Definition.Version);
+            }
+
             result = await client.CallToolAsync(ServerToolName, values, cancellationToken: context.CancellationToken);
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
         {
             throw;
         }
-        catch (McpProtocolException e)
+        catch (McpProtocolException e) when (e.ErrorCode != McpErrorCode.InternalError)
         {
             // The server answered, refusing the request (unknown tool, invalid arguments): asking again changes nothing.
             throw new TerminalException($"MCP server '{_server.Settings.Name}' refused the call of '{ServerToolName}': {e.Message}", e);
         }
         catch (Exception e) when (e is not SpineException)
         {
-            // The connection failed (the server died, its pipe broke): the next attempt connects again.
-            _server.Drop(client);
+            // The connection failed (the server died, its pipe broke), or the server failed inside: the next attempt
+            // tries again, over a new connection when this one is gone.
+            if (client is not null && McpServerConnection.Broken(client, e))
+            {
+                _server.Drop(client);
+            }
+
             throw new TransientException($"MCP server '{_server.Settings.Name}' failed during the call of '{ServerToolName}': {e.Message}", e);
         }
 

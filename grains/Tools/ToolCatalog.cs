@@ -39,17 +39,57 @@ public sealed record ToolPin(string Tool, string Version, int Runs, IReadOnlyLis
 /// one registered before under that version, a breaking change against any version registered before in the same
 /// major, and (unless told otherwise) the absence of a version an in-flight run pinned.
 /// </summary>
-public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOptions<SpineOptions> options, ILogger<ToolCatalog> logger)
+public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOptions<SpineOptions> options, Mcp.McpToolSource mcp, ILogger<ToolCatalog> logger)
 {
     // Statuses a run never leaves (RunStatusExtensions.IsTerminal): Completed, Failed, Cancelled, DeadLettered, Discarded, Quarantined.
     private const string InFlight = "r.status NOT IN (3, 4, 5, 8, 9, 10)";
 
-    /// <summary>The digest a contract is stored under: SHA-256 over its input and output schemas as compact JSON.</summary>
+    /// <summary>
+    /// The digest a contract is stored under: SHA-256 over its input and output schemas as compact JSON, without the
+    /// keywords that only annotate (<c>description</c>, <c>title</c>, <c>examples</c>, <c>$comment</c>): rewording a
+    /// description is not a new contract.
+    /// </summary>
     public static byte[] Digest(ToolDefinition definition)
     {
         ArgumentNullException.ThrowIfNull(definition);
-        var text = Compact(definition.InputSchema) + "\n" + Compact(definition.OutputSchema);
+        var text = Canonical(definition.InputSchema) + "\n" + Canonical(definition.OutputSchema);
         return SHA256.HashData(Encoding.UTF8.GetBytes(text));
+    }
+
+    private static readonly HashSet<string> Annotations = new(StringComparer.Ordinal) { "description", "title", "examples", "$comment" };
+
+    // Keywords whose values are data, not schemas: kept exactly as written.
+    private static readonly HashSet<string> Values = new(StringComparer.Ordinal) { "enum", "const", "default", "required" };
+
+    // Keywords whose values map names to schemas.
+    private static readonly HashSet<string> SchemaMaps = new(StringComparer.Ordinal) { "properties", "patternProperties", "$defs", "definitions", "dependentSchemas" };
+
+    private static string Canonical(string schema) => Strip(JsonNode.Parse(schema))?.ToJsonString() ?? "null";
+
+    private static JsonNode? Strip(JsonNode? schema)
+    {
+        switch (schema)
+        {
+            case JsonObject keywords:
+                var kept = new JsonObject();
+                foreach (var (key, value) in keywords)
+                {
+                    if (Annotations.Contains(key))
+                    {
+                        continue;
+                    }
+
+                    kept[key] = Values.Contains(key) ? value?.DeepClone()
+                        : SchemaMaps.Contains(key) && value is JsonObject map ? new JsonObject(map.Select(p => KeyValuePair.Create(p.Key, Strip(p.Value))))
+                        : Strip(value);
+                }
+
+                return kept;
+            case JsonArray items:
+                return new JsonArray(items.Select(Strip).ToArray());
+            default:
+                return schema?.DeepClone();
+        }
     }
 
     /// <summary>Runs the start-up checks and records the versions this silo registers for the first time.</summary>
@@ -71,15 +111,14 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
         }
 
         // An MCP server's tools change with the server, not with a deploy: a version its server dropped is warned of, never refused.
-        var external = tools.All.Where(t => t.Tool is Mcp.McpTool).Select(t => t.Definition.Name).ToHashSet(StringComparer.Ordinal);
         var pins = (await PinsAsync(null, cancellationToken)).Where(p => !tools.VersionsOf(p.Tool).Contains(p.Version)).ToList();
-        if (pins.Where(p => external.Contains(p.Tool)).ToList() is { Count: > 0 } dropped)
+        if (pins.Where(p => mcp.Owns(p.Tool)).ToList() is { Count: > 0 } dropped)
         {
             logger.LogWarning("In-flight runs pinned versions of MCP tools their servers no longer offer; they fail at their next call of them: {Pins}",
                 string.Join("; ", dropped.Select(p => $"'{p.Tool}' {p.Version} by {p.Runs} run(s)")));
         }
 
-        var missing = pins.Where(p => !external.Contains(p.Tool)).ToList();
+        var missing = pins.Where(p => !mcp.Owns(p.Tool)).ToList();
         if (missing.Count > 0)
         {
             var list = string.Join("; ", missing.Select(p => $"'{p.Tool}' {p.Version} by {p.Runs} run(s) ({string.Join(", ", p.SomeRunIds)}{(p.Runs > p.SomeRunIds.Count ? ", ..." : "")})"));
@@ -209,7 +248,6 @@ public sealed class ToolCatalog(SpineDatabase database, ToolRegistry tools, IOpt
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    private static string Compact(string json) => JsonNode.Parse(json)?.ToJsonString() ?? "null";
 }
 
 /// <summary>A contract as <c>spine_tool_contracts</c> recorded it.</summary>

@@ -111,8 +111,7 @@ public sealed class ToolRegistry
     public void Register(IEnumerable<ITool> tools)
     {
         ArgumentNullException.ThrowIfNull(tools);
-        var snapshot = _byName;
-        Add(tools.Where(t => !(snapshot.TryGetValue(t.Definition.Name, out var v) && v.Any(r => r.Definition.Version == t.Definition.Version))).ToList(), checkBreaking: false);
+        Add(tools.ToList(), checkBreaking: false);
     }
 
     private void Add(List<ITool> all, bool checkBreaking)
@@ -141,6 +140,12 @@ public sealed class ToolRegistry
 
                 if (versions.Any(v => v.Definition.Version == tool.Definition.Version))
                 {
+                    if (!checkBreaking)
+                    {
+                        // Registered at run time already (by a read of the same list that came first).
+                        continue;
+                    }
+
                     throw new InvalidOperationException($"Tool '{tool.Definition.Name}' {tool.Definition.Version} is registered twice.");
                 }
 
@@ -205,7 +210,7 @@ public sealed class ToolRegistry
 
         if (version is null)
         {
-            return NewestOf(versions);
+            return NewestOf(versions) ?? throw new UnknownToolException(name, version);
         }
 
         return versions.FirstOrDefault(v => v.Definition.Version == version) ?? throw new UnknownToolException(name, version);
@@ -223,8 +228,12 @@ public sealed class ToolRegistry
     public IEnumerable<RegisteredTool> All => _byName.Values.SelectMany(v => v);
 
     /// <summary>The newest version of every tool (stable before pre-release, as <see cref="Resolve"/>).</summary>
-    public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(NewestOf);
+    public IEnumerable<RegisteredTool> Newest => _byName.Values.Select(NewestOf).OfType<RegisteredTool>();
 
-    private static RegisteredTool NewestOf(List<RegisteredTool> versions) =>
-        versions.LastOrDefault(v => !SemanticVersion.Parse(v.Definition.Version).IsPrerelease) ?? versions[^1];
+    private static RegisteredTool? NewestOf(List<RegisteredTool> versions)
+    {
+        // A contract its MCP server no longer offers is kept for the runs that pinned it, never given to a new one.
+        var offered = versions.Where(v => v.Tool is not Mcp.McpTool { Offered: false }).ToList();
+        return offered.LastOrDefault(v => !SemanticVersion.Parse(v.Definition.Version).IsPrerelease) ?? offered.LastOrDefault();
+    }
 }

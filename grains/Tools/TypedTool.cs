@@ -100,7 +100,17 @@ public abstract class TypedTool : ITool
         }
 
         var call = new AIFunctionArguments(values) { Context = new Dictionary<object, object?> { [typeof(ToolContext)] = context } };
-        var result = await _built.Value.Function.InvokeAsync(call, context.CancellationToken);
+        object? result;
+        try
+        {
+            result = await _built.Value.Function.InvokeAsync(call, context.CancellationToken);
+        }
+        catch (JsonException e)
+        {
+            // A value the schema let through that does not bind to its parameter (3.0 for an int, say): the same
+            // arguments fail the same way every time.
+            throw new TerminalException($"Tool '{Definition.Name}' {Definition.Version}: the arguments do not bind to its parameters: {e.Message}", e);
+        }
         return result switch
         {
             JsonElement element => element,
@@ -130,7 +140,10 @@ public abstract class TypedTool : ITool
             throw new InvalidOperationException($"Tool '{contract.Name}' {contract.Version}: its method cannot be described as a JSON Schema: {e.Message}", e);
         }
 
+        // The tool's description is the definition's, not the arguments schema's (AIFunctionFactory puts it in both).
         var input = JsonNode.Parse(function.JsonSchema.GetRawText())!.AsObject();
+        input.Remove("title");
+        input.Remove("description");
         if (!contract.AllowAdditionalProperties)
         {
             input["additionalProperties"] = false;

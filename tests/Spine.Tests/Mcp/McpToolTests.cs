@@ -132,12 +132,7 @@ public sealed class McpToolTests(McpFixture fixture) : IClassFixture<McpFixture>
         await fixture.Client.WaitForStatusAsync(pinned.RunId, RunStatus.AwaitingSignal, Patience);
 
         await File.WriteAllTextAsync(fixture.VariantFile, "2");
-        var deadline = DateTime.UtcNow + Patience;
-        while (!(await fixture.Client.GetToolsAsync("test_lookup")).Single().Versions.Any(v => v.Version == "2.0.0"))
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the changed schema was not registered as version 2.0.0");
-            await Task.Delay(100);
-        }
+        await NewestBecomesAsync("2.0.0");
 
         var fresh = await RunAsync("test_lookup", new { q = "c", limit = 3 });
         await fixture.Client.SignalAsync(pinned.RunId, "go", "now");
@@ -152,6 +147,24 @@ public sealed class McpToolTests(McpFixture fixture) : IClassFixture<McpFixture>
         var view = (await fixture.Client.GetToolsAsync("test_lookup")).Single();
         Assert.Equal("2.0.0", view.Newest);
         Assert.Contains("\"limit\"", view.Versions.Single(v => v.Version == "2.0.0").InputSchema, StringComparison.Ordinal);
+
+        // Rolled back: the server offers the first contract again, under its first version; new runs take it.
+        await File.WriteAllTextAsync(fixture.VariantFile, "1");
+        await NewestBecomesAsync("1.0.0");
+        var back = await RunAsync("test_lookup", new { q = "d" });
+        Assert.Contains("d (v1)", back.ResultJson, StringComparison.Ordinal);
+        var backRow = (await fixture.Client.GetJournalAsync(back.RunId)).Single(r => r.Kind == "Tool").PayloadJson!;
+        Assert.Equal("1.0.0", JsonDocument.Parse(backRow).RootElement.GetProperty("version").GetString());
+    }
+
+    private async Task NewestBecomesAsync(string version)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while ((await fixture.Client.GetToolsAsync("test_lookup")).Single().Newest != version)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the server's contract did not become version {version}");
+            await Task.Delay(100);
+        }
     }
 
     [Fact]

@@ -82,6 +82,17 @@ public sealed class ToolVersionRangeTests
         Assert.Contains("output /: the property 'total' is no longer promised", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void TheDigest_IgnoresAnnotations_ButNotAPropertyNamedLikeOne()
+    {
+        var plain = Tool("1.0.0", """{"type":"object","properties":{"q":{"type":"string"}}}""").Definition;
+        var described = Tool("1.0.0", """{"type":"object","title":"t","properties":{"q":{"type":"string","description":"what to find"}}}""").Definition;
+        var named = Tool("1.0.0", """{"type":"object","properties":{"q":{"type":"string"},"description":{"type":"string"}}}""").Definition;
+
+        Assert.Equal(ToolCatalog.Digest(plain), ToolCatalog.Digest(described));
+        Assert.NotEqual(ToolCatalog.Digest(plain), ToolCatalog.Digest(named));
+    }
+
     private const string Base = """{"type":"object","properties":{"q":{"type":"string"}}}""";
 
     private static VersionRange Range(string text) =>
