@@ -55,6 +55,7 @@ public sealed class McpFixture : IAsyncLifetime
             });
             silo.Services.AddSpineWorkflow<ToolCallWorkflow, ToolCallInput, JsonElement>();
             silo.Services.AddSpineWorkflow<McpPinWorkflow, int, string>();
+            silo.Services.AddKeyedSingleton<Microsoft.Extensions.AI.IChatClient>(McpAgentChatClient.Key, new McpAgentChatClient());
         });
         Cluster = builder.Build();
         await Cluster.DeployAsync();
@@ -67,6 +68,29 @@ public sealed class McpFixture : IAsyncLifetime
         await Cluster.DisposeAsync();
         File.Delete(VariantFile);
         Directory.Delete(Markers, recursive: true);
+    }
+}
+
+/// <summary>A model that calls <c>test_lookup</c> once, then answers with what it got; records the declaration it was shown.</summary>
+public sealed class McpAgentChatClient : TestChatClient
+{
+    public const string Key = "mcp-agent";
+
+    public static System.Collections.Concurrent.ConcurrentQueue<string> Shown { get; } = new();
+
+    public override Task<Microsoft.Extensions.AI.ChatResponse> GetResponseAsync(IEnumerable<Microsoft.Extensions.AI.ChatMessage> messages, Microsoft.Extensions.AI.ChatOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var history = messages.ToList();
+        var declaration = options?.Tools?.OfType<Microsoft.Extensions.AI.AIFunctionDeclaration>().Single();
+        Shown.Enqueue($"{declaration?.Name}: {declaration?.Description} {declaration?.JsonSchema.GetRawText()}");
+        if (history.LastOrDefault(m => m.Role == Microsoft.Extensions.AI.ChatRole.Tool) is { } answered)
+        {
+            var result = answered.Contents.OfType<Microsoft.Extensions.AI.FunctionResultContent>().Single().Result;
+            return Task.FromResult(new Microsoft.Extensions.AI.ChatResponse(new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.Assistant, $"found {JsonSerializer.Serialize(result)}")));
+        }
+
+        return Task.FromResult(new Microsoft.Extensions.AI.ChatResponse(new Microsoft.Extensions.AI.ChatMessage(Microsoft.Extensions.AI.ChatRole.Assistant,
+            [new Microsoft.Extensions.AI.FunctionCallContent("c1", "test_lookup", new Dictionary<string, object?> { ["q"] = "agent" })])));
     }
 }
 
@@ -102,6 +126,19 @@ public sealed class McpToolTests(McpFixture fixture) : IClassFixture<McpFixture>
         Assert.Equal("1.0.0", JsonDocument.Parse(row.PayloadJson!).RootElement.GetProperty("version").GetString());
         Assert.Equal(RunStatus.Failed, invalid.Status);
         Assert.Equal("schema_validation", invalid.Error!.Kind);
+    }
+
+    [Fact]
+    public async Task TheAgentLoop_ShowsTheModelTheServersToolAndSchema_AndCallsIt()
+    {
+        var run = await fixture.Client.StartAsync("agent", new Spine.Agents.AgentInput("look it up", Tools: ["test_lookup"], ChatClient: McpAgentChatClient.Key));
+
+        var done = await fixture.Client.WaitAsync(run.RunId, Patience);
+
+        Assert.Equal(RunStatus.Completed, done.Status);
+        Assert.Contains("agent (v1)", done.ResultJson, StringComparison.Ordinal);
+        Assert.All(McpAgentChatClient.Shown, s => Assert.StartsWith("test_lookup: Looks a term up. {", s, StringComparison.Ordinal));
+        Assert.Contains("\"q\"", McpAgentChatClient.Shown.First(), StringComparison.Ordinal);
     }
 
     [Fact]
