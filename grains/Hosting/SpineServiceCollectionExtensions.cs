@@ -79,6 +79,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, JournalStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, EscalationStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IStepStage, RetryStage>(_ => new RetryStage()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, Telemetry.TracingStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, Budgets.BudgetRenewalStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, ToolContractStage>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAttemptStage, RateLimits.RateLimitStage>());

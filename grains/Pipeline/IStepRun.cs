@@ -74,6 +74,12 @@ internal interface IStepRun
     /// <summary>Throws <see cref="Errors.RunCancelledException"/> once a cancel was requested.</summary>
     void ThrowIfCancelRequested();
 
+    /// <summary>The workflow version the run pinned.</summary>
+    int WorkflowVersion { get; }
+
+    /// <summary>The run's trace: the parent of every span of its attempts (the same on every activation and silo).</summary>
+    System.Diagnostics.ActivityContext Trace { get; }
+
     /// <summary>Whether a cancel of the run was requested.</summary>
     bool CancelRequested { get; }
 

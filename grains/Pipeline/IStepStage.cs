@@ -86,6 +86,9 @@ internal static class StepStageOrder
     /// <summary>Runs attempts, with backoff between them; the attempt stages run inside it.</summary>
     public const int Retry = 900;
 
+    /// <summary>Attempt stage, outermost: a span per attempt, and the attempt's metrics.</summary>
+    public const int Tracing = 50;
+
     /// <summary>Attempt stage: resolves the tool and validates the call against its contract.</summary>
     public const int Contract = 100;
 

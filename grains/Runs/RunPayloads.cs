@@ -21,7 +21,8 @@ internal sealed record StartedPayload(
     RunOrigin? Origin = null,
     int JournalFormat = 1,
     SpineActor? StartedBy = null,
-    Budgets.RunBudget? Budget = null);
+    Budgets.RunBudget? Budget = null,
+    string? TraceParent = null);
 
 /// <summary>A recorded failure: of an attempt, a step, a compensation or a run.</summary>
 internal sealed record ErrorPayload(

@@ -28,6 +28,9 @@ internal sealed class RunState
     /// <summary>The journal format the run was started with (see <see cref="StartedPayload.JournalFormat"/>).</summary>
     public int JournalFormat { get; init; } = 1;
 
+    /// <summary>The W3C <c>traceparent</c> of the run's trace (runs started before it was recorded have none).</summary>
+    public string? TraceParent { get; init; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -83,6 +86,7 @@ internal sealed class RunState
         Origin = started.Origin,
         StartedBy = started.StartedBy,
         Budget = started.Budget,
+        TraceParent = started.TraceParent,
         JournalFormat = started.JournalFormat,
         CreatedAt = at,
         UpdatedAt = at,

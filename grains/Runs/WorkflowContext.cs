@@ -154,6 +154,9 @@ internal sealed class WorkflowContext(IStepRun run, StepPipeline pipeline, Repla
                         ? services.GetService<IChatClient>()
                         : services.GetKeyedService<IChatClient>(key))
                     ?? throw new TerminalException($"No chat client{(key is null ? "" : $" '{key}'")} is registered on this silo.");
+
+                // The OpenTelemetry GenAI conventions (operation, model, tokens), as Microsoft.Extensions.AI writes them; no message content.
+                client = Telemetry.ModelTelemetry.Wrap(client);
                 var response = await client.GetResponseAsync(history!, attempt.Call.Model?.Options ?? options, attempt.Cancellation);
                 // A model never sees a secret; one that guessed or was told one does not get it into the journal.
                 var payload = services.GetRequiredService<Secrets.SecretRedactor>().Redact(JsonSerializer.Serialize(response, SpineJson.ModelOptions));

@@ -49,6 +49,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     // Fired by a cancel of the run, and with _shutdown: the token of every attempt of its calls (compensations excepted).
     private readonly CancellationTokenSource _cancelled;
+
+    private System.Diagnostics.ActivityContext? _trace;
     private readonly TaskCompletionSource _terminal = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly RunJournal _journal;
     private readonly DurableWaits _waits;
@@ -338,6 +340,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     bool IStepRun.CancelRequested => State is { CancelRequested: true };
 
+    int IStepRun.WorkflowVersion => State!.WorkflowVersion;
+
+    System.Diagnostics.ActivityContext IStepRun.Trace => _trace ??= Telemetry.SpineTelemetry.Parse(State?.TraceParent);
+
     IReadOnlyList<JournalRow> IStepRun.EventsOf(int step) => History.EventsOf(step);
 
     bool IStepRun.TryGetOutcome(int step, out JournalRow row) => History.TryGetOutcome(step, out row);
@@ -509,7 +515,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             throw new InvalidPayloadException($"budget of run {RunId}", "a ceiling may not be negative (leave it out for none)");
         }
 
-        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat, request.Actor, request.Budget);
+        // The run's one trace: a span for its start (in the caller's trace when the call came with one, and sampled as
+        // the tracer decides), whose context every span of the run has as its parent.
+        using var root = Telemetry.SpineTelemetry.Source.StartActivity($"run {registration.Name}");
+        root?.SetTag("spine.run.id", RunId);
+        root?.SetTag("spine.workflow.type", registration.Name);
+        var trace = root?.Id
+            ?? (System.Diagnostics.Activity.Current is { IdFormat: System.Diagnostics.ActivityIdFormat.W3C } current ? current.Id : Telemetry.SpineTelemetry.NewTraceParent());
+        var started = new StartedPayload(registration.Name, registration.Version, request.AccountId, request.IdempotencyKey, input, request.Parameters, origin, journalFormat, request.Actor, request.Budget, trace);
         var state = RunState.Started(started, JournalHash.ToStoredPrecision(Time.GetUtcNow()));
         var rows = new List<PendingRow> { new(JournalKind.RunStarted, null, "RunStarted", true, RunPayloads.Write(started), null) };
         rows.AddRange(reused.Select(r => new PendingRow(r.Kind, r.Step, r.Name, r.Ok, r.Payload, r.Attempt)));
@@ -535,6 +548,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         // The start is durable (confirmed by reading back when its acknowledgement was lost).
         LogStarted(_logger, RunId, state.WorkflowType, state.WorkflowVersion);
+        Telemetry.SpineTelemetry.RunsStarted.Add(1, new KeyValuePair<string, object?>("spine.workflow.type", state.WorkflowType));
         StartExecution();
         return Info();
     }
@@ -729,6 +743,7 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
         _terminal.TrySetResult();
         LogFinished(_logger, RunId, status);
+        Telemetry.SpineTelemetry.RunsEnded.Add(1, new KeyValuePair<string, object?>("spine.workflow.type", state.WorkflowType), new KeyValuePair<string, object?>("spine.run.status", status.ToString()));
         DelayDeactivation(TimeSpan.Zero);
         ScheduleIdleDeactivation();
         if (_waits.HasReminder)

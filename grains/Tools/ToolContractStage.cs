@@ -29,6 +29,7 @@ internal sealed class ToolContractStage(ToolRegistry tools) : IAttemptStage
 
         RunPayloads.CheckSize(call.Arguments.GetRawText(), $"arguments of tool '{call.Name}'", run.Options.MaxPayloadBytes);
         registered.ValidateInput(call.Arguments);
+        System.Diagnostics.Activity.Current?.SetTag("spine.tool.version", registered.Definition.Version);
         return next(attempt with { Tool = registered }, run);
     }
 }

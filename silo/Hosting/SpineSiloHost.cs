@@ -107,7 +107,7 @@ internal static class SpineSiloHost
 
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("spine-silo"))
-            .WithTracing(t => t.AddSource("Spine", "Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime").AddOtlpExporter())
+            .WithTracing(t => t.AddSource("Spine", "Microsoft.Orleans.Application", "Microsoft.Orleans.Runtime", "Npgsql").AddOtlpExporter())
             .WithMetrics(m => m.AddMeter("Spine", "Microsoft.Orleans").AddOtlpExporter());
     }
 }

@@ -3,6 +3,7 @@ using Spine.Bench;
 
 // dotnet run -c Release --project tests/Spine.Bench -- <w10|w10-seq|w1000|all> [--profile] [--runs N] [--concurrency N]
 //     [--seq-runs N] [--long-steps N] [--warmup N] [--pgbench-seconds N] [--fixed-warmup] [--memory-reminders] [--autoprepare-all]
+// dotnet run -c Release --project tests/Spine.Bench -- w10 --telemetry [--rounds N] [--runs N]
 // dotnet run -c Release --project tests/Spine.Bench -- chaos [--runs N] [--kills N] [--seed N]
 // dotnet run -c Release --project tests/Spine.Bench -- failover [--runs N]
 // dotnet run -c Release --project tests/Spine.Bench -- pg-restart [--runs N]
@@ -52,6 +53,8 @@ var settings = defaults with
     MemoryReminders = args.Contains("--memory-reminders"),
     FixedWarmup = args.Contains("--fixed-warmup"),
     AutoPrepareAll = args.Contains("--autoprepare-all"),
+    Telemetry = args.Contains("--telemetry"),
+    Rounds = IntOption("--rounds", defaults.Rounds),
 };
 var selected = args[0] == "all" ? workloads : [args[0]];
 

@@ -10,6 +10,12 @@ public sealed record BenchSettings
     /// <summary>Runs measured by w10.</summary>
     public int Runs { get; init; } = 2000;
 
+    /// <summary>w10 measures telemetry off and on, alternating (<c>--telemetry</c>), instead of Spine against pgbench.</summary>
+    public bool Telemetry { get; init; }
+
+    /// <summary>Alternating rounds of w10 --telemetry.</summary>
+    public int Rounds { get; init; } = 3;
+
     /// <summary>Runs in flight in w10.</summary>
     public int Concurrency { get; init; } = 64;
 
@@ -71,6 +77,12 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         await environment.CheckpointAsync();
         await WarmUpAsync("w10", settings.WarmupRuns, settings.Concurrency);
 
+        if (settings.Telemetry)
+        {
+            await W10TelemetryAsync(figures);
+            return;
+        }
+
         await SettleAsync();
         Progress.Say($"w10: measuring {settings.Runs} runs of {settings.Steps} steps, {settings.Concurrency} in flight");
         var phase = PhaseProbe.Start(profile, environment.PostgresCpu);
@@ -91,6 +103,53 @@ public sealed class Workloads(BenchEnvironment environment, BenchSettings settin
         {
             await ReportActivationMemoryAsync();
         }
+    }
+
+    /// <summary>
+    /// w10 --telemetry: rounds of w10 with telemetry off, then on (tracing of Spine, Orleans and Npgsql, and the Spine and
+    /// Orleans meters, through OpenTelemetry's batch processor and a periodic metric reader to an exporter that counts
+    /// what it is given); each figure the median round.
+    /// </summary>
+    private async Task W10TelemetryAsync(Figures figures)
+    {
+        var off = new List<double>();
+        var on = new List<double>();
+        long spans = 0, metricPoints = 0;
+        for (var round = 1; round <= settings.Rounds; round++)
+        {
+            foreach (var enabled in new[] { false, true })
+            {
+                using var telemetry = enabled ? TelemetrySink.Start() : null;
+                await SettleAsync();
+                Progress.Say($"w10 --telemetry round {round}: telemetry {(enabled ? "on" : "off")}, {settings.Runs} runs");
+                var phase = PhaseProbe.Start(profile, environment.PostgresCpu);
+                var (_, seconds) = await RunManyAsync(settings.Runs, settings.Concurrency, settings.Steps);
+                phase.Report($"w10 telemetry {(enabled ? "on" : "off")}", seconds, settings.Runs * (settings.Steps + 2));
+                var rate = settings.Runs * (double)settings.Steps / seconds;
+                (enabled ? on : off).Add(rate);
+                if (telemetry is not null)
+                {
+                    var (exportedSpans, exportedPoints) = telemetry.Stop();
+                    spans += exportedSpans;
+                    metricPoints += exportedPoints;
+                    Progress.Say($"w10 --telemetry round {round}: {rate:F1} steps/s on, {exportedSpans} spans and {exportedPoints} metric points exported");
+                }
+                else
+                {
+                    Progress.Say($"w10 --telemetry round {round}: {rate:F1} steps/s off");
+                }
+            }
+        }
+
+        off.Sort();
+        on.Sort();
+        var offMedian = off[off.Count / 2];
+        var onMedian = on[on.Count / 2];
+        figures.Add("steps_per_s_off", offMedian, "F1");
+        figures.Add("steps_per_s_on", onMedian, "F1");
+        figures.Add("telemetry_overhead", 1 - onMedian / offMedian, "F3");
+        figures.Add("spans_per_run", spans / (double)(settings.Runs * settings.Rounds), "F1");
+        figures.Add("metric_points_exported", metricPoints, "F0");
     }
 
     /// <summary>w10-seq: latency of 10-step runs started one at a time.</summary>

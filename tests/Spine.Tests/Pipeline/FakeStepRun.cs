@@ -53,6 +53,10 @@ internal sealed class FakeStepRun : IStepRun
 
     public CancellationToken Cancelled => _stopping.Token;
 
+    public int WorkflowVersion => 1;
+
+    public System.Diagnostics.ActivityContext Trace => default;
+
     public IEnumerable<JournalRow> Rows(JournalKind kind) => History.Rows.Where(r => r.Kind == kind);
 
     public IReadOnlyList<JournalRow> EventsOf(int step) => History.EventsOf(step);
