@@ -230,6 +230,24 @@ toolsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var tools = new Command("tools", "Tool contracts: versions, schemas, and the runs that pin them.") { toolsList, toolsShow };
 
+var sloWorkflow = new Option<string?>("--workflow") { Description = "Only this workflow type." };
+var slo = new Command("slo", "End-to-end success rate per workflow type over rolling windows, against its target: error budget left and burn rate.") { sloWorkflow };
+slo.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var reports = await client.GetSloAsync(parse.GetValue(sloWorkflow), ct);
+    var inv = System.Globalization.CultureInfo.InvariantCulture;
+    string Fraction(double? value) => value is { } v ? v.ToString("0.####", inv) : "-";
+    var lines = new List<string>();
+    foreach (var report in reports)
+    {
+        lines.Add($"{report.WorkflowType}: target={Fraction(report.Target)}");
+        lines.AddRange(report.Windows.Select(w =>
+            $"  {w.Window:g}: succeeded={w.Succeeded} failed={w.Failed} cancelled={w.Cancelled} success-rate={Fraction(w.SuccessRate)} error-budget-left={Fraction(w.ErrorBudgetRemaining)} burn-rate={Fraction(w.BurnRate)}"));
+    }
+
+    return Print(parse, reports, lines.Count == 0 ? "no runs ended in the windows, and no targets" : string.Join(Environment.NewLine, lines));
+}, ct));
+
 var limitsAccount = new Option<string?>("--account") { Description = "Show the state of this account's per-account limits." };
 var limitsShow = new Command("show", "Show the cluster's rate limits: rate, burst, and what each has granted.") { limitsAccount };
 limitsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
@@ -401,7 +419,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, tools, limits, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, tools, limits, slo, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

@@ -79,6 +79,12 @@ public interface ISpineClient
     /// </summary>
     Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool = null, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// End-to-end success rate per workflow type over rolling windows (1 h, 24 h, 7 d unless <c>Spine:Slo:Windows</c>
+    /// says otherwise), with the error budget its target (<c>Spine:Slo:Targets</c>) leaves and its burn rate.
+    /// </summary>
+    Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType = null, CancellationToken cancellationToken = default);
+
     /// <summary>The cluster's rate limits and their state; per-account limits show <paramref name="accountId"/>'s (none without one).</summary>
     Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default);
 

@@ -134,6 +134,10 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType = null, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).GetSloAsync(workflowType).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool = null, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).GetToolsAsync(tool).WaitAsync(cancellationToken);
 

@@ -111,6 +111,10 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("GetToolsAsync")]
     Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool);
 
+    /// <summary>End-to-end success rates per workflow type over the configured windows, against their targets; of one type when given.</summary>
+    [Alias("GetSloAsync")]
+    Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType);
+
     /// <summary>The approvals runs in <see cref="RunStatus.AwaitingApproval"/> wait for, newest run first.</summary>
     [Alias("ListApprovalsAsync")]
     Task<IReadOnlyList<Spine.Approvals.PendingApproval>> ListApprovalsAsync(Spine.Approvals.ApprovalQuery query);

@@ -24,6 +24,11 @@ internal sealed class RegistryStartupCheck(IServiceProvider services) : ILifecyc
                 services.GetRequiredService<Policies.PolicyEngine>();
                 services.GetRequiredService<RateLimits.RateLimitRegistry>();
                 var costs = services.GetRequiredService<Budgets.CallCosts>();
+                if (services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Slo.SloOptions>>().Value.Problems().ToList() is { Count: > 0 } slo)
+                {
+                    throw new InvalidOperationException("Invalid reliability targets: " + string.Join(" ", slo));
+                }
+
 
                 // Not awaited: the silo need not wait for it, only a run's first counted model call might.
                 _ = Task.Run(costs.Warm, CancellationToken.None);

@@ -36,6 +36,8 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<Audit.AuditKeyRing>();
         services.TryAddSingleton<Audit.JournalAudit>();
         services.TryAddSingleton<WorkflowRegistry>();
+        services.AddOptions<Slo.SloOptions>();
+        services.TryAddSingleton<Slo.SloCalculator>();
         services.AddOptions<Mcp.McpOptions>();
         services.TryAddSingleton<Mcp.McpToolSource>();
 

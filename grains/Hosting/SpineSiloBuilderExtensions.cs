@@ -42,6 +42,7 @@ public static class SpineSiloBuilderExtensions
             silo.Services.AddOptions<Secrets.SecretOptions>().Bind(configuration.GetSection("Secrets"));
             silo.Services.AddOptions<RateLimits.RateLimitOptions>().Bind(configuration.GetSection("RateLimits"));
             silo.Services.AddOptions<Mcp.McpOptions>().Bind(configuration.GetSection("Mcp"));
+            silo.Services.AddOptions<Slo.SloOptions>().Bind(configuration.GetSection("Slo"));
         }
 
         if (configure is not null)

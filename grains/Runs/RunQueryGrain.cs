@@ -6,9 +6,12 @@ namespace Spine.Runs;
 
 /// <summary>Answers run listings from PostgreSQL on whichever silo takes the call.</summary>
 [StatelessWorker]
-public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog)
+public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog, Slo.SloCalculator slo)
     : Grain, IRunQueryGrain
 {
+    /// <inheritdoc />
+    public Task<IReadOnlyList<Slo.SloReport>> GetSloAsync(string? workflowType) => slo.ReportAsync(workflowType, CancellationToken.None);
+
     /// <inheritdoc />
     public async Task<IReadOnlyList<Tools.ToolView>> GetToolsAsync(string? tool)
     {

@@ -128,6 +128,24 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task Slo_PrintsEachWorkflowTypesWindows()
+    {
+        var run = await fixture.Client.StartAsync("ledger", new Spine.Silo.Demo.LedgerInput(1));
+        await fixture.Client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+
+        var (exit, output) = await SpineAsync("slo", "--workflow", "ledger", "--json");
+        var (textExit, text) = await SpineAsync("slo");
+
+        Assert.Equal(0, exit);
+        var ledger = Assert.Single(JsonDocument.Parse(output).RootElement.EnumerateArray());
+        Assert.Equal(3, ledger.GetProperty("windows").GetArrayLength());
+        Assert.True(ledger.GetProperty("windows")[0].GetProperty("succeeded").GetInt64() >= 1);
+        Assert.Equal(0, textExit);
+        Assert.Contains("ledger: target=", text, StringComparison.Ordinal);
+        Assert.Contains("success-rate=", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Budgets_SetShowAndBadInput_ThroughTheCli()
     {
         var account = "cli-" + Guid.NewGuid().ToString("N");

@@ -129,6 +129,12 @@ public sealed class ClusterFixture : IAsyncLifetime
             silo.Services.AddSpineWorkflow<Timeouts.CancelInFlightWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<Timeouts.StepTimeoutWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<Timeouts.CancelInRetryWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<Slo.SloWorkflow, bool, string>();
+            silo.Services.Configure<Spine.Slo.SloOptions>(o =>
+            {
+                o.Targets[Slo.SloWorkflow.Name] = Slo.SloTests.Target;
+                o.Targets["test.slo-idle"] = 0.5;
+            });
             silo.Services.AddKeyedSingleton<IChatClient>(Timeouts.HangingChatClient.Key, new Timeouts.HangingChatClient());
             silo.Services.AddKeyedSingleton<IChatClient>(Tools.VersionRecordingChatClient.Key, new Tools.VersionRecordingChatClient());
         });

@@ -33,6 +33,14 @@ public sealed class StartupValidationTests
     }
 
     [Fact]
+    public async Task AddSpine_ReliabilityTargetOutOfRange_HostFailsToStartNamingTheSetting()
+    {
+        var error = await StartFailureAsync(new Dictionary<string, string?> { ["Spine:Slo:Targets:refund"] = "1.5" });
+
+        Assert.Contains("Spine:Slo:Targets:refund is 1.5", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AddSpine_NoJournalKey_HostFailsToStartNamingTheSetting()
     {
         var missing = await StartFailureAsync(new Dictionary<string, string?> { ["Spine:Audit:Key"] = null });
