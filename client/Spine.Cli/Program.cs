@@ -305,6 +305,40 @@ journal.SetAction((parse, ct) => WithClientAsync(parse, async client =>
     return Print(parse, rows, string.Join(Environment.NewLine, rows.Select(r => $"{r.Seq,4} {r.Kind,-15} {r.Name,-20} {r.Outcome,-5} {r.RecordedAt:O} {r.PayloadJson}")));
 }, ct));
 
+var watchTimeout = new Option<int>("--timeout") { Description = "Give up after this many seconds (exit 4).", DefaultValueFactory = _ => 3600 };
+var watch = new Command("watch", "Follow a run live: each journal row as it is written, a step's outcome with its latency and what it cost, until the run ends.") { runId, watchTimeout };
+watch.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var id = parse.GetValue(runId)!;
+    var json = parse.GetValue<bool>("--json");
+    var deadline = DateTimeOffset.UtcNow + TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(watchTimeout), 1, 86_400));
+    var lines = new WatchLines();
+    var shown = 0;
+    while (true)
+    {
+        var rows = await client.GetJournalAsync(id, ct);
+        foreach (var row in rows.Skip(shown))
+        {
+            Console.WriteLine(json ? JsonSerializer.Serialize(row, CliJson.Options) : lines.Describe(row));
+        }
+
+        shown = rows.Count;
+        var info = await client.GetAsync(id, ct);
+        if (info.Status.IsTerminal() && rows.Count > 0 && WatchLines.Ends(rows[^1]))
+        {
+            return Print(parse, info, RunText(info));
+        }
+
+        if (DateTimeOffset.UtcNow > deadline)
+        {
+            return Fail(parse, "timeout", $"Run {id} did not end within the timeout; it is {info.Status}.", 4);
+        }
+
+        // Back when the run changes status, or after a moment for rows that change nothing else.
+        await Task.WhenAny(client.WaitAsync(id, TimeSpan.FromMilliseconds(500), ct), Task.Delay(250, ct));
+    }
+}, ct));
+
 var auditRun = new Option<string?>("--run") { Description = "Only this run." };
 var maxReported = new Option<int>("--max-reported") { Description = "Report at most this many broken runs.", DefaultValueFactory = _ => 100 };
 var verify = new Command("verify", "Verify the journal of one run or of every run: keyed hash chain, head anchor and index (tamper check). Exits 3 when anything does not verify.") { auditRun, maxReported };
@@ -419,7 +453,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, result, cancel, signal, approvals, policies, tools, limits, slo, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, watch, result, cancel, signal, approvals, policies, tools, limits, slo, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

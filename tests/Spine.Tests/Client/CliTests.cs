@@ -128,6 +128,29 @@ public sealed class CliTests(SiloProcessFixture fixture)
     }
 
     [Fact]
+    public async Task Watch_FollowsARunLive_StepByStepWithLatency_UntilItEnds()
+    {
+        var run = await fixture.Client.StartAsync("ledger", new Spine.Silo.Demo.LedgerInput(3, StepMilliseconds: 300));
+
+        var (exit, output) = await SpineAsync("watch", run.RunId);
+        var (unknownExit, unknown) = await SpineAsync("watch", "r-doesnotexist", "--json");
+
+        Assert.Equal(0, exit);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(lines, l => l.Contains("RunStarted", StringComparison.Ordinal));
+        for (var step = 1; step <= 3; step++)
+        {
+            // Each step's outcome, with how long it took.
+            Assert.Contains(lines, l => l.Contains($" {step} Step ", StringComparison.Ordinal) && l.Contains(" ms", StringComparison.Ordinal));
+        }
+
+        Assert.Contains(lines, l => l.Contains("RunCompleted", StringComparison.Ordinal));
+        Assert.Contains("Completed", lines[^1], StringComparison.Ordinal);
+        Assert.Equal(1, unknownExit);
+        Assert.Equal("run_not_found", JsonDocument.Parse(unknown.Trim().Split('\n')[^1]).RootElement.GetProperty("error").GetProperty("kind").GetString());
+    }
+
+    [Fact]
     public async Task Slo_PrintsEachWorkflowTypesWindows()
     {
         var run = await fixture.Client.StartAsync("ledger", new Spine.Silo.Demo.LedgerInput(1));
