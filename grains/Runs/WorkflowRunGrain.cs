@@ -397,6 +397,14 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
 
         var cancellable = State!.Compensation is null;
+
+        // The wait is a span of the run's trace (a retry's backoff, a sleep, a budget pause), as long as it lasts here.
+        using var span = Telemetry.SpineTelemetry.Source.HasListeners()
+            ? Telemetry.SpineTelemetry.Source.StartActivity($"wait {kind}", System.Diagnostics.ActivityKind.Internal, ((IStepRun)this).Trace)
+            : null;
+        span?.SetTag("spine.run.id", RunId);
+        span?.SetTag("spine.wait.kind", kind.ToString());
+        span?.SetTag("spine.wait.until", wakeAt.ToString("O", System.Globalization.CultureInfo.InvariantCulture));
         using (var wait = _waits.Register(wakeAt, kind))
         {
             if (cancellable)

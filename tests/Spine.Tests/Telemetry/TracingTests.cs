@@ -107,6 +107,7 @@ public sealed class TracingTests
                 TestSpine.OnSharedDatabase(o);
             });
             silo.Services.AddKeyedSingleton<Microsoft.Extensions.AI.IChatClient>("traced", new Budgets.MeteredChatClient("traced-model"));
+            silo.Services.AddSpineWorkflow<StepsWorkflow, StepsInput, int>();
         });
         await using var cluster = builder.Build();
         await cluster.DeployAsync();
@@ -114,6 +115,8 @@ public sealed class TracingTests
 
         var run = await client.StartAsync("agent", new Spine.Agents.AgentInput("hello", ChatClient: "traced"));
         var done = await client.WaitAsync(run.RunId, TimeSpan.FromSeconds(30));
+        var sleeper = await client.StartAsync("test.steps", new StepsInput(2, SleepMilliseconds: 300));
+        var slept = await client.WaitAsync(sleeper.RunId, TimeSpan.FromSeconds(30));
 
         tracing.Dispose();
         Assert.Equal(RunStatus.Completed, done.Status);
@@ -126,6 +129,12 @@ public sealed class TracingTests
         Assert.Equal("traced-model", chat.GetTagItem("gen_ai.response.model"));
         Assert.Equal(10, Convert.ToInt32(chat.GetTagItem("gen_ai.usage.input_tokens"), System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(20, Convert.ToInt32(chat.GetTagItem("gen_ai.usage.output_tokens"), System.Globalization.CultureInfo.InvariantCulture));
+
+        // A durable sleep is a span of its run's trace too, as long as the sleep.
+        Assert.Equal(RunStatus.Completed, slept.Status);
+        var sleep = Assert.Single(all, s => (string?)s.GetTagItem("spine.run.id") == sleeper.RunId && s.DisplayName == "wait Sleep");
+        Assert.Equal(all.First(s => (string?)s.GetTagItem("spine.run.id") == sleeper.RunId && s.GetTagItem("spine.step") is not null).TraceId, sleep.TraceId);
+        Assert.True(sleep.Duration >= TimeSpan.FromMilliseconds(250), $"the sleep's span lasted {sleep.Duration}");
         await cluster.StopAllSilosAsync();
     }
 
