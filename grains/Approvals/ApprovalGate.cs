@@ -149,7 +149,7 @@ internal static class ApprovalGate
         var escalated = events.LastOrDefault(e => e.Kind == JournalKind.ApprovalEscalated) is { } row ? RunPayloads.Read<ApprovalEscalatedPayload>(row.Payload) : null;
 
         // The wait for a human is a span of the run's trace, as long as it lasts in this activation.
-        using var span = Telemetry.SpineTelemetry.Source.HasListeners()
+        using var span = run.Trace != default && Telemetry.SpineTelemetry.Source.HasListeners()
             ? Telemetry.SpineTelemetry.Source.StartActivity($"wait Approval {request.Name}", System.Diagnostics.ActivityKind.Internal, run.Trace)
             : null;
         span?.SetTag("spine.run.id", run.RunId);

@@ -399,8 +399,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         var cancellable = State!.Compensation is null;
 
         // The wait is a span of the run's trace (a retry's backoff, a sleep, a budget pause), as long as it lasts here.
-        using var span = Telemetry.SpineTelemetry.Source.HasListeners()
-            ? Telemetry.SpineTelemetry.Source.StartActivity($"wait {kind}", System.Diagnostics.ActivityKind.Internal, ((IStepRun)this).Trace)
+        // (A run from before traces were recorded has no trace of its own to put it in.)
+        var trace = ((IStepRun)this).Trace;
+        using var span = trace != default && Telemetry.SpineTelemetry.Source.HasListeners()
+            ? Telemetry.SpineTelemetry.Source.StartActivity($"wait {kind}", System.Diagnostics.ActivityKind.Internal, trace)
             : null;
         span?.SetTag("spine.run.id", RunId);
         span?.SetTag("spine.wait.kind", kind.ToString());
