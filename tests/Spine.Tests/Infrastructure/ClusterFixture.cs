@@ -126,9 +126,8 @@ public sealed class ClusterFixture : IAsyncLifetime
 
             silo.Services.AddSpinePolicy(Tools.VersionedTool.CaretRule());
             silo.Services.AddSpineTool<Timeouts.HangTool>();
-            silo.Services.AddSpineWorkflow<Timeouts.CancelInFlightWorkflow, int, string>();
+            silo.Services.AddSpineWorkflow<Timeouts.BookThenCallWorkflow, Timeouts.BookThenCall, string>();
             silo.Services.AddSpineWorkflow<Timeouts.StepTimeoutWorkflow, int, string>();
-            silo.Services.AddSpineWorkflow<Timeouts.CancelInRetryWorkflow, int, string>();
             silo.Services.AddSpineWorkflow<Slo.SloWorkflow, bool, string>();
             silo.Services.Configure<Spine.Slo.SloOptions>(o =>
             {

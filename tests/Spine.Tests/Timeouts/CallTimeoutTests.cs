@@ -14,7 +14,7 @@ public sealed class CallTimeoutTests(ClusterFixture fixture)
     [Fact]
     public async Task ACancel_ReachesTheToolCallInFlight_WhoseStepIsThenCompensatedAsOfUnknownOutcome()
     {
-        var run = await fixture.Client.StartAsync("test.cancel-in-flight", 0);
+        var run = await fixture.Client.StartAsync("test.book-then-call", new BookThenCall(HangTool.Name, "undo-hang"));
         await HangTool.Entered.GetOrAdd(run.RunId, _ => new(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(Patience);
 
         await fixture.Client.CancelAsync(run.RunId, "stop it");
@@ -32,7 +32,7 @@ public sealed class CallTimeoutTests(ClusterFixture fixture)
     [Fact]
     public async Task ACancel_WhileAStepWaitsToRetryACallThatTimedOut_CompensatesThatStep()
     {
-        var run = await fixture.Client.StartAsync("test.cancel-in-retry", 0);
+        var run = await fixture.Client.StartAsync("test.book-then-call", new BookThenCall("test_slow", "undo-slow", RetryDelayMinutes: 5));
         await WaitForAsync(run.RunId, "AttemptFailed");
 
         await fixture.Client.CancelAsync(run.RunId, "stop it");

@@ -46,32 +46,21 @@ public sealed class HangTool : ITool
     }
 }
 
-/// <summary>Books an effect, then calls the hanging tool; each registers a compensation.</summary>
-[Workflow("test.cancel-in-flight")]
-public sealed class CancelInFlightWorkflow : IWorkflow<int, string>
-{
-    public async Task<string> RunAsync(IWorkflowContext context, int ignored)
-    {
-        await context.CallToolAsync("test_effect", JsonSerializer.SerializeToElement(new { action = "book" }),
-            options: new StepOptions { Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "unbook" })) });
-        await context.CallToolAsync(HangTool.Name, JsonSerializer.SerializeToElement(new { }),
-            options: new StepOptions { Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "undo-hang" })) });
-        return "done";
-    }
-}
+/// <summary>Which tool <see cref="BookThenCallWorkflow"/> calls second, undone by which action, and how long it waits to retry it.</summary>
+public sealed record BookThenCall(string Tool, string Undo, int RetryDelayMinutes = 0);
 
-/// <summary>Books an effect, then calls the slow tool, which times out, and waits long to retry it; each registers a compensation.</summary>
-[Workflow("test.cancel-in-retry")]
-public sealed class CancelInRetryWorkflow : IWorkflow<int, string>
+/// <summary>Books an effect, then calls a tool (that hangs, or times out and waits long to retry); each registers a compensation.</summary>
+[Workflow("test.book-then-call")]
+public sealed class BookThenCallWorkflow : IWorkflow<BookThenCall, string>
 {
-    public async Task<string> RunAsync(IWorkflowContext context, int ignored)
+    public async Task<string> RunAsync(IWorkflowContext context, BookThenCall input)
     {
         await context.CallToolAsync("test_effect", JsonSerializer.SerializeToElement(new { action = "book" }),
             options: new StepOptions { Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "unbook" })) });
-        await context.CallToolAsync("test_slow", JsonSerializer.SerializeToElement(new { }), options: new StepOptions
+        await context.CallToolAsync(input.Tool, JsonSerializer.SerializeToElement(new { }), options: new StepOptions
         {
-            Retry = new RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMinutes(5), Jitter = 0 },
-            Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = "undo-slow" })),
+            Retry = input.RetryDelayMinutes > 0 ? new RetryPolicy { MaxAttempts = 3, InitialDelay = TimeSpan.FromMinutes(input.RetryDelayMinutes), Jitter = 0 } : null,
+            Compensation = new CompensationCall("test_effect", JsonSerializer.SerializeToElement(new { action = input.Undo })),
         });
         return "done";
     }
