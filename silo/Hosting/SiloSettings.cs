@@ -21,7 +21,13 @@ internal sealed class SiloSettings
     /// <summary>The client gateway port. Default 30000.</summary>
     public int GatewayPort { get; set; } = 30000;
 
-    /// <summary>The loopback HTTP port of the Orleans Dashboard (<c>/dashboard</c>) and health endpoint. Default 8080.</summary>
+    /// <summary>
+    /// The address the HTTP port listens on: the Orleans Dashboard, the admin API and console, and the health endpoint.
+    /// Default <c>127.0.0.1</c>: loopback only; expose it behind TLS termination.
+    /// </summary>
+    public string HttpAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>The HTTP port of the Orleans Dashboard (<c>/dashboard</c>), the admin API (<c>/api/v1</c>) and the health endpoint. Default 8080.</summary>
     public int DashboardPort { get; set; } = 8080;
 
     /// <summary>Serve the Orleans Dashboard (it costs the silo a few percent of CPU under load). Default true.</summary>

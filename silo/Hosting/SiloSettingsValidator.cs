@@ -25,6 +25,11 @@ internal sealed class SiloSettingsValidator : IValidateOptions<SiloSettings>
             problems.Add($"Silo:AdvertisedAddress '{options.AdvertisedAddress}' is not an IP address.");
         }
 
+        if (!IPAddress.TryParse(options.HttpAddress, out _))
+        {
+            problems.Add($"Silo:HttpAddress '{options.HttpAddress}' is not an IP address.");
+        }
+
         foreach (var (setting, port) in new[]
         {
             ("SiloPort", options.SiloPort),

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using Spine.Hosting;
 using Spine.Local;
 using Spine.Local.Postgres;
+using Spine.Silo.Admin;
 using Spine.Silo.Demo;
 
 namespace Spine.Silo.Hosting;
@@ -50,7 +51,8 @@ internal static class SpineSiloHost
                 local.Port, dataDirectory, SpineDatabaseSetup.RuntimeLogin);
         }
 
-        builder.WebHost.UseUrls($"http://127.0.0.1:{settings.DashboardPort}");
+        builder.WebHost.UseUrls($"http://{settings.HttpAddress}:{settings.DashboardPort}");
+        var admin = builder.Configuration.GetValue(AdminOptions.SectionName + ":" + nameof(AdminOptions.Enabled), true);
         builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         builder.UseOrleans(silo =>
         {
@@ -76,6 +78,11 @@ internal static class SpineSiloHost
         {
             builder.Services.AddSpineDemo(builder.Configuration);
         }
+        if (admin)
+        {
+            builder.Services.AddSpineAdmin(builder.Configuration);
+        }
+
         AddTelemetry(builder);
 
         var app = builder.Build();
@@ -83,6 +90,11 @@ internal static class SpineSiloHost
         {
             app.MapOrleansDashboard("/dashboard");
             app.MapGet("/", () => Results.Redirect("/dashboard/"));
+        }
+
+        if (admin)
+        {
+            app.UseSpineAdmin();
         }
 
         app.MapGet("/health", () => Results.Ok(new { status = "ok", cluster = settings.ClusterId }));

@@ -142,6 +142,35 @@ public sealed class StartupValidationTests
         Assert.Contains(output, line => line.Contains("invalid configuration: Spine:Breaker:FailureRateThreshold is 1.5", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task SiloProcess_AdminKeysMalformed_ExitsWithUsageErrorNamingEachKeySetting()
+    {
+        var postgres = await TestPostgres.GetAsync();
+        var output = new ConcurrentQueue<string>();
+        var options = TestProcesses.Silo(postgres.RuntimeConnectionString, "bad-" + Guid.NewGuid().ToString("N")[..12]) with
+        {
+            Environment = new Dictionary<string, string>
+            {
+                ["Silo__Admin__Keys__0__Id"] = "short",
+                ["Silo__Admin__Keys__0__Key"] = "too-short",
+                ["Silo__Admin__Keys__1__Id"] = "digest",
+                ["Silo__Admin__Keys__1__Sha256"] = "abc",
+                ["Silo__Admin__Keys__2__Roles__0"] = "viewer",
+                ["Silo__Admin__Keys__2__Key"] = "a-long-enough-key-without-id",
+            },
+            OnOutput = output.Enqueue,
+        };
+        await using var silo = SiloProcess.Start(options);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => silo.WaitReadyAsync(TimeSpan.FromSeconds(90)));
+        await silo.KillAsync();
+
+        Assert.Contains("exited with code 2", error.Message, StringComparison.Ordinal);
+        Assert.Contains(output, line => line.Contains("invalid configuration: Silo:Admin:Keys:0:Key is 9 characters: it must be at least 16", StringComparison.Ordinal));
+        Assert.Contains(output, line => line.Contains("invalid configuration: Silo:Admin:Keys:1:Sha256 is not 64 hex digits", StringComparison.Ordinal));
+        Assert.Contains(output, line => line.Contains("invalid configuration: Silo:Admin:Keys:2:Id is empty", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("bogus")]
     [InlineData("migrate --bogus")]
