@@ -79,9 +79,17 @@ public sealed class CircuitBreakerGrain(
         return Verdict();
     }
 
+    /// <inheritdoc />
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        Telemetry.SpineGauges.Withdraw(this, Tool);
+        return Task.CompletedTask;
+    }
+
     private BreakerVerdict Verdict()
     {
         var (calls, rate) = Circuit.Rate(Policy);
+        Telemetry.SpineGauges.Breaker(this, Tool, Circuit.State);
         return new BreakerVerdict(Tool, Circuit.State, Circuit.OpenUntil, rate, calls);
     }
 }

@@ -65,6 +65,7 @@ public sealed class BudgetGrain(
     private long _changes;
     private long _stored;
     private Task? _writing;
+    private bool _gaugeDirty;
 
     /// <summary>How long an expired reservation waits for a late settlement before it is forgotten.</summary>
     private static readonly TimeSpan ExpiredKept = TimeSpan.FromDays(7);
@@ -100,6 +101,7 @@ public sealed class BudgetGrain(
             record.State = Copy(State);
             await record.WriteStateAsync();
             _stored = Math.Max(_stored, upTo);
+            _gaugeDirty = true;
         }
         catch (Orleans.Storage.InconsistentStateException)
         {
@@ -118,6 +120,35 @@ public sealed class BudgetGrain(
         {
             _writing = null;
         }
+    }
+
+    /// <inheritdoc />
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (record.RecordExists)
+        {
+            Telemetry.SpineGauges.Budget(this, View());
+        }
+
+        // What the account may still spend, for spine.budget.remaining.*: at most once a second, after a write.
+        this.RegisterGrainTimer(() =>
+        {
+            if (_gaugeDirty)
+            {
+                _gaugeDirty = false;
+                Telemetry.SpineGauges.Budget(this, View());
+            }
+
+            return Task.CompletedTask;
+        }, new GrainTimerCreationOptions(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)) { Interleave = false, KeepAlive = false });
+        return Task.CompletedTask;
+    }
+
+    /// <inheritdoc />
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        Telemetry.SpineGauges.Withdraw(this, this.GetPrimaryKeyString());
+        return Task.CompletedTask;
     }
 
     private static BudgetRecord Copy(BudgetRecord live) => new()
@@ -174,6 +205,7 @@ public sealed class BudgetGrain(
         State.SetBy = actor;
         var set = View();
         await DurableAsync(true);
+        Telemetry.SpineGauges.Budget(this, set);
         return set;
     }
 

@@ -202,11 +202,14 @@ internal sealed partial class BudgetStage(CallCosts costs, Policies.PolicyEngine
     }
 
     /// <summary>The cost per call of the version the call resolves to (the run's pinned one, else the newest).</summary>
-    private decimal? CostOf(ToolCall tool)
+    private decimal? CostOf(ToolCall tool) => CostOf(tools, tool);
+
+    /// <summary>The cost per call of the version <paramref name="tool"/> resolves to in <paramref name="registry"/>; null for an unknown tool.</summary>
+    internal static decimal? CostOf(ToolRegistry registry, ToolCall tool)
     {
         try
         {
-            return tools.Resolve(tool.Name, tool.Version()).Definition.CostPerCall;
+            return registry.Resolve(tool.Name, tool.Version()).Definition.CostPerCall;
         }
         catch (UnknownToolException)
         {

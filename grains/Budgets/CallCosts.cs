@@ -162,7 +162,18 @@ public sealed class CallCosts
     /// What a model's response used: its reported usage, else its input as counted before the call and its text
     /// counted now, at the price of the model that answered (else the one asked).
     /// </summary>
-    internal Spend Used(string responseJson, long countedInput, string? clientKey, ChatOptions? options)
+    internal Spend Used(string responseJson, long countedInput, string? clientKey, ChatOptions? options) =>
+        Used(responseJson, () => countedInput, clientKey, options);
+
+    /// <summary>What a model's response used, its input counted from <paramref name="messages"/> only when the response reports none.</summary>
+    internal Spend Used(string responseJson, IReadOnlyList<ChatMessage> messages, string? clientKey, ChatOptions? options) =>
+        Used(responseJson, () =>
+        {
+            var model = ModelOf(clientKey, options);
+            return CountInput(messages, options, TokenizerFor(model, PriceOf(model, clientKey)));
+        }, clientKey, options);
+
+    private Spend Used(string responseJson, Func<long> countedInput, string? clientKey, ChatOptions? options)
     {
         var response = JsonSerializer.Deserialize<ChatResponse>(responseJson, SpineJson.ModelOptions);
         if (response is null)
@@ -175,7 +186,7 @@ public sealed class CallCosts
         var asked = ModelOf(clientKey, options);
         var answered = response.ModelId ?? asked;
         var price = (response.ModelId is { } id ? _options.Prices.GetValueOrDefault(id) : null) ?? PriceOf(asked, clientKey);
-        var input = response.Usage?.InputTokenCount ?? countedInput;
+        var input = response.Usage?.InputTokenCount ?? countedInput();
         var output = response.Usage?.OutputTokenCount ?? TokenizerFor(answered, price).CountTokens(response.Text ?? string.Empty);
         return new Spend(input + output, Price(price, input, output), input, output);
     }

@@ -54,6 +54,12 @@ public sealed class SpineOptions
     /// <summary>How often a silo sends its batched tool outcomes to the breaker grains. Default 200 ms.</summary>
     public TimeSpan BreakerReportInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// How often the run index's gauges (<c>spine.approvals.waiting</c>, <c>spine.approvals.oldest.age</c>,
+    /// <c>spine.dlq.size</c>) are read again: one grouped query per period for the cluster. Default 15 s.
+    /// </summary>
+    public TimeSpan GaugePeriod { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>What the silo does with the tool versions in-flight runs pinned (see <see cref="Tools.ToolCatalogOptions"/>).</summary>
     public Tools.ToolCatalogOptions Tools { get; set; } = new();
 

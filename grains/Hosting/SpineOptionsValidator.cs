@@ -22,6 +22,11 @@ internal sealed class SpineOptionsValidator : IValidateOptions<SpineOptions>
             problems.Add($"Spine:MaxPayloadBytes is {options.MaxPayloadBytes}: it must be between 1 KiB and 256 MiB.");
         }
 
+        if (options.GaugePeriod < TimeSpan.FromSeconds(1))
+        {
+            problems.Add($"Spine:GaugePeriod is {options.GaugePeriod}: it must be at least 1 second.");
+        }
+
         if (options.ResumeReminderPeriod < TimeSpan.FromSeconds(1))
         {
             problems.Add($"Spine:ResumeReminderPeriod is {options.ResumeReminderPeriod}: it must be at least 1 second.");

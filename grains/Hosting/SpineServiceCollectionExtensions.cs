@@ -63,6 +63,7 @@ public static class SpineServiceCollectionExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Mcp.McpStartup>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Telemetry.RunGaugeStarter>();
         return services;
     }
 

@@ -32,6 +32,12 @@ public static class SpineTelemetry
     /// <summary>Failed attempts, by <c>spine.step.kind</c> and <c>spine.error.class</c> (transient ones are retried).</summary>
     internal static Counter<long> AttemptsFailed { get; } = Meter.CreateCounter<long>("spine.step.attempts.failed", "{attempt}", "Attempts that failed, by error class.");
 
+    /// <summary>Tokens models used, by <c>spine.account</c>, <c>spine.workflow.type</c>, <c>gen_ai.request.model</c> and <c>gen_ai.token.type</c> (<c>input</c>, <c>output</c>).</summary>
+    internal static Counter<long> ModelTokens { get; } = Meter.CreateCounter<long>("spine.model.tokens", "{token}", "Tokens model calls used, by account and model.");
+
+    /// <summary>What calls cost at the configured prices, by <c>spine.account</c>, <c>spine.workflow.type</c>, <c>spine.step.kind</c> and <c>gen_ai.request.model</c> or <c>spine.tool.name</c>.</summary>
+    internal static Counter<double> CallCost { get; } = Meter.CreateCounter<double>("spine.cost", "{cost}", "What model and priced tool calls cost, by account and model or tool.");
+
     /// <summary>A new trace for a run no caller's trace covers: the W3C <c>traceparent</c> of a span that stands for the run.</summary>
     internal static string NewTraceParent() =>
         $"00-{ActivityTraceId.CreateRandom().ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01";

@@ -14,14 +14,15 @@ namespace Spine.Telemetry;
 /// A model call's own span (the GenAI conventions, from Microsoft.Extensions.AI) is a child of this one. With no
 /// listener and no meter reader it passes straight through.
 /// </summary>
-internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, Secrets.SecretRedactor redactor) : IAttemptStage
+internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, Secrets.SecretRedactor redactor, Budgets.CallCosts costs) : IAttemptStage
 {
     private readonly string _silo = silo.SiloAddress.ToString();
 
     public int Order => StepStageOrder.Tracing;
 
     public Task<string> InvokeAsync(StepAttempt attempt, IStepRun run, AttemptHandler next) =>
-        attempt.Call.Instant || !(SpineTelemetry.Source.HasListeners() || SpineTelemetry.AttemptDuration.Enabled || SpineTelemetry.AttemptsFailed.Enabled)
+        attempt.Call.Instant || !(SpineTelemetry.Source.HasListeners() || SpineTelemetry.AttemptDuration.Enabled || SpineTelemetry.AttemptsFailed.Enabled
+            || SpineTelemetry.ModelTokens.Enabled || SpineTelemetry.CallCost.Enabled)
             ? next(attempt, run)
             : TraceAsync(attempt, run, next);
 
@@ -60,6 +61,7 @@ internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, S
             var payload = await next(attempt, run);
             activity?.SetTag("spine.outcome", "ok");
             Record(kind, toolTag, "ok", started);
+            RecordSpend(activity, call, run, toolTag, payload);
             return payload;
         }
         catch (Exception e)
@@ -81,6 +83,51 @@ internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, S
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// What a successful model or priced tool call cost, at the prices the budget settles by (the same calculation): on
+    /// the attempt's span (<c>spine.cost</c>, and a model's tokens) and in the token and cost counters.
+    /// </summary>
+    private void RecordSpend(Activity? activity, StepCall call, IStepRun run, string? toolTag, string payload)
+    {
+        var account = run.AccountId ?? "none";
+        if (call.Kind == JournalKind.Model && call.Model is { } model)
+        {
+            Budgets.Spend spent;
+            try
+            {
+                spent = costs.Used(payload, model.Messages, call.ChatClient, model.Options);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                return;
+            }
+
+            var modelId = costs.ModelOf(call.ChatClient, model.Options) ?? call.ChatClient ?? "default";
+            activity?.SetTag("spine.cost", (double)spent.Cost);
+            activity?.SetTag("gen_ai.request.model", modelId);
+            activity?.SetTag("gen_ai.usage.input_tokens", spent.InputTokens);
+            activity?.SetTag("gen_ai.usage.output_tokens", spent.OutputTokens);
+            var tags = new TagList { { "spine.account", account }, { "spine.workflow.type", run.WorkflowType }, { "gen_ai.request.model", modelId } };
+            var input = tags;
+            input.Add("gen_ai.token.type", "input");
+            var output = tags;
+            output.Add("gen_ai.token.type", "output");
+            SpineTelemetry.ModelTokens.Add(spent.InputTokens, input);
+            SpineTelemetry.ModelTokens.Add(spent.OutputTokens, output);
+            tags.Add("spine.step.kind", "Model");
+            SpineTelemetry.CallCost.Add((double)spent.Cost, tags);
+        }
+        else if (call.Kind == JournalKind.Tool && call.Tool is { } toolCall && toolTag is not (null or "_unknown")
+                 && Budgets.BudgetStage.CostOf(tools, toolCall) is > 0 and var cost)
+        {
+            activity?.SetTag("spine.cost", (double)cost);
+            SpineTelemetry.CallCost.Add((double)cost, new TagList
+            {
+                { "spine.account", account }, { "spine.workflow.type", run.WorkflowType }, { "spine.step.kind", "Tool" }, { "spine.tool.name", toolTag },
+            });
         }
     }
 

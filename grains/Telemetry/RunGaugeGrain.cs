@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Spine.Hosting;
+using Spine.Runs;
+using Spine.Storage;
+
+namespace Spine.Telemetry;
+
+/// <summary>
+/// Reads the run index for the gauges of approvals waiting and of the dead-letter queue (one grouped scan of the
+/// status index) and publishes the counts on its silo (<see cref="SpineGauges"/>). Every silo's
+/// <see cref="RunGaugeStarter"/> asks it to refresh, so it comes back on another silo when its own dies.
+/// </summary>
+internal sealed class RunGaugeGrain(SpineDatabase database) : Grain, IRunGaugeGrain
+{
+    private long _readTimestamp;
+
+    public async Task RefreshAsync(TimeSpan period)
+    {
+        if (_readTimestamp != 0 && Stopwatch.GetElapsedTime(_readTimestamp) < period / 2)
+        {
+            return;
+        }
+
+        await using var command = database.DataSource.CreateCommand("""
+            SELECT now(), workflow_type, status, count(*), min(updated_at)
+            FROM spine_runs
+            WHERE status IN (@awaitingApproval, @deadLettered)
+            GROUP BY workflow_type, status
+            """);
+        command.Parameters.AddWithValue("awaitingApproval", (short)RunStatus.AwaitingApproval);
+        command.Parameters.AddWithValue("deadLettered", (short)RunStatus.DeadLettered);
+        var waiting = new Dictionary<string, (long, DateTimeOffset)>(StringComparer.Ordinal);
+        var dead = new Dictionary<string, long>(StringComparer.Ordinal);
+        DateTimeOffset? now = null;
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                now ??= reader.GetFieldValue<DateTimeOffset>(0);
+                var type = reader.GetString(1);
+                if (reader.GetInt16(2) == (short)RunStatus.AwaitingApproval)
+                {
+                    waiting[type] = (reader.GetInt64(3), reader.GetFieldValue<DateTimeOffset>(4));
+                }
+                else
+                {
+                    dead[type] = reader.GetInt64(3);
+                }
+            }
+        }
+
+        _readTimestamp = Stopwatch.GetTimestamp();
+        SpineGauges.Index(new IndexSnapshot(this, now ?? DateTimeOffset.UtcNow, _readTimestamp, period * 3, waiting, dead));
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        SpineGauges.WithdrawIndex(this);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Asks <see cref="RunGaugeGrain"/> to refresh every <see cref="SpineOptions.GaugePeriod"/> from every silo, while the
+/// silo is active; a failed ask waits for the next period.
+/// </summary>
+internal sealed partial class RunGaugeStarter(IGrainFactory grains, IOptions<SpineOptions> options, ILogger<RunGaugeStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
+{
+    private readonly CancellationTokenSource _stopping = new();
+
+    public void Participate(ISiloLifecycle observer) =>
+        observer.Subscribe(
+            nameof(RunGaugeStarter),
+            ServiceLifecycleStage.Active,
+            started =>
+            {
+                _ = Task.Run(() => RefreshAsync(_stopping.Token), CancellationToken.None);
+                return Task.CompletedTask;
+            },
+            stopping => _stopping.CancelAsync());
+
+    private async Task RefreshAsync(CancellationToken stopping)
+    {
+        var period = options.Value.GaugePeriod;
+        using var timer = new PeriodicTimer(period);
+        do
+        {
+            try
+            {
+                await grains.GetGrain<IRunGaugeGrain>(0).RefreshAsync(period);
+            }
+            catch (Exception e) when (!stopping.IsCancellationRequested)
+            {
+                LogRefreshFailed(logger, e);
+            }
+        }
+        while (await NextAsync(timer, stopping));
+    }
+
+    private static async Task<bool> NextAsync(PeriodicTimer timer, CancellationToken stopping)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(stopping);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Refreshing the run index's gauges failed; the next period tries again")]
+    private static partial void LogRefreshFailed(ILogger logger, Exception exception);
+}
