@@ -230,6 +230,18 @@ toolsShow.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var tools = new Command("tools", "Tool contracts: versions, schemas, and the runs that pin them.") { toolsList, toolsShow };
 
+var alertsWorkflow = new Option<string?>("--workflow") { Description = "Only alerts of this workflow type." };
+var alertsSince = new Option<DateTimeOffset?>("--since") { Description = "Only alerts raised at or after this time (ISO 8601)." };
+var alertsLimit = new Option<int>("--limit") { Description = "At most this many alerts.", DefaultValueFactory = _ => 50 };
+var alerts = new Command("alerts", "Anomaly alerts, newest first: failure rate, cost per run, steps per run or a new tool, against each workflow type's baseline.") { alertsWorkflow, alertsSince, alertsLimit };
+alerts.SetAction((parse, ct) => WithClientAsync(parse, async client =>
+{
+    var found = await client.ListAlertsAsync(new Spine.Alerts.AlertQuery { WorkflowType = parse.GetValue(alertsWorkflow), Since = parse.GetValue(alertsSince), Limit = parse.GetValue(alertsLimit) }, ct);
+    var text = found.Select(a => $"{a.AlertId,6} {a.RaisedAt:u} {a.WorkflowType} {a.Rule}{(a.Subject is null ? "" : " " + a.Subject)}: {a.Message}"
+        + (a.DeliveredAt is null && a.DeliveryAttempts > 0 ? $" [webhook: {a.DeliveryAttempts} tries, {a.LastDeliveryError}]" : ""));
+    return Print(parse, found, found.Count == 0 ? "no alerts" : string.Join(Environment.NewLine, text));
+}, ct));
+
 var sloWorkflow = new Option<string?>("--workflow") { Description = "Only this workflow type." };
 var slo = new Command("slo", "End-to-end success rate per workflow type over rolling windows, against its target: error budget left and burn rate.") { sloWorkflow };
 slo.SetAction((parse, ct) => WithClientAsync(parse, async client =>
@@ -453,7 +465,7 @@ breakerReset.SetAction((parse, ct) => WithClientAsync(parse, async client =>
 }, ct));
 var breaker = new Command("breaker", "Tool circuit breakers.") { breakerShow, breakerReset };
 
-foreach (var command in new[] { start, startMany, status, watch, result, cancel, signal, approvals, policies, tools, limits, slo, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
+foreach (var command in new[] { start, startMany, status, watch, result, cancel, signal, approvals, policies, tools, limits, slo, alerts, budgets, list, journal, dlq, ReplayCommand(), operatorCommand, breaker })
 {
     root.Subcommands.Add(command);
 }

@@ -85,6 +85,12 @@ public interface ISpineClient
     /// </summary>
     Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType = null, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Anomaly alerts, newest first: a workflow type's failure rate, cost per run, steps per run or tool mix departed
+    /// sharply from its baseline.
+    /// </summary>
+    Task<IReadOnlyList<Spine.Alerts.AlertView>> ListAlertsAsync(Spine.Alerts.AlertQuery query, CancellationToken cancellationToken = default);
+
     /// <summary>The cluster's rate limits and their state; per-account limits show <paramref name="accountId"/>'s (none without one).</summary>
     Task<IReadOnlyList<Spine.RateLimits.RateLimitView>> GetRateLimitsAsync(string? accountId = null, CancellationToken cancellationToken = default);
 

@@ -134,6 +134,13 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.Alerts.AlertView>> ListAlertsAsync(Spine.Alerts.AlertQuery query, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        return _grains.GetGrain<IRunQueryGrain>(0).ListAlertsAsync(query).WaitAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType = null, CancellationToken cancellationToken = default) =>
         _grains.GetGrain<IRunQueryGrain>(0).GetSloAsync(workflowType).WaitAsync(cancellationToken);
 

@@ -111,6 +111,10 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("GetToolsAsync")]
     Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool);
 
+    /// <summary>Anomaly alerts, newest first.</summary>
+    [Alias("ListAlertsAsync")]
+    Task<IReadOnlyList<Spine.Alerts.AlertView>> ListAlertsAsync(Spine.Alerts.AlertQuery query);
+
     /// <summary>End-to-end success rates per workflow type over the configured windows, against their targets; of one type when given.</summary>
     [Alias("GetSloAsync")]
     Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType);

@@ -38,6 +38,10 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<WorkflowRegistry>();
         services.AddOptions<Slo.SloOptions>();
         services.TryAddSingleton<Slo.SloCalculator>();
+        services.AddOptions<Alerts.AlertOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Alerts.AlertOptions>, Alerts.AlertOptionsValidator>());
+        services.TryAddSingleton<Alerts.AlertStore>();
+        services.TryAddSingleton<Alerts.AlertWebhook>();
         services.AddOptions<Mcp.McpOptions>();
         services.TryAddSingleton<Mcp.McpToolSource>();
 
@@ -64,6 +68,7 @@ public static class SpineServiceCollectionExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RegistryStartupCheck>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, RunRecoveryStarter>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Telemetry.RunGaugeStarter>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, Alerts.AlertTicker>();
         return services;
     }
 

@@ -43,6 +43,7 @@ public static class SpineSiloBuilderExtensions
             silo.Services.AddOptions<RateLimits.RateLimitOptions>().Bind(configuration.GetSection("RateLimits"));
             silo.Services.AddOptions<Mcp.McpOptions>().Bind(configuration.GetSection("Mcp"));
             silo.Services.AddOptions<Slo.SloOptions>().Bind(configuration.GetSection("Slo"));
+            silo.Services.AddOptions<Alerts.AlertOptions>().Bind(configuration.GetSection("Alerts"));
         }
 
         if (configure is not null)

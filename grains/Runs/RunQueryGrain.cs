@@ -6,9 +6,13 @@ namespace Spine.Runs;
 
 /// <summary>Answers run listings from PostgreSQL on whichever silo takes the call.</summary>
 [StatelessWorker]
-public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog, Slo.SloCalculator slo)
+public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog, Slo.SloCalculator slo,
+    Alerts.AlertStore alerts)
     : Grain, IRunQueryGrain
 {
+    /// <inheritdoc />
+    public Task<IReadOnlyList<Alerts.AlertView>> ListAlertsAsync(Alerts.AlertQuery query) => alerts.ListAsync(query, CancellationToken.None);
+
     /// <inheritdoc />
     public Task<IReadOnlyList<Slo.SloReport>> GetSloAsync(string? workflowType) => slo.ReportAsync(workflowType, CancellationToken.None);
 

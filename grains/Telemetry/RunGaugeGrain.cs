@@ -62,55 +62,10 @@ internal sealed class RunGaugeGrain(SpineDatabase database) : Grain, IRunGaugeGr
     }
 }
 
-/// <summary>
-/// Asks <see cref="RunGaugeGrain"/> to refresh every <see cref="SpineOptions.GaugePeriod"/> from every silo, while the
-/// silo is active; a failed ask waits for the next period.
-/// </summary>
-internal sealed partial class RunGaugeStarter(IGrainFactory grains, IOptions<SpineOptions> options, ILogger<RunGaugeStarter> logger) : ILifecycleParticipant<ISiloLifecycle>
+/// <summary>Asks <see cref="RunGaugeGrain"/> to refresh every <see cref="SpineOptions.GaugePeriod"/>, from every silo.</summary>
+internal sealed class RunGaugeStarter(IGrainFactory grains, IOptions<SpineOptions> options, ILogger<RunGaugeStarter> logger) : SiloTicker(logger)
 {
-    private readonly CancellationTokenSource _stopping = new();
+    protected override TimeSpan Period => options.Value.GaugePeriod;
 
-    public void Participate(ISiloLifecycle observer) =>
-        observer.Subscribe(
-            nameof(RunGaugeStarter),
-            ServiceLifecycleStage.Active,
-            started =>
-            {
-                _ = Task.Run(() => RefreshAsync(_stopping.Token), CancellationToken.None);
-                return Task.CompletedTask;
-            },
-            stopping => _stopping.CancelAsync());
-
-    private async Task RefreshAsync(CancellationToken stopping)
-    {
-        var period = options.Value.GaugePeriod;
-        using var timer = new PeriodicTimer(period);
-        do
-        {
-            try
-            {
-                await grains.GetGrain<IRunGaugeGrain>(0).RefreshAsync(period);
-            }
-            catch (Exception e) when (!stopping.IsCancellationRequested)
-            {
-                LogRefreshFailed(logger, e);
-            }
-        }
-        while (await NextAsync(timer, stopping));
-    }
-
-    private static async Task<bool> NextAsync(PeriodicTimer timer, CancellationToken stopping)
-    {
-        try
-        {
-            return await timer.WaitForNextTickAsync(stopping);
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
-    }
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Refreshing the run index's gauges failed; the next period tries again")]
-    private static partial void LogRefreshFailed(ILogger logger, Exception exception);
+    protected override Task TickAsync() => grains.GetGrain<IRunGaugeGrain>(0).RefreshAsync(Period);
 }

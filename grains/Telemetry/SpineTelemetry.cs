@@ -38,6 +38,9 @@ public static class SpineTelemetry
     /// <summary>What calls cost at the configured prices, by <c>spine.account</c>, <c>spine.workflow.type</c>, <c>spine.step.kind</c> and <c>gen_ai.request.model</c> or <c>spine.tool.name</c>.</summary>
     internal static Counter<double> CallCost { get; } = Meter.CreateCounter<double>("spine.cost", "{cost}", "What model and priced tool calls cost, by account and model or tool.");
 
+    /// <summary>Anomaly alerts raised, by <c>spine.alert.rule</c> and <c>spine.workflow.type</c>.</summary>
+    internal static Counter<long> AlertsRaised { get; } = Meter.CreateCounter<long>("spine.alerts.raised", "{alert}", "Anomaly alerts raised, by rule and workflow type.");
+
     /// <summary>A new trace for a run no caller's trace covers: the W3C <c>traceparent</c> of a span that stands for the run.</summary>
     internal static string NewTraceParent() =>
         $"00-{ActivityTraceId.CreateRandom().ToHexString()}-{ActivitySpanId.CreateRandom().ToHexString()}-01";

@@ -149,6 +149,10 @@ internal static class AdminApi
         api.MapGet("/rate-limits", (ISpineClient spine, string? account, CancellationToken ct) => spine.GetRateLimitsAsync(account, ct))
             .WithSummary("The cluster's rate limits and their state.");
 
+        api.MapGet("/alerts", (ISpineClient spine, string? type, DateTimeOffset? since, int? limit, CancellationToken ct) =>
+                spine.ListAlertsAsync(new Spine.Alerts.AlertQuery { WorkflowType = type, Since = since, Limit = limit ?? 100 }, ct))
+            .WithSummary("Anomaly alerts, newest first.");
+
         api.MapGet("/slo", (ISpineClient spine, string? type, CancellationToken ct) => spine.GetSloAsync(type, ct))
             .WithSummary("End-to-end success rate per workflow type over rolling windows, with error budget and burn rate.");
     }

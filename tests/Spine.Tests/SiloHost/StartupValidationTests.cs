@@ -41,6 +41,21 @@ public sealed class StartupValidationTests
     }
 
     [Fact]
+    public async Task AddSpine_AlertSettingsOutOfRange_HostFailsToStartNamingEachSetting()
+    {
+        var error = await StartFailureAsync(new Dictionary<string, string?>
+        {
+            ["Spine:Alerts:WebhookUrl"] = "http://127.0.0.1:9/alerts",
+            ["Spine:Alerts:FailureRateFactor"] = "0.5",
+            ["Spine:Alerts:MinRuns"] = "0",
+        });
+
+        Assert.Contains("Spine:Alerts:WebhookSecret is empty", error, StringComparison.Ordinal);
+        Assert.Contains("Spine:Alerts:FailureRateFactor is 0.5", error, StringComparison.Ordinal);
+        Assert.Contains("Spine:Alerts:MinRuns is 0", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AddSpine_NoJournalKey_HostFailsToStartNamingTheSetting()
     {
         var missing = await StartFailureAsync(new Dictionary<string, string?> { ["Spine:Audit:Key"] = null });
