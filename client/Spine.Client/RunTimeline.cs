@@ -38,6 +38,10 @@ public sealed class RunTimeline
 {
     private static readonly string[] Outcomes = ["Step", "Tool", "Model", "Approval"];
     private static readonly string[] Ends = ["RunCompleted", "RunFailed", "RunCancelled", "RunDeadLettered", "RunDiscarded"];
+
+    // The rows whose payload the runtime writes with who asked for them; a step's, tool's or model's payload is their
+    // own output, which could hold anything (an "actor" a tool made up among it).
+    private static readonly string[] Decisions = ["RunStarted", "SignalReceived", "Approval", "OperatorDecided", "CancelRequested", "RunDiscarded"];
     private readonly Dictionary<int, (long Tokens, decimal Cost)> _settled = [];
     private DateTimeOffset? _previous;
 
@@ -74,8 +78,11 @@ public sealed class RunTimeline
                 _settled[settledStep] = (tokens, cost);
             }
 
-            actor = ActorOf(root, "actor") ?? ActorOf(root, "startedBy")
-                ?? (root.TryGetProperty("decision", out var decision) && decision.ValueKind == JsonValueKind.Object ? ActorOf(decision, "actor") : null);
+            if (Decisions.Contains(row.Kind))
+            {
+                actor = ActorOf(root, "actor") ?? ActorOf(root, "startedBy")
+                    ?? (root.TryGetProperty("decision", out var decision) && decision.ValueKind == JsonValueKind.Object ? ActorOf(decision, "actor") : null);
+            }
         }
 
         if (!Outcomes.Contains(row.Kind))

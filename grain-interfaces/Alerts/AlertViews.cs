@@ -65,7 +65,14 @@ public sealed record AlertQuery
 [Alias("spine.IAlertGrain")]
 public interface IAlertGrain : IGrainWithIntegerKey
 {
-    /// <summary>Judges the runs that ended since the last evaluation (older than the settle lag), delivers what is undelivered, and returns the alerts it raised.</summary>
+    /// <summary>
+    /// Judges the runs that ended since the last evaluation (older than the settle lag), returns the alerts it raised,
+    /// and starts posting every undelivered alert to the webhook (in the background).
+    /// </summary>
     [Alias("EvaluateAsync")]
     Task<IReadOnlyList<AlertView>> EvaluateAsync();
+
+    /// <summary>A silo's periodic ask: evaluates unless an evaluation ran within half a period.</summary>
+    [Alias("TickAsync")]
+    Task TickAsync();
 }

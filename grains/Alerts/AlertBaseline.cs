@@ -12,6 +12,12 @@ internal sealed class AlertRecord
 
     /// <summary>The baselines, by workflow type.</summary>
     [Id(2)] public Dictionary<string, WorkflowBaseline> Types { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Where the evaluation under way judges up to, recorded before it judges: one that did not finish (its alerts may
+    /// be stored, its baselines not) is repeated over exactly the same runs, so that it raises the same alerts again.
+    /// </summary>
+    [Id(3)] public DateTimeOffset? JudgingUntil { get; set; }
 }
 
 /// <summary>One workflow type's baseline, the runs gathered for its next judgement, and which of its alerts are open.</summary>
@@ -69,13 +75,16 @@ internal sealed record RaisedAlert(string WorkflowType, string Rule, string? Sub
 /// </summary>
 internal static class AlertRules
 {
+    /// <summary>Tool names a baseline keeps at most (a model that invents names would otherwise grow it without end).</summary>
+    public const int MaxTools = 1_000;
+
     public static List<RaisedAlert> Judge(WorkflowBaseline b, string type, IReadOnlyList<RunFeatures> runs, AlertOptions o, DateTimeOffset now)
     {
         var raised = new List<RaisedAlert>();
         var warm = b.Runs >= o.BaselineRuns;
         foreach (var run in runs)
         {
-            foreach (var tool in run.Tools.Where(t => !b.Tools.Contains(t)).Order(StringComparer.Ordinal))
+            foreach (var tool in run.Tools.Where(t => !b.Tools.Contains(t) && b.Tools.Count < MaxTools).Order(StringComparer.Ordinal))
             {
                 b.Tools.Add(tool);
                 if (warm)

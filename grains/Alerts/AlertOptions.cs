@@ -11,9 +11,9 @@ public sealed class AlertOptions
 
     /// <summary>
     /// How long after a run's end it waits to be judged, so that every silo's index writes up to then are visible (their
-    /// clocks may differ by this much). Default 5 s.
+    /// clocks may differ, and a commit be late, by this much; a run whose end is recorded later is not judged). Default 30 s.
     /// </summary>
-    public TimeSpan SettleLag { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan SettleLag { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How many runs of a workflow type its baseline holds before any of its alerts is raised. Default 50.</summary>
     public int BaselineRuns { get; set; } = 50;
@@ -81,9 +81,9 @@ public sealed class AlertOptions
             }
         }
 
-        if (MinFailureRate is < 0 or > 1 || double.IsNaN(MinFailureRate))
+        if (!(MinFailureRate is > 0 and <= 1))
         {
-            yield return $"{S}MinFailureRate is {MinFailureRate}: it must be between 0 and 1.";
+            yield return $"{S}MinFailureRate is {MinFailureRate}: it must be above 0 and at most 1.";
         }
 
         if (WebhookUrl is { } url && (!url.IsAbsoluteUri || url.Scheme is not ("http" or "https")))

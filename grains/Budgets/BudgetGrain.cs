@@ -133,9 +133,11 @@ public sealed class BudgetGrain(
         // What the account may still spend, for spine.budget.remaining.*: at most once a second, after a write.
         this.RegisterGrainTimer(() =>
         {
-            if (_gaugeDirty)
+            // Also when the window turned with no call to roll it, so that the gauge shows the new window's allowance.
+            if (_gaugeDirty || (record.RecordExists && time.GetUtcNow() >= State.WindowStart + WindowLength))
             {
                 _gaugeDirty = false;
+                Roll();
                 Telemetry.SpineGauges.Budget(this, View());
             }
 

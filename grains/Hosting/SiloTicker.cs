@@ -64,6 +64,6 @@ internal abstract partial class SiloTicker(ILogger logger) : ILifecycleParticipa
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "{Ticker} failed; the next period tries again")]
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Ticker} failed; the next period tries again")]
     private static partial void LogTickFailed(ILogger logger, Exception exception, string ticker);
 }

@@ -23,11 +23,15 @@ internal sealed class RunGaugeGrain(SpineDatabase database) : Grain, IRunGaugeGr
             return;
         }
 
+        // An approval's age runs from its request (the index row may change while it waits, on a signal or an escalation).
         await using var command = database.DataSource.CreateCommand("""
-            SELECT now(), workflow_type, status, count(*), min(updated_at)
-            FROM spine_runs
-            WHERE status IN (@awaitingApproval, @deadLettered)
-            GROUP BY workflow_type, status
+            SELECT now(), r.workflow_type, r.status, count(*), min(coalesce(a.requested_at, r.updated_at))
+            FROM spine_runs r
+            LEFT JOIN LATERAL (
+                SELECT max(j.recorded_at) AS requested_at FROM spine_journal j
+                WHERE r.status = @awaitingApproval AND j.run_id = r.run_id AND j.kind = 13) a ON true
+            WHERE r.status IN (@awaitingApproval, @deadLettered)
+            GROUP BY r.workflow_type, r.status
             """);
         command.Parameters.AddWithValue("awaitingApproval", (short)RunStatus.AwaitingApproval);
         command.Parameters.AddWithValue("deadLettered", (short)RunStatus.DeadLettered);

@@ -67,7 +67,7 @@ internal static class SpineGauges
     {
         if (_index is { } index && ReferenceEquals(index.Owner, owner))
         {
-            _index = null;
+            Interlocked.CompareExchange(ref _index, null, index);
         }
     }
 

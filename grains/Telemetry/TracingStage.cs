@@ -56,13 +56,10 @@ internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, S
             activity.SetTag("spine.tool.name", tool);
         }
 
+        string payload;
         try
         {
-            var payload = await next(attempt, run);
-            activity?.SetTag("spine.outcome", "ok");
-            Record(kind, toolTag, "ok", started);
-            RecordSpend(activity, call, run, toolTag, payload);
-            return payload;
+            payload = await next(attempt, run);
         }
         catch (Exception e)
         {
@@ -84,6 +81,19 @@ internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, S
 
             throw;
         }
+
+        activity?.SetTag("spine.outcome", "ok");
+        Record(kind, toolTag, "ok", started);
+        try
+        {
+            RecordSpend(activity, call, run, toolTag, payload);
+        }
+        catch (Exception)
+        {
+            // Telemetry never fails a call that succeeded (a failure here would be retried as the call's).
+        }
+
+        return payload;
     }
 
     /// <summary>
@@ -95,15 +105,7 @@ internal sealed class TracingStage(ILocalSiloDetails silo, ToolRegistry tools, S
         var account = run.AccountId ?? "none";
         if (call.Kind == JournalKind.Model && call.Model is { } model)
         {
-            Budgets.Spend spent;
-            try
-            {
-                spent = costs.Used(payload, model.Messages, call.ChatClient, model.Options);
-            }
-            catch (System.Text.Json.JsonException)
-            {
-                return;
-            }
+            var spent = costs.Used(payload, model.Messages, call.ChatClient, model.Options);
 
             var modelId = costs.ModelOf(call.ChatClient, model.Options) ?? call.ChatClient ?? "default";
             activity?.SetTag("spine.cost", (double)spent.Cost);

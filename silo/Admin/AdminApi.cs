@@ -64,8 +64,10 @@ internal static class AdminApi
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Cancels a run (operator).");
 
-        api.MapPost("/runs/{runId}/signals", (ISpineClient spine, ClaimsPrincipal user, string runId, SignalBody body, CancellationToken ct) =>
-                spine.SignalAsync(runId, new SignalRequest(body.Name, body.Payload.GetRawText(), body.SignalId, ApiKeyAuthenticationHandler.ActorOf(user)), ct))
+        api.MapPost("/runs/{runId}/signals", async (ISpineClient spine, ClaimsPrincipal user, string runId, SignalBody body, CancellationToken ct) =>
+                body.Payload.ValueKind == JsonValueKind.Undefined
+                    ? AdminProblems.Problem("invalid_payload", "The signal has no payload: send {\"name\": ..., \"payload\": <any JSON>}.")
+                    : Results.Ok(await spine.SignalAsync(runId, new SignalRequest(body.Name, body.Payload.GetRawText(), body.SignalId, ApiKeyAuthenticationHandler.ActorOf(user)), ct)))
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Sends a signal to a run (operator).");
 
@@ -128,7 +130,12 @@ internal static class AdminApi
         api.MapGet("/breakers/{tool}", (ISpineClient spine, string tool, CancellationToken ct) => spine.GetBreakerAsync(tool, ct))
             .WithSummary("One tool's circuit breaker.");
 
-        api.MapPost("/breakers/{tool}/reset", (ISpineClient spine, string tool, CancellationToken ct) => spine.ResetBreakerAsync(tool, ct))
+        api.MapPost("/breakers/{tool}/reset", (ISpineClient spine, ClaimsPrincipal user, ILogger<AdminProblems> log, string tool, CancellationToken ct) =>
+            {
+                // A breaker's reset is not part of any run's journal: the silo's log records who did it.
+                log.LogInformation("Circuit breaker of tool {Tool} reset by {Actor}", tool, ApiKeyAuthenticationHandler.ActorOf(user));
+                return spine.ResetBreakerAsync(tool, ct);
+            })
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Closes a tool's circuit breaker (operator).");
 

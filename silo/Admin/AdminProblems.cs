@@ -16,6 +16,13 @@ internal sealed class AdminProblems : IEndpointFilter
         {
             return await next(context);
         }
+        catch (SpineException e) when (e.Kind is "storage_unavailable")
+        {
+            // Its message names hosts and the driver's error: for the silo's log, not for every viewer.
+            context.HttpContext.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger<AdminProblems>()
+                .LogWarning(e, "Admin API request {Path} failed: storage unavailable", context.HttpContext.Request.Path);
+            return Problem(e.Kind, "PostgreSQL is unreachable; nothing was changed. Try again.");
+        }
         catch (SpineException e)
         {
             return Problem(e.Kind, e.Message);

@@ -53,6 +53,14 @@ internal static class SpineSiloHost
 
         builder.WebHost.UseUrls($"http://{settings.HttpAddress}:{settings.DashboardPort}");
         var admin = builder.Configuration.GetValue(AdminOptions.SectionName + ":" + nameof(AdminOptions.Enabled), true);
+
+        // Off loopback the dashboard (logs, grain state) is for operators only, which needs the admin API's keys.
+        var exposed = !IPAddress.IsLoopback(IPAddress.Parse(settings.HttpAddress));
+        if (exposed && settings.Dashboard && !admin)
+        {
+            throw new OptionsValidationException(Options.DefaultName, typeof(SiloSettings),
+                [$"Silo:HttpAddress is {settings.HttpAddress}, not loopback: the dashboard then needs an operator's key, so Silo:Admin:Enabled must be true (or Silo:Dashboard false)."]);
+        }
         builder.Host.ConfigureHostOptions(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
         builder.UseOrleans(silo =>
         {
@@ -88,7 +96,11 @@ internal static class SpineSiloHost
         var app = builder.Build();
         if (settings.Dashboard)
         {
-            app.MapOrleansDashboard("/dashboard");
+            var dashboard = app.MapOrleansDashboard("/dashboard");
+            if (exposed)
+            {
+                dashboard.RequireAuthorization(AdminRoles.OperatePolicy);
+            }
             app.MapGet("/", () => Results.Redirect("/dashboard/"));
         }
 

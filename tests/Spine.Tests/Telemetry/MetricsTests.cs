@@ -31,6 +31,8 @@ public sealed class MetricsTests
         using var tracing = Sdk.CreateTracerProviderBuilder().AddSource("Spine").AddInMemoryExporter(spans).Build();
         using var meters = Sdk.CreateMeterProviderBuilder().AddMeter("Spine").AddInMemoryExporter(metrics).Build();
         var postgres = await TestPostgres.GetAsync();
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        var (payoutType, chaosType, tool) = ("payout-" + suffix, "chaos-" + suffix, "gauged-tool-" + suffix);
         var builder = new InProcessTestClusterBuilder(1);
         builder.ConfigureSilo((_, silo) =>
         {
@@ -44,6 +46,10 @@ public sealed class MetricsTests
                 o.Prices["gauged-model"] = new Spine.Budgets.ModelPrice { InputPerMillion = 1000, OutputPerMillion = 2000 });
             silo.Services.AddKeyedSingleton<Microsoft.Extensions.AI.IChatClient>("gauged", new Budgets.MeteredChatClient("gauged-model"));
             silo.Services.AddSpineDemo(new ConfigurationBuilder().Build());
+
+            // Types of this test's own: the index's counts of them are exact, whatever else the shared database holds.
+            silo.Services.AddSpineWorkflow<PayoutWorkflow, PayoutInput, PayoutOutput>(payoutType, 1);
+            silo.Services.AddSpineWorkflow<ChaosWorkflow, ChaosInput, ChaosOutput>(chaosType, 1);
         });
         await using var cluster = builder.Build();
         await cluster.DeployAsync();
@@ -54,11 +60,11 @@ public sealed class MetricsTests
         var agent = await client.StartAsync("agent", new Spine.Agents.AgentInput("hello", ChatClient: "gauged"), accountId: account);
         var answered = await client.WaitAsync(agent.RunId, Patience);
         Assert.True(answered.Status == RunStatus.Completed, $"{answered.Status}: {answered.Error}");
-        var payout = await client.StartAsync("payout", new PayoutInput(500, ApproverRole: "finance"));
+        var payout = await client.StartAsync(payoutType, new PayoutInput(500, ApproverRole: "finance"));
         Assert.Equal(RunStatus.AwaitingApproval, (await client.WaitForStatusAsync(payout.RunId, RunStatus.AwaitingApproval, Patience)).Status);
-        var chaos = await client.StartAsync("chaos", new ChaosInput(Steps: 1, FailureRate: 1.0, RetryDelayMilliseconds: 20, MaxAttempts: 2));
+        var chaos = await client.StartAsync(chaosType, new ChaosInput(Steps: 1, FailureRate: 1.0, RetryDelayMilliseconds: 20, MaxAttempts: 2));
         Assert.Equal(RunStatus.DeadLettered, (await client.WaitAsync(chaos.RunId, Patience)).Status);
-        await client.ResetBreakerAsync("ledger_apply");
+        await client.ResetBreakerAsync(tool);
 
         // Gauges are read at each collection: collect until the index has been read again and the budget republished.
         await Eventually.GetAsync(() =>
@@ -66,9 +72,9 @@ public sealed class MetricsTests
             metrics.Clear();
             meters.ForceFlush();
             var seen = metrics.ToList();
-            return Task.FromResult(new Seen(seen, Gauge(seen, "spine.approvals.waiting", "spine.workflow.type", "payout"),
-                Gauge(seen, "spine.dlq.size", "spine.workflow.type", "chaos"), Gauge(seen, "spine.budget.remaining.tokens", "spine.account", account)));
-        }, m => m.Waiting >= 1 && m.DeadLettered >= 1 && m.RemainingTokens == 100_000 - 30, Patience, "the gauges to show the runs and the spend");
+            return Task.FromResult(new Seen(seen, Gauge(seen, "spine.approvals.waiting", "spine.workflow.type", payoutType),
+                Gauge(seen, "spine.dlq.size", "spine.workflow.type", chaosType), Gauge(seen, "spine.budget.remaining.tokens", "spine.account", account)));
+        }, m => m.Waiting == 1 && m.DeadLettered == 1 && m.RemainingTokens == 100_000 - 30, Patience, "the gauges to show the runs and the spend");
         tracing.ForceFlush();
 
         Assert.Equal(10, Sum(metrics, "spine.model.tokens", ("spine.account", account), ("gen_ai.token.type", "input"), ("gen_ai.request.model", "gauged-model")));
@@ -78,8 +84,8 @@ public sealed class MetricsTests
         var cost = Sum(metrics, "spine.cost", ("spine.account", account), ("gen_ai.request.model", "gauged-model"));
         Assert.Equal(0.05, cost, 6);
         Assert.Equal(50.0 - 0.05, Gauge(metrics, "spine.budget.remaining.cost", "spine.account", account), 6);
-        Assert.True(Gauge(metrics, "spine.approvals.oldest.age", "spine.workflow.type", "payout") > 0);
-        Assert.Equal(0, Gauge(metrics, "spine.breaker.state", "spine.tool.name", "ledger_apply"));
+        Assert.True(Gauge(metrics, "spine.approvals.oldest.age", "spine.workflow.type", payoutType) > 0);
+        Assert.Equal(0, Gauge(metrics, "spine.breaker.state", "spine.tool.name", tool));
 
         var attempt = Assert.Single(spans, s => (string?)s.GetTagItem("spine.run.id") == agent.RunId && (string?)s.GetTagItem("spine.step.kind") == "Model");
         var settled = (await client.GetJournalAsync(agent.RunId)).Single(r => r.Kind == "BudgetSettled");
