@@ -86,6 +86,13 @@ public interface ISpineClient
     Task<IReadOnlyList<Spine.Slo.SloReport>> GetSloAsync(string? workflowType = null, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// What the runs that ended in the last <paramref name="window"/> (1 hour to 7 days) spent, per workflow type and
+    /// hour, as their budgets settled it.
+    /// </summary>
+    /// <exception cref="Spine.Errors.InvalidPayloadException">The window is outside 1 hour to 7 days.</exception>
+    Task<IReadOnlyList<Spine.Slo.CostBucket>> GetCostsAsync(TimeSpan window, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// Anomaly alerts, newest first: a workflow type's failure rate, cost per run, steps per run or tool mix departed
     /// sharply from its baseline.
     /// </summary>

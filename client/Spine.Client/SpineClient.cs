@@ -134,6 +134,10 @@ public sealed class SpineClient : ISpineClient
         _grains.GetGrain<IRunQueryGrain>(0).GetPoliciesAsync().WaitAsync(cancellationToken);
 
     /// <inheritdoc />
+    public Task<IReadOnlyList<Spine.Slo.CostBucket>> GetCostsAsync(TimeSpan window, CancellationToken cancellationToken = default) =>
+        _grains.GetGrain<IRunQueryGrain>(0).GetCostsAsync(window).WaitAsync(cancellationToken);
+
+    /// <inheritdoc />
     public Task<IReadOnlyList<Spine.Alerts.AlertView>> ListAlertsAsync(Spine.Alerts.AlertQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);

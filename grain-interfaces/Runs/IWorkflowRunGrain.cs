@@ -111,6 +111,10 @@ public interface IRunQueryGrain : IGrainWithIntegerKey
     [Alias("GetToolsAsync")]
     Task<IReadOnlyList<Spine.Tools.ToolView>> GetToolsAsync(string? tool);
 
+    /// <summary>Spend per workflow type and hour of the runs that ended in the last <paramref name="window"/>.</summary>
+    [Alias("GetCostsAsync")]
+    Task<IReadOnlyList<Spine.Slo.CostBucket>> GetCostsAsync(TimeSpan window);
+
     /// <summary>Anomaly alerts, newest first.</summary>
     [Alias("ListAlertsAsync")]
     Task<IReadOnlyList<Spine.Alerts.AlertView>> ListAlertsAsync(Spine.Alerts.AlertQuery query);

@@ -42,3 +42,23 @@ public sealed record SloWindow
     /// <summary>How fast the budget burns: the failure rate over the failure rate the target allows (1: exactly at budget). Null without a target or runs.</summary>
     [Id(6)] public double? BurnRate { get; init; }
 }
+
+/// <summary>What the runs of one workflow type that ended in one hour spent (their budget settlements).</summary>
+[GenerateSerializer, Immutable, Alias("spine.CostBucket")]
+public sealed record CostBucket
+{
+    /// <summary>The workflow type.</summary>
+    [Id(0)] public required string WorkflowType { get; init; }
+
+    /// <summary>The hour's start (UTC).</summary>
+    [Id(1)] public DateTimeOffset Hour { get; init; }
+
+    /// <summary>Runs that ended in it.</summary>
+    [Id(2)] public long Runs { get; init; }
+
+    /// <summary>Tokens they settled.</summary>
+    [Id(3)] public long Tokens { get; init; }
+
+    /// <summary>Cost they settled, at the configured prices.</summary>
+    [Id(4)] public decimal Cost { get; init; }
+}

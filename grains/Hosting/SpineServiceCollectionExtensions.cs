@@ -38,6 +38,7 @@ public static class SpineServiceCollectionExtensions
         services.TryAddSingleton<WorkflowRegistry>();
         services.AddOptions<Slo.SloOptions>();
         services.TryAddSingleton<Slo.SloCalculator>();
+        services.TryAddSingleton<Slo.CostCalculator>();
         services.AddOptions<Alerts.AlertOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Alerts.AlertOptions>, Alerts.AlertOptionsValidator>());
         services.TryAddSingleton<Alerts.AlertStore>();

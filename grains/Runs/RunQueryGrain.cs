@@ -7,9 +7,13 @@ namespace Spine.Runs;
 /// <summary>Answers run listings from PostgreSQL on whichever silo takes the call.</summary>
 [StatelessWorker]
 public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine policies, RateLimits.RateLimitRegistry limits, Tools.ToolRegistry tools, Tools.ToolCatalog catalog, Slo.SloCalculator slo,
-    Alerts.AlertStore alerts)
+    Alerts.AlertStore alerts,
+    Slo.CostCalculator costs)
     : Grain, IRunQueryGrain
 {
+    /// <inheritdoc />
+    public Task<IReadOnlyList<Slo.CostBucket>> GetCostsAsync(TimeSpan window) => costs.ReportAsync(window, CancellationToken.None);
+
     /// <inheritdoc />
     public Task<IReadOnlyList<Alerts.AlertView>> ListAlertsAsync(Alerts.AlertQuery query) => alerts.ListAsync(query, CancellationToken.None);
 
@@ -82,11 +86,33 @@ public sealed class RunQueryGrain(JournalStore store, Policies.PolicyEngine poli
         ArgumentNullException.ThrowIfNull(query);
         var waiting = await store.ListAsync(new RunQuery { Status = RunStatus.AwaitingApproval, AccountId = query.AccountId, Limit = query.Limit });
 
-        // The index says which runs wait; each run's own journal says for what, and whom.
-        var runs = await Task.WhenAll(waiting.Select(r => GrainFactory.GetGrain<IWorkflowRunGrain>(r.RunId).GetInfoAsync()));
+        // The index says which runs wait; each run's own journal says for what, and whom. One run that cannot answer
+        // (quarantined, or moving between activations twice in a row) is left out rather than failing the inbox.
+        var runs = await Task.WhenAll(waiting.Select(r => InfoOrNullAsync(r.RunId)));
         return runs
+            .OfType<RunInfo>()
             .SelectMany(r => r.Approvals)
             .Where(a => query.Role is null || a.ApproverRoles.Contains(query.Role, StringComparer.Ordinal))
             .ToList();
+    }
+
+    private async Task<RunInfo?> InfoOrNullAsync(string runId)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await GrainFactory.GetGrain<IWorkflowRunGrain>(runId).GetInfoAsync();
+            }
+            catch (OrleansMessageRejectionException) when (attempt < 3)
+            {
+                // Forwarded to an activation that was deactivating: ask the next one.
+                await Task.Delay(50 * attempt);
+            }
+            catch (Exception e) when (e is Errors.JournalTamperedException or OrleansMessageRejectionException)
+            {
+                return null;
+            }
+        }
     }
 }

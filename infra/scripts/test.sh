@@ -51,6 +51,12 @@ else
     log "using the PostgreSQL server named by SPINE_TEST_CONNECTION"
 fi
 
+# The console's browser tests drive Debian's Chromium through Playwright (ExecutablePath; no browser is downloaded).
+if [[ -z "${SPINE_CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
+    install_packages chromium
+fi
+command -v "${SPINE_CHROMIUM:-chromium}" >/dev/null 2>&1 || [[ -x "${SPINE_CHROMIUM:-}" ]] || die "installed chromium but found no chromium; set SPINE_CHROMIUM to its executable"
+
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 export DOTNET_NOLOGO=1
 

@@ -20,10 +20,14 @@ internal static class AdminHosting
         services.AddSingleton<ISpineClient>(sp => new SpineClient(sp.GetRequiredService<IGrainFactory>()));
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        // The API takes keys only (a browser's cookie would let another site's page post to it); the dashboard, off
+        // loopback, also takes the console's sign-in.
+        const string Key = ApiKeyAuthenticationHandler.SchemeName;
         services.AddAuthorizationBuilder()
-            .AddPolicy(AdminRoles.ReadPolicy, p => p.RequireAuthenticatedUser().RequireRole(AdminRoles.Viewer, AdminRoles.Approver, AdminRoles.Operator))
-            .AddPolicy(AdminRoles.ApprovePolicy, p => p.RequireAuthenticatedUser().RequireRole(AdminRoles.Approver))
-            .AddPolicy(AdminRoles.OperatePolicy, p => p.RequireAuthenticatedUser().RequireRole(AdminRoles.Operator));
+            .AddPolicy(AdminRoles.ReadPolicy, p => p.AddAuthenticationSchemes(Key).RequireAuthenticatedUser().RequireRole(AdminRoles.Viewer, AdminRoles.Approver, AdminRoles.Operator))
+            .AddPolicy(AdminRoles.ApprovePolicy, p => p.AddAuthenticationSchemes(Key).RequireAuthenticatedUser().RequireRole(AdminRoles.Approver))
+            .AddPolicy(AdminRoles.OperatePolicy, p => p.AddAuthenticationSchemes(Key).RequireAuthenticatedUser().RequireRole(AdminRoles.Operator))
+            .AddPolicy(AdminRoles.DashboardPolicy, p => p.AddAuthenticationSchemes(Key, WebConsole.ConsoleHosting.Scheme).RequireAuthenticatedUser().RequireRole(AdminRoles.Operator));
         services.AddProblemDetails();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.Converters.Add(new JsonStringEnumConverter()));
         services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>

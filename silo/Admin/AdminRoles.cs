@@ -20,4 +20,7 @@ internal static class AdminRoles
 
     /// <summary>The policy of operator actions.</summary>
     public const string OperatePolicy = "spine.operate";
+
+    /// <summary>The Orleans Dashboard's policy off loopback: an operator, by key or signed in to the console.</summary>
+    public const string DashboardPolicy = "spine.dashboard";
 }

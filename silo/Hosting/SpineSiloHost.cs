@@ -9,6 +9,7 @@ using Spine.Hosting;
 using Spine.Local;
 using Spine.Local.Postgres;
 using Spine.Silo.Admin;
+using Spine.Silo.WebConsole;
 using Spine.Silo.Demo;
 
 namespace Spine.Silo.Hosting;
@@ -51,6 +52,9 @@ internal static class SpineSiloHost
                 local.Port, dataDirectory, SpineDatabaseSetup.RuntimeLogin);
         }
 
+        // The console's component assets (FluentUI, Plotly) come from their packages: a build (not a publish, which
+        // copies them into wwwroot) serves them through the build's static web assets manifest in any environment.
+        builder.WebHost.UseStaticWebAssets();
         builder.WebHost.UseUrls($"http://{settings.HttpAddress}:{settings.DashboardPort}");
         var admin = builder.Configuration.GetValue(AdminOptions.SectionName + ":" + nameof(AdminOptions.Enabled), true);
 
@@ -89,6 +93,7 @@ internal static class SpineSiloHost
         if (admin)
         {
             builder.Services.AddSpineAdmin(builder.Configuration);
+            builder.Services.AddSpineConsole(ConsoleHosting.ApiBaseAddress(settings.HttpAddress, settings.DashboardPort));
         }
 
         AddTelemetry(builder);
@@ -99,14 +104,15 @@ internal static class SpineSiloHost
             var dashboard = app.MapOrleansDashboard("/dashboard");
             if (exposed)
             {
-                dashboard.RequireAuthorization(AdminRoles.OperatePolicy);
+                dashboard.RequireAuthorization(AdminRoles.DashboardPolicy);
             }
-            app.MapGet("/", () => Results.Redirect("/dashboard/"));
+            app.MapGet("/", () => Results.Redirect(admin ? "/console" : "/dashboard/"));
         }
 
         if (admin)
         {
             app.UseSpineAdmin();
+            app.UseSpineConsole();
         }
 
         app.MapGet("/health", () => Results.Ok(new { status = "ok", cluster = settings.ClusterId }));
