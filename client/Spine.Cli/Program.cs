@@ -82,32 +82,44 @@ startMany.SetAction((parse, ct) => RunAsync(parse, async () =>
         throw CliException.InvalidArguments($"--parallel is {degree}: it must be between 1 and 256.");
     }
 
-    using var lines = OpenInput(parse.GetValue(runsFile)!);
+    var file = parse.GetValue(runsFile)!;
+    using var lines = OpenInput(file);
     await using var spine = await ConnectAsync(parse, ct);
     var (type, defaultAccount, defaultVersion, awaitRuns) = (parse.GetValue(workflowType)!, parse.GetValue(linesAccount), parse.GetValue(linesVersion), parse.GetValue(waitEach));
     var (total, failed) = (0, new System.Collections.Concurrent.ConcurrentBag<int>());
-    await Parallel.ForEachAsync(RunLines.ReadAsync(lines, ct), new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = ct }, async (line, token) =>
-    {
-        Interlocked.Increment(ref total);
-        try
-        {
-            var info = await spine.Client.StartAsync(RunLines.Parse(line.Text, type, defaultAccount, defaultVersion), token);
-            if (awaitRuns)
-            {
-                info = await spine.Client.WaitAsync(info.RunId, null, token);
-                if (info.Status != RunStatus.Completed)
-                {
-                    failed.Add(line.Number);
-                }
-            }
+    var asJson = parse.GetValue(json);
+    var progress = CliProgress.Shown(asJson, printsLines: true);
 
-            Print(parse, new { line = line.Number, run = info }, $"line {line.Number}: {RunText(info)}");
-        }
-        catch (Exception e) when (Classify(e) is { } error)
+    // A file's lines are counted first for the bar; standard input's are not known ahead.
+    int? expected = progress && file != "-" ? File.ReadLines(file).Count(l => !string.IsNullOrWhiteSpace(l)) : null;
+    await CliProgress.BarAsync(progress, awaitRuns ? "runs" : "starts", expected, async advance =>
+    {
+        await Parallel.ForEachAsync(RunLines.ReadAsync(lines, ct), new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = ct }, async (line, token) =>
         {
-            failed.Add(line.Number);
-            Fail(parse, error.Kind, error.Message, 1, line.Number);
-        }
+            Interlocked.Increment(ref total);
+            try
+            {
+                var info = await spine.Client.StartAsync(RunLines.Parse(line.Text, type, defaultAccount, defaultVersion), token);
+                if (awaitRuns)
+                {
+                    info = await spine.Client.WaitAsync(info.RunId, null, token);
+                    if (info.Status != RunStatus.Completed)
+                    {
+                        failed.Add(line.Number);
+                    }
+                }
+
+                PrintAs(asJson, new { line = line.Number, run = info }, $"line {line.Number}: {RunText(info)}");
+                advance(!awaitRuns || info.Status == RunStatus.Completed);
+            }
+            catch (Exception e) when (Classify(e) is { } error)
+            {
+                failed.Add(line.Number);
+                FailAs(asJson, error.Kind, error.Message, 1, line.Number);
+                advance(false);
+            }
+        });
+        return 0;
     });
 
     var failedLines = failed.Order().ToList();
@@ -365,7 +377,8 @@ verify.SetAction((parse, ct) => WithClientAsync(parse, async client =>
         return Print(parse, check, Text(check), check.Intact ? 0 : 3);
     }
 
-    var report = await client.VerifyAllJournalsAsync(parse.GetValue(maxReported), ct);
+    var report = await CliProgress.SpinnerAsync(CliProgress.Shown(parse.GetValue(json), printsLines: false), "verifying every run's journal",
+        () => client.VerifyAllJournalsAsync(parse.GetValue(maxReported), ct));
     var summary = report.Intact
         ? $"{report.Runs} runs, {report.Rows} rows, intact"
         : $"{report.Runs} runs, {report.Rows} rows: {report.BrokenRuns} BROKEN" + Environment.NewLine + string.Join(Environment.NewLine, report.Broken.Select(Text));
@@ -617,15 +630,21 @@ static TextReader OpenInput(string file)
     }
 }
 
-static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0)
+static int Print<T>(ParseResult parse, T value, string text, int exitCode = 0) => PrintAs(parse.GetValue<bool>("--json"), value, text, exitCode);
+
+// Parallel work prints through this one: ParseResult's lookups by name are not safe to make from several threads at once.
+static int PrintAs<T>(bool json, T value, string text, int exitCode = 0)
 {
-    Console.WriteLine(parse.GetValue<bool>("--json") ? JsonSerializer.Serialize(value, CliJson.Options) : text);
+    Console.WriteLine(json ? JsonSerializer.Serialize(value, CliJson.Options) : text);
     return exitCode;
 }
 
-static int Fail(ParseResult parse, string kind, string message, int exitCode, int? line = null)
+static int Fail(ParseResult parse, string kind, string message, int exitCode, int? line = null) =>
+    FailAs(parse.GetValue<bool>("--json"), kind, message, exitCode, line);
+
+static int FailAs(bool json, string kind, string message, int exitCode, int? line = null)
 {
-    if (parse.GetValue<bool>("--json"))
+    if (json)
     {
         var error = new { kind, message };
         Console.WriteLine(JsonSerializer.Serialize(line is null ? new { error } : (object)new { line, error }, CliJson.Options));

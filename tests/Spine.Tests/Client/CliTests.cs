@@ -453,6 +453,40 @@ public sealed class CliTests(SiloProcessFixture fixture)
         return (run.Exit, run.Output);
     }
 
+    [Fact]
+    public async Task StartMany_InATerminalWithResultsRedirected_DrawsProgressOnStandardError()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"spine-runs-{Guid.NewGuid():N}.jsonl");
+        var results = file + ".out";
+        await File.WriteAllLinesAsync(file, Enumerable.Range(0, 3).Select(_ => """{"input":{"steps":1,"stepMilliseconds":0}}"""));
+        try
+        {
+            // script(1) gives the command a terminal, as a person's shell would; its results go to a file.
+            var cli = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory.Replace(
+                Path.Combine("tests", "Spine.Tests"), Path.Combine("client", "Spine.Cli"), StringComparison.Ordinal), "spine.dll"));
+            var command = $"dotnet '{cli}' start-many ledger --file '{file}' --wait --connection '{fixture.Postgres.RuntimeConnectionString}' --cluster '{fixture.Options.ClusterId}' > '{results}'";
+            var start = new ProcessStartInfo("script", ["-qec", command, "/dev/null"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.Environment["SPINE_SERVICE_ID"] = fixture.Options.ServiceId;
+            start.Environment["TERM"] = "xterm-256color";
+            using var process = Process.Start(start)!;
+            var terminal = process.StandardOutput.ReadToEndAsync();
+            _ = process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {await terminal}");
+            Assert.Contains("runs: 3 done", await terminal, StringComparison.Ordinal);
+            Assert.Contains("100%", await terminal, StringComparison.Ordinal);
+            var written = await File.ReadAllLinesAsync(results);
+            Assert.Equal(3, written.Count(l => l.StartsWith("line ", StringComparison.Ordinal)));
+            Assert.DoesNotContain(written, l => l.Contains("runs:", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(file);
+            File.Delete(results);
+        }
+    }
+
     /// <summary>Runs the spine executable against the fixture's cluster unless told otherwise; kills it after 60 s.</summary>
     private async Task<CliRun> RunSpineAsync(string[] args, string? connection = null, string? cluster = null, string? stdin = null,
         Dictionary<string, string>? environment = null)
