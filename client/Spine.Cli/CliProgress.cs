@@ -47,10 +47,15 @@ internal static class CliProgress
                         task.Increment(1);
                     }
                 });
+                // The last word, once every worker is done (their updates may land in any order).
+                task.Description = $"{description}: {done} done{(failed > 0 ? $", {failed} failed" : "")}";
                 task.StopTask();
                 return result;
             });
     }
+
+    /// <summary>Writes an error line above the progress display (standard error).</summary>
+    public static void Error(string line) => Terminal.MarkupLine("[red]" + Markup.Escape(line) + "[/]");
 
     /// <summary>Runs <paramref name="work"/> under a spinner saying what it waits for.</summary>
     public static async Task<T> SpinnerAsync<T>(bool shown, string status, Func<Task<T>> work) =>

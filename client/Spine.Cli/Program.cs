@@ -90,8 +90,10 @@ startMany.SetAction((parse, ct) => RunAsync(parse, async () =>
     var asJson = parse.GetValue(json);
     var progress = CliProgress.Shown(asJson, printsLines: true);
 
-    // A file's lines are counted first for the bar; standard input's are not known ahead.
-    int? expected = progress && file != "-" ? File.ReadLines(file).Count(l => !string.IsNullOrWhiteSpace(l)) : null;
+    // A regular file's lines are counted first for the bar; standard input's, or a pipe's (reading would consume them), are not known ahead.
+    int? expected = progress && file != "-" && new FileInfo(file) is { Exists: true, Length: > 0 } regular && (regular.Attributes & FileAttributes.Device) == 0
+        ? File.ReadLines(file).Count(l => !string.IsNullOrWhiteSpace(l))
+        : null;
     await CliProgress.BarAsync(progress, awaitRuns ? "runs" : "starts", expected, async advance =>
     {
         await Parallel.ForEachAsync(RunLines.ReadAsync(lines, ct), new ParallelOptions { MaxDegreeOfParallelism = degree, CancellationToken = ct }, async (line, token) =>
@@ -115,7 +117,16 @@ startMany.SetAction((parse, ct) => RunAsync(parse, async () =>
             catch (Exception e) when (Classify(e) is { } error)
             {
                 failed.Add(line.Number);
-                FailAs(asJson, error.Kind, error.Message, 1, line.Number);
+                if (progress)
+                {
+                    // Through the progress display, which owns the terminal while it draws.
+                    CliProgress.Error($"line {line.Number}: error ({error.Kind}): {error.Message}");
+                }
+                else
+                {
+                    FailAs(asJson, error.Kind, error.Message, 1, line.Number);
+                }
+
                 advance(false);
             }
         });

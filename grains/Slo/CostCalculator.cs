@@ -22,7 +22,7 @@ public sealed class CostCalculator(SpineDatabase database, TimeProvider time)
         }
 
         await using var command = database.DataSource.CreateCommand("""
-            SELECT r.workflow_type, date_trunc('hour', r.updated_at) AS hour, count(*), sum(f.tokens)::bigint, sum(f.cost)
+            SELECT r.workflow_type, date_trunc('hour', r.updated_at, 'UTC') AS hour, count(*), sum(f.tokens)::bigint, sum(f.cost)
             FROM spine_runs r
             CROSS JOIN LATERAL (
                 SELECT coalesce(sum((j.payload::jsonb ->> 'tokens')::bigint), 0) AS tokens,

@@ -156,7 +156,9 @@ internal static class AdminApi
         api.MapGet("/rate-limits", (ISpineClient spine, string? account, CancellationToken ct) => spine.GetRateLimitsAsync(account, ct))
             .WithSummary("The cluster's rate limits and their state.");
 
-        api.MapGet("/costs", (ISpineClient spine, int? hours, CancellationToken ct) => spine.GetCostsAsync(TimeSpan.FromHours(hours ?? 24), ct))
+        api.MapGet("/costs", async (ISpineClient spine, int? hours, CancellationToken ct) => hours is < 1 or > 168
+                ? AdminProblems.Problem("invalid_argument", $"hours is {hours}: it must be between 1 and 168.")
+                : Results.Ok(await spine.GetCostsAsync(TimeSpan.FromHours(hours ?? 24), ct)))
             .WithSummary("Spend per workflow type and hour of the runs that ended in the last `hours` (1 to 168, default 24).");
 
         api.MapGet("/alerts", (ISpineClient spine, string? type, DateTimeOffset? since, int? limit, CancellationToken ct) =>

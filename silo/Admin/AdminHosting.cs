@@ -40,14 +40,22 @@ internal static class AdminHosting
         return services;
     }
 
-    /// <summary>Maps the API under <c>/api/v1</c> and its OpenAPI document at <c>/api/openapi/v1.json</c>.</summary>
-    public static WebApplication UseSpineAdmin(this WebApplication app)
+    /// <summary>
+    /// Maps the API under <c>/api/v1</c> and its OpenAPI document at <c>/api/openapi/v1.json</c> (for anyone on loopback,
+    /// for a key with a read role when <paramref name="exposed"/>).
+    /// </summary>
+    public static WebApplication UseSpineAdmin(this WebApplication app, bool exposed)
     {
         ArgumentNullException.ThrowIfNull(app);
         app.UseStatusCodePages();
         app.UseAuthentication();
         app.UseAuthorization();
-        app.MapOpenApi("/api/openapi/{documentName}.json");
+        var document = app.MapOpenApi("/api/openapi/{documentName}.json");
+        if (exposed)
+        {
+            document.RequireAuthorization(AdminRoles.ReadPolicy);
+        }
+
         app.MapSpineAdminApi();
         return app;
     }

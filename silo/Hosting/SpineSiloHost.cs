@@ -93,7 +93,7 @@ internal static class SpineSiloHost
         if (admin)
         {
             builder.Services.AddSpineAdmin(builder.Configuration);
-            builder.Services.AddSpineConsole(ConsoleHosting.ApiBaseAddress(settings.HttpAddress, settings.DashboardPort));
+            builder.Services.AddSpineConsole(ConsoleHosting.ApiBaseAddress(settings.HttpAddress, settings.DashboardPort), exposed);
         }
 
         AddTelemetry(builder);
@@ -106,13 +106,17 @@ internal static class SpineSiloHost
             {
                 dashboard.RequireAuthorization(AdminRoles.DashboardPolicy);
             }
-            app.MapGet("/", () => Results.Redirect(admin ? "/console" : "/dashboard/"));
         }
 
         if (admin)
         {
-            app.UseSpineAdmin();
+            app.UseSpineAdmin(exposed);
             app.UseSpineConsole();
+        }
+
+        if (admin || settings.Dashboard)
+        {
+            app.MapGet("/", () => Results.Redirect(admin ? "/console" : "/dashboard/"));
         }
 
         app.MapGet("/health", () => Results.Ok(new { status = "ok", cluster = settings.ClusterId }));

@@ -46,16 +46,31 @@ internal sealed class ConsoleApi(HttpClient http, AuthenticationStateProvider au
 
     private static string Query(string name, string? value) => string.IsNullOrWhiteSpace(value) ? "" : $"&{name}={Uri.EscapeDataString(value)}";
 
-    private async Task<T> GetAsync<T>(string path)
-    {
-        using var request = await RequestAsync(HttpMethod.Get, path, null);
-        return await ReadAsync<T>(await http.SendAsync(request));
-    }
+    private Task<T> GetAsync<T>(string path) => SendAsync<T>(HttpMethod.Get, path, null);
 
-    private async Task<T> PostAsync<T>(string path, object body)
+    private Task<T> PostAsync<T>(string path, object body) => SendAsync<T>(HttpMethod.Post, path, JsonContent.Create(body, options: Json));
+
+    // Whatever goes wrong on the way (the silo unreachable, a timeout, an answer that is not what was asked for) is a
+    // ConsoleApiException, which every page shows: nothing else may end the user's circuit.
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, HttpContent? content)
     {
-        using var request = await RequestAsync(HttpMethod.Post, path, JsonContent.Create(body, options: Json));
-        return await ReadAsync<T>(await http.SendAsync(request));
+        try
+        {
+            using var request = await RequestAsync(method, path, content);
+            return await ReadAsync<T>(await http.SendAsync(request));
+        }
+        catch (HttpRequestException e)
+        {
+            throw new ConsoleApiException(503, "unavailable", $"The admin API did not answer: {e.Message}");
+        }
+        catch (TaskCanceledException)
+        {
+            throw new ConsoleApiException(504, "timeout", "The admin API did not answer in time.");
+        }
+        catch (JsonException e)
+        {
+            throw new ConsoleApiException(502, "bad_answer", $"The admin API's answer could not be read: {e.Message}");
+        }
     }
 
     private async Task<HttpRequestMessage> RequestAsync(HttpMethod method, string path, HttpContent? content)
@@ -73,7 +88,8 @@ internal sealed class ConsoleApi(HttpClient http, AuthenticationStateProvider au
         {
             if (response.IsSuccessStatusCode)
             {
-                return (await response.Content.ReadFromJsonAsync<T>(Json))!;
+                return await response.Content.ReadFromJsonAsync<T>(Json)
+                    ?? throw new ConsoleApiException(502, "bad_answer", "The admin API answered with nothing.");
             }
 
             var kind = "http_" + (int)response.StatusCode;

@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.FluentUI.AspNetCore.Components;
 using Spine.Silo.Admin;
@@ -26,31 +27,80 @@ internal static class ConsoleHosting
     /// <summary>The claim holding the user's API key, for the console's calls to the API.</summary>
     public const string KeyClaim = "spine:key";
 
-    public static IServiceCollection AddSpineConsole(this IServiceCollection services, string apiBaseAddress)
+    /// <summary>The rate limit of sign-in attempts, per client address.</summary>
+    public const string SignInLimit = "spine.sign-in";
+
+    /// <param name="services">The silo's services.</param>
+    /// <param name="apiBaseAddress">Where the console reaches this silo's admin API.</param>
+    /// <param name="exposed">The HTTP port listens off loopback: the cookie is sent over HTTPS only (TLS in front).</param>
+    public static IServiceCollection AddSpineConsole(this IServiceCollection services, string apiBaseAddress, bool exposed)
     {
         services.AddRazorComponents().AddInteractiveServerComponents();
         services.AddFluentUIComponents();
         services.AddCascadingAuthenticationState();
-        // A request names its key in a header or is the console's (its cookie, and the circuit's websocket).
+
+        // One application name, so that silos sharing a key ring read each other's cookies and tokens.
+        services.AddDataProtection().SetApplicationName("Spine");
+
+        // A request that presents a key (Bearer or X-Spine-Key) is the API's; the rest is the console's (its cookie,
+        // the circuit's websocket). Any other Authorization header (a proxy's Basic) leaves the cookie in charge.
         services.AddAuthentication(o => o.DefaultScheme = SelectScheme)
             .AddPolicyScheme(SelectScheme, "Spine: key or console sign-in", o => o.ForwardDefaultSelector = http =>
-                http.Request.Headers.Authorization.Count > 0 || http.Request.Headers.ContainsKey(ApiKeyAuthenticationHandler.KeyHeader)
+                http.Request.Headers.Authorization.ToString().StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+                || http.Request.Headers.ContainsKey(ApiKeyAuthenticationHandler.KeyHeader)
                     ? ApiKeyAuthenticationHandler.SchemeName
                     : Scheme)
             .AddCookie(Scheme, o =>
             {
                 o.LoginPath = "/console/sign-in";
                 o.LogoutPath = "/console/sign-out";
+                o.AccessDeniedPath = "/console/sign-in?denied=1";
                 o.Cookie.Name = "spine.console";
                 o.Cookie.HttpOnly = true;
                 o.Cookie.SameSite = SameSiteMode.Strict;
+                o.Cookie.SecurePolicy = exposed ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
                 o.ExpireTimeSpan = TimeSpan.FromHours(8);
                 o.SlidingExpiration = true;
+
+                // Every request checks the key again: a key taken out of Silo:Admin:Keys signs its cookies out, and
+                // changed roles take effect at once.
+                o.Events.OnValidatePrincipal = context =>
+                {
+                    var keys = context.HttpContext.RequestServices.GetRequiredService<ApiKeys>();
+                    if (context.Principal?.FindFirstValue(KeyClaim) is not { } key || keys.Find(key) is not { } actor)
+                    {
+                        context.RejectPrincipal();
+                        return context.HttpContext.SignOutAsync(Scheme);
+                    }
+
+                    var roles = context.Principal.FindAll(ClaimTypes.Role).Select(c => c.Value).Order(StringComparer.Ordinal);
+                    if (!roles.SequenceEqual(actor.Roles.Order(StringComparer.Ordinal)) || context.Principal.FindFirstValue(ClaimTypes.NameIdentifier) != actor.Id)
+                    {
+                        context.ReplacePrincipal(PrincipalOf(actor, key));
+                        context.ShouldRenew = true;
+                    }
+
+                    return Task.CompletedTask;
+                };
             });
         services.AddAuthorizationBuilder()
             .AddPolicy(Policy, p => p.AddAuthenticationSchemes(Scheme).RequireAuthenticatedUser());
+        services.AddRateLimiter(o =>
+        {
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            o.AddPolicy(SignInLimit, http => System.Threading.RateLimiting.RateLimitPartition.GetFixedWindowLimiter(
+                http.Connection.RemoteIpAddress?.ToString() ?? "?",
+                _ => new System.Threading.RateLimiting.FixedWindowRateLimiterOptions { PermitLimit = 10, Window = TimeSpan.FromMinutes(1) }));
+        });
         services.AddHttpClient<ConsoleApi>(c => c.BaseAddress = new Uri(apiBaseAddress));
         return services;
+    }
+
+    private static ClaimsPrincipal PrincipalOf(Spine.Identity.SpineActor actor, string key)
+    {
+        var principal = ApiKeyAuthenticationHandler.PrincipalOf(actor, Scheme);
+        ((ClaimsIdentity)principal.Identity!).AddClaim(new Claim(KeyClaim, key));
+        return principal;
     }
 
     /// <summary>The address the console calls the API at: the silo's own HTTP port, on loopback when it listens on every address.</summary>
@@ -68,24 +118,25 @@ internal static class ConsoleHosting
         app.MapStaticAssets();
         app.MapRazorComponents<App>().AddInteractiveServerRenderMode();
 
-        // Sign-in takes a key the silo knows; the cookie carries its identity, roles and the key (encrypted).
-        app.MapPost("/console/sign-in", async (HttpContext http, [FromForm] string? key, [FromForm] string? returnUrl, ApiKeys keys) =>
+        // Sign-in takes a key the silo knows; the cookie carries its identity, roles and the key (encrypted). At most 10
+        // tries a minute from one address, and every refusal is logged.
+        app.UseRateLimiter();
+        app.MapPost("/console/sign-in", async (HttpContext http, [FromForm] string? key, [FromForm] string? returnUrl, ApiKeys keys, ILogger<ConsoleApi> log) =>
         {
             if (string.IsNullOrWhiteSpace(key) || keys.Find(key.Trim()) is not { } actor)
             {
+                log.LogWarning("Console sign-in refused from {Address}: the key is not one this silo knows", http.Connection.RemoteIpAddress);
                 return Results.Redirect("/console/sign-in?failed=1");
             }
 
-            var principal = ApiKeyAuthenticationHandler.PrincipalOf(actor, Scheme);
-            ((ClaimsIdentity)principal.Identity!).AddClaim(new Claim(KeyClaim, key.Trim()));
-            await http.SignInAsync(Scheme, principal);
-            return Results.LocalRedirect(returnUrl is { Length: > 0 } url && url.StartsWith("/console", StringComparison.Ordinal) ? url : "/console");
-        });
+            await http.SignInAsync(Scheme, PrincipalOf(actor, key.Trim()));
+            return Results.LocalRedirect(returnUrl is { Length: > 0 } url && (url.StartsWith("/console", StringComparison.Ordinal) || url.StartsWith("/dashboard", StringComparison.Ordinal)) ? url : "/console");
+        }).RequireRateLimiting(SignInLimit);
         app.MapPost("/console/sign-out", async (HttpContext http) =>
         {
             await http.SignOutAsync(Scheme);
             return Results.Redirect("/console/sign-in");
-        });
+        }).WithMetadata(new Microsoft.AspNetCore.Antiforgery.RequireAntiforgeryTokenAttribute());
         return app;
     }
 }

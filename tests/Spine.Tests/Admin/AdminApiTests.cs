@@ -148,6 +148,8 @@ public sealed class AdminApiTests(AdminApiFixture fixture) : IClassFixture<Admin
         // A discard of a run no longer in the queue, an unknown run, a negative ceiling, a body that is not JSON.
         await AssertProblemAsync(await @operator.PostAsJsonAsync($"/api/v1/dlq/{other}/discard", new { }), HttpStatusCode.Conflict, "invalid_run_state");
         await AssertProblemAsync(await @operator.GetAsync("/api/v1/runs/r-no-such-run"), HttpStatusCode.NotFound, "run_not_found");
+        await AssertProblemAsync(await @operator.GetAsync("/api/v1/costs?hours=2000000000"), HttpStatusCode.BadRequest, "invalid_argument");
+        Assert.Equal(HttpStatusCode.OK, (await @operator.GetAsync("/api/v1/costs?hours=2")).StatusCode);
         await AssertProblemAsync(await @operator.PutAsJsonAsync("/api/v1/budgets/acme-admin", new { dailyTokens = -5 }), HttpStatusCode.BadRequest, "invalid_payload");
         var malformed = await @operator.PostAsync($"/api/v1/runs/{dead}/signals", new StringContent("{not json", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.BadRequest, malformed.StatusCode);

@@ -471,7 +471,15 @@ public sealed class CliTests(SiloProcessFixture fixture)
             using var process = Process.Start(start)!;
             var terminal = process.StandardOutput.ReadToEndAsync();
             _ = process.StandardError.ReadToEndAsync();
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            try
+            {
+                await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            }
+            catch (TimeoutException)
+            {
+                process.Kill(entireProcessTree: true);
+                throw;
+            }
 
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {await terminal}");
             Assert.Contains("runs: 3 done", await terminal, StringComparison.Ordinal);

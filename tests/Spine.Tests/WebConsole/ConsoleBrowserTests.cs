@@ -18,8 +18,10 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
     [Fact]
     public async Task User_SignsInFindsARunApprovesItsStep_AndWatchesItComplete()
     {
-        var run = await fixture.Client.StartAsync("payout", new PayoutInput(12_500, ApproverRole: "finance"));
-        Assert.Equal(RunStatus.AwaitingApproval, (await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingApproval, TimeSpan.FromSeconds(60))).Status);
+        var other = await fixture.Client.StartAsync("ledger", new LedgerInput(1));
+        await fixture.Client.WaitAsync(other.RunId, TimeSpan.FromSeconds(60));
+        var run = await StartWaitingAsync();
+        var inboxRun = await StartWaitingAsync();
         await using var browser = await ConsoleBrowser.LaunchAsync();
         var page = await browser.NewPageAsync(fixture.BaseAddress);
 
@@ -33,42 +35,72 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         await page.ClickAsync("#sign-in");
         await Expect(page.Locator("#signed-in-as")).ToContainTextAsync("ann");
 
-        // Find the run by its workflow type and open its timeline.
+        // The sign-in is the console's: the API does not take its cookie.
+        Assert.Equal(401, (await page.Context.APIRequest.GetAsync("/api/v1/me")).Status);
+
+        // Find the run by its workflow type (the ledger run drops out of the list) and open its timeline.
+        await Expect(RunLink(page, other.RunId)).ToBeVisibleAsync();
         await TypeAsync(page, "#type-filter", "payout");
         await page.ClickAsync("#apply-filters");
-        var link = page.Locator($"a.run-link:text-is('{run.RunId}')");
-        await Expect(link).ToBeVisibleAsync();
+        await Expect(RunLink(page, other.RunId)).ToHaveCountAsync(0);
+        await Expect(RunLink(page, run)).ToBeVisibleAsync();
         await SnapAsync(page, "runs");
-        await link.ClickAsync();
+        await RunLink(page, run).ClickAsync();
         await Expect(page.Locator("#run-status")).ToHaveTextAsync("AwaitingApproval");
         await SnapAsync(page, "timeline-waiting");
 
-        // Approve it from the inbox, with a comment.
-        await page.GotoAsync("/console/approvals");
-        await Expect(page.Locator($"#approval-{run.RunId}")).ToBeVisibleAsync();
-        await TypeAsync(page, $"#comment-{run.RunId}", "within the quarter's limit");
-        await SnapAsync(page, "approvals");
-        await page.ClickAsync($"#approve-{run.RunId}");
-        await Expect(page.Locator("#decided")).ToContainTextAsync(run.RunId);
-
-        // The timeline follows the run to its end, and names who approved.
-        await page.GotoAsync($"/console/runs/{run.RunId}");
+        // Approve it on its timeline, with a comment, and watch the timeline follow the run to its end.
+        await TypeAsync(page, "#timeline-comment", "within the quarter's limit");
+        await page.ClickAsync("#timeline-approve");
         await Expect(page.Locator("#run-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
         await Expect(page.Locator("#timeline-grid")).ToContainTextAsync("ann [approver, finance]");
         await SnapAsync(page, "timeline-completed");
-        var done = await fixture.Client.GetAsync(run.RunId);
-        Assert.Equal(RunStatus.Completed, done.Status);
-        var decision = (await fixture.Client.GetJournalAsync(run.RunId)).Single(r => r.Kind == "Approval");
+        Assert.Equal(RunStatus.Completed, (await fixture.Client.GetAsync(run)).Status);
+        var decision = (await fixture.Client.GetJournalAsync(run)).Single(r => r.Kind == "Approval");
         Assert.Contains("within the quarter's limit", decision.PayloadJson, StringComparison.Ordinal);
 
-        if (Screenshots is not null)
-        {
-            await page.GotoAsync("/console/reliability");
-            await Expect(page.Locator("#slo-chart .main-svg").First).ToBeVisibleAsync();
-            await Expect(page.Locator("#cost-chart .main-svg").First).ToBeVisibleAsync();
-            await SnapAsync(page, "reliability");
-        }
+        // The inbox decides too.
+        await page.GotoAsync("/console/approvals");
+        await Expect(page.Locator($"#approval-{inboxRun}")).ToBeVisibleAsync();
+        await TypeAsync(page, $"#comment-{inboxRun}", "fine");
+        await SnapAsync(page, "approvals");
+        await page.ClickAsync($"#approve-{inboxRun}");
+        await Expect(page.Locator("#decided")).ToContainTextAsync(inboxRun);
+        Assert.Equal(RunStatus.Completed, (await fixture.Client.WaitAsync(inboxRun, TimeSpan.FromSeconds(30))).Status);
+
+        // Reliability and cost: both charts draw.
+        await page.GotoAsync("/console/reliability");
+        await Expect(page.Locator("#slo-chart .main-svg").First).ToBeVisibleAsync();
+        await Expect(page.Locator("#cost-chart .main-svg").First).ToBeVisibleAsync();
+        await SnapAsync(page, "reliability");
     }
+
+    [Fact]
+    public async Task Timeline_FollowsARunDecidedElsewhere_WithoutAReload()
+    {
+        var run = await StartWaitingAsync();
+        await using var browser = await ConsoleBrowser.LaunchAsync();
+        var page = await browser.NewPageAsync(fixture.BaseAddress);
+        await page.GotoAsync("/console/sign-in");
+        await page.FillAsync("#key", AdminApiFixture.ViewerKey);
+        await page.ClickAsync("#sign-in");
+        await page.GotoAsync($"/console/runs/{run}");
+        await Expect(page.Locator("#run-status")).ToHaveTextAsync("AwaitingApproval");
+
+        await fixture.Client.DecideApprovalAsync(run, new Spine.Approvals.ApprovalVerdict(true, "finance", "from a service", Actor: new Spine.Identity.SpineActor("svc:payments", ["finance"])));
+
+        await Expect(page.Locator("#run-status")).ToHaveTextAsync("Completed", new() { Timeout = 30_000 });
+        await Expect(page.Locator("#timeline-grid")).ToContainTextAsync("svc:payments");
+    }
+
+    private async Task<string> StartWaitingAsync()
+    {
+        var run = await fixture.Client.StartAsync("payout", new PayoutInput(12_500, ApproverRole: "finance"));
+        Assert.Equal(RunStatus.AwaitingApproval, (await fixture.Client.WaitForStatusAsync(run.RunId, RunStatus.AwaitingApproval, TimeSpan.FromSeconds(60))).Status);
+        return run.RunId;
+    }
+
+    private static ILocator RunLink(IPage page, string runId) => page.Locator($"a.run-link:text-is('{runId}')");
 
     [Fact]
     public async Task Viewer_SeesTheDeadLetterQueue_ButItsReplayIsRefused()
@@ -85,6 +117,7 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         await page.GotoAsync("/console/dlq");
         await Expect(page.Locator($"#replay-{dead.RunId}")).ToBeVisibleAsync();
         await SnapAsync(page, "dlq");
+        await LiveAsync(page);
         await page.ClickAsync($"#replay-{dead.RunId}");
 
         await Expect(page.Locator("#console-error")).ToContainTextAsync("forbidden");
@@ -94,10 +127,14 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
     /// <summary>Types into a FluentUI text field as a user does: click into it, then keys.</summary>
     private static async Task TypeAsync(IPage page, string field, string text)
     {
+        await LiveAsync(page);
         await page.Locator(field).ClickAsync();
         await page.Keyboard.TypeAsync(text);
         await Expect(page.Locator(field)).ToHaveJSPropertyAsync("value", text);
     }
+
+    /// <summary>Waits until the page is live: a prerendered page's buttons and fields do nothing before.</summary>
+    private static Task LiveAsync(IPage page) => page.Locator(".console-interactive").First.WaitForAsync(new() { State = WaitForSelectorState.Attached });
 
     private static async Task SnapAsync(IPage page, string name)
     {
