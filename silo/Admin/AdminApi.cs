@@ -71,9 +71,7 @@ internal static class AdminApi
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Sends a signal to a run (operator).");
 
-        api.MapPost("/runs/{runId}/replay", (ISpineClient spine, ClaimsPrincipal user, string runId, ReplayBody? body, CancellationToken ct) =>
-                spine.ReplayAsync(new ReplayRequest(runId, body?.FromStep, body?.Input?.GetRawText(), body?.Parameters, body?.IdempotencyKey,
-                    ApiKeyAuthenticationHandler.ActorOf(user)), ct))
+        api.MapPost("/runs/{runId}/replay", ReplayAsync)
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Forks a new run from a finished one, from a step, with changed input or parameters (operator).");
 
@@ -106,9 +104,7 @@ internal static class AdminApi
         api.MapGet("/dlq", (ISpineClient spine, int? limit, CancellationToken ct) => spine.ListDeadLettersAsync(limit ?? 100, ct))
             .WithSummary("The dead-letter queue, newest first, with each run's failing step and error.");
 
-        api.MapPost("/dlq/{runId}/replay", (ISpineClient spine, ClaimsPrincipal user, string runId, ReplayBody? body, CancellationToken ct) =>
-                spine.ReplayAsync(new ReplayRequest(runId, body?.FromStep, body?.Input?.GetRawText(), body?.Parameters, body?.IdempotencyKey,
-                    ApiKeyAuthenticationHandler.ActorOf(user)), ct))
+        api.MapPost("/dlq/{runId}/replay", ReplayAsync)
             .RequireAuthorization(AdminRoles.OperatePolicy)
             .WithSummary("Replays a dead-lettered run as a new run, from its failing step unless told otherwise (operator).");
 
@@ -192,6 +188,10 @@ internal static class AdminApi
             })
             .WithSummary("Journal rows of one run (run=...) or of every run since a time (since=...), as JSON lines for a SIEM.");
     }
+
+    private static Task<RunInfo> ReplayAsync(ISpineClient spine, ClaimsPrincipal user, string runId, ReplayBody? body, CancellationToken ct) =>
+        spine.ReplayAsync(new ReplayRequest(runId, body?.FromStep, body?.Input?.GetRawText(), body?.Parameters, body?.IdempotencyKey,
+            ApiKeyAuthenticationHandler.ActorOf(user)), ct);
 
     private static async Task<RunInfo> DecideAsync(ISpineClient spine, ClaimsPrincipal user, string runId, bool approve, DecisionBody? body, CancellationToken ct)
     {
