@@ -3,6 +3,8 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.Extensions.Options;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.FluentUI.AspNetCore.Components;
 using Spine.Silo.Admin;
@@ -39,8 +41,11 @@ internal static class ConsoleHosting
         services.AddFluentUIComponents();
         services.AddCascadingAuthenticationState();
 
-        // One application name, so that silos sharing a key ring read each other's cookies and tokens.
+        // One key ring for the cluster, in its database, under one application name: a cookie or token one silo
+        // issued is read by every silo and after a restart.
         services.AddDataProtection().SetApplicationName("Spine");
+        services.AddSingleton<IConfigureOptions<KeyManagementOptions>>(sp =>
+            new ConfigureOptions<KeyManagementOptions>(o => o.XmlRepository = new PostgresXmlRepository(sp.GetRequiredService<Spine.Storage.SpineDatabase>())));
 
         // A request that presents a key (Bearer or X-Spine-Key) is the API's; the rest is the console's (its cookie,
         // the circuit's websocket). Any other Authorization header (a proxy's Basic) leaves the cookie in charge.

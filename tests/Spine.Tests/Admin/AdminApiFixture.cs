@@ -18,8 +18,10 @@ public sealed class AdminApiFixture : IAsyncLifetime
     public const string LegalApproverKey = "approver-key-00000000000002";
     public const string OperatorKey = "operator-key-00000000000001";
 
+    private readonly List<SiloProcess> _more = [];
     private IHost? _clientHost;
     private SiloProcess _silo = null!;
+    private SiloProcessOptions _options = null!;
 
     public ISpineClient Client { get; private set; } = null!;
 
@@ -49,8 +51,12 @@ public sealed class AdminApiFixture : IAsyncLifetime
             ["Silo__Admin__Keys__3__Id"] = "otto",
             ["Silo__Admin__Keys__3__Roles__0"] = "operator",
             ["Silo__Admin__Keys__3__Key"] = OperatorKey,
+
+            // A home of its own, so that nothing it keeps there (Data Protection's default key folder) is another silo's.
+            ["HOME"] = Directory.CreateTempSubdirectory("spine-silo-home-").FullName,
         };
-        _silo = SiloProcess.Start(options with { Environment = environment });
+        _options = options with { Environment = environment };
+        _silo = SiloProcess.Start(_options);
         try
         {
             await _silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
@@ -63,6 +69,17 @@ public sealed class AdminApiFixture : IAsyncLifetime
         BaseAddress = new Uri($"http://127.0.0.1:{options.DashboardPort}");
         _clientHost = await TestProcesses.StartClientAsync(postgres.RuntimeConnectionString, cluster);
         Client = _clientHost.Services.GetRequiredService<ISpineClient>();
+    }
+
+    /// <summary>Starts another silo of the cluster, configured alike but on ports and a home folder of its own; returns its HTTP address.</summary>
+    public async Task<Uri> StartAnotherSiloAsync()
+    {
+        var fresh = SiloProcessOptions.OnFreePorts(_options.ConnectionString, _options.ClusterId, _options.AuditKey);
+        var environment = new Dictionary<string, string>(_options.Environment) { ["HOME"] = Directory.CreateTempSubdirectory("spine-silo-home-").FullName };
+        var silo = SiloProcess.Start(_options with { SiloPort = fresh.SiloPort, GatewayPort = fresh.GatewayPort, DashboardPort = fresh.DashboardPort, Environment = environment });
+        _more.Add(silo);
+        await silo.WaitReadyAsync(TimeSpan.FromSeconds(90));
+        return new Uri($"http://127.0.0.1:{fresh.DashboardPort}");
     }
 
     /// <summary>An HTTP client presenting <paramref name="key"/> (none when null).</summary>
@@ -83,8 +100,11 @@ public sealed class AdminApiFixture : IAsyncLifetime
     public async Task DisposeAsync()
     {
         await TestProcesses.StopClientAsync(_clientHost);
-        await _silo.StopAsync(TimeSpan.FromSeconds(20));
-        await _silo.DisposeAsync();
+        foreach (var silo in _more.Append(_silo))
+        {
+            await silo.StopAsync(TimeSpan.FromSeconds(20));
+            await silo.DisposeAsync();
+        }
     }
 
     private static string Sha256(string key) =>

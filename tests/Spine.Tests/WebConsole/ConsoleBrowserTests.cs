@@ -93,6 +93,24 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         await Expect(page.Locator("#timeline-grid")).ToContainTextAsync("svc:payments");
     }
 
+    [Fact]
+    public async Task SignIn_OnOneSilo_HoldsOnAnotherSiloOfTheCluster()
+    {
+        // Browsers send a host's cookies to all its ports: the second silo must read what the first encrypted.
+        var other = await fixture.StartAnotherSiloAsync();
+        await using var browser = await ConsoleBrowser.LaunchAsync();
+        var page = await browser.NewPageAsync(fixture.BaseAddress);
+        await page.GotoAsync("/console/sign-in");
+        await page.FillAsync("#key", AdminApiFixture.ViewerKey);
+        await page.ClickAsync("#sign-in");
+        await Expect(page.Locator("#signed-in-as")).ToContainTextAsync("vera");
+
+        await page.GotoAsync(new Uri(other, "/console/alerts").ToString());
+
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/console/alerts$"));
+        await Expect(page.Locator("#signed-in-as")).ToContainTextAsync("vera");
+    }
+
     private async Task<string> StartWaitingAsync()
     {
         var run = await fixture.Client.StartAsync("payout", new PayoutInput(12_500, ApproverRole: "finance"));
