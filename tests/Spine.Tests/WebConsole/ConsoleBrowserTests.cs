@@ -81,9 +81,7 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         var run = await StartWaitingAsync();
         await using var browser = await ConsoleBrowser.LaunchAsync();
         var page = await browser.NewPageAsync(fixture.BaseAddress);
-        await page.GotoAsync("/console/sign-in");
-        await page.FillAsync("#key", AdminApiFixture.ViewerKey);
-        await page.ClickAsync("#sign-in");
+        await SignInAsync(page, AdminApiFixture.ViewerKey);
         await page.GotoAsync($"/console/runs/{run}");
         await Expect(page.Locator("#run-status")).ToHaveTextAsync("AwaitingApproval");
 
@@ -100,9 +98,7 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         var other = await fixture.StartAnotherSiloAsync();
         await using var browser = await ConsoleBrowser.LaunchAsync();
         var page = await browser.NewPageAsync(fixture.BaseAddress);
-        await page.GotoAsync("/console/sign-in");
-        await page.FillAsync("#key", AdminApiFixture.ViewerKey);
-        await page.ClickAsync("#sign-in");
+        await SignInAsync(page, AdminApiFixture.ViewerKey);
         await Expect(page.Locator("#signed-in-as")).ToContainTextAsync("vera");
 
         await page.GotoAsync(new Uri(other, "/console/alerts").ToString());
@@ -127,9 +123,7 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
         Assert.Equal(RunStatus.DeadLettered, (await fixture.Client.WaitAsync(dead.RunId, TimeSpan.FromSeconds(60))).Status);
         await using var browser = await ConsoleBrowser.LaunchAsync();
         var page = await browser.NewPageAsync(fixture.BaseAddress);
-        await page.GotoAsync("/console/sign-in");
-        await page.FillAsync("#key", AdminApiFixture.ViewerKey);
-        await page.ClickAsync("#sign-in");
+        await SignInAsync(page, AdminApiFixture.ViewerKey);
         await Expect(page.Locator("#signed-in-as")).ToContainTextAsync("vera");
 
         await page.GotoAsync("/console/dlq");
@@ -140,6 +134,14 @@ public sealed class ConsoleBrowserTests(AdminApiFixture fixture) : IClassFixture
 
         await Expect(page.Locator("#console-error")).ToContainTextAsync("forbidden");
         Assert.Equal(RunStatus.DeadLettered, (await fixture.Client.GetAsync(dead.RunId)).Status);
+    }
+
+    /// <summary>Signs in on the sign-in page with <paramref name="key"/>.</summary>
+    private static async Task SignInAsync(IPage page, string key)
+    {
+        await page.GotoAsync("/console/sign-in");
+        await page.FillAsync("#key", key);
+        await page.ClickAsync("#sign-in");
     }
 
     /// <summary>Types into a FluentUI text field as a user does: click into it, then keys.</summary>
