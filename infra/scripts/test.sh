@@ -82,6 +82,15 @@ awk '
     END { if (found) printf "%d passed, %d failed, %d skipped\n", passed, failed, skipped }
 ' "$test_output"
 
+# The failed tests again, each with its message and stack, last: a log read from its tail shows them.
+awk '
+    /^  (Passed|Skipped) / { keep = 0 }
+    /^  Failed / { keep = 1; failures++; lines = 0; print "" }
+    /^\[xUnit.net/ || /^Test Run / || /^Total tests/ { keep = 0 }
+    keep && lines < 80 { print; lines++ }
+    END { if (failures) printf "\n%d failed test(s), repeated above\n", failures }
+' "$test_output" >&2
+
 elapsed=$((SECONDS - started_at))
 log "dotnet test exited with $rc after $((elapsed / 60))m$((elapsed % 60))s"
 exit "$rc"
