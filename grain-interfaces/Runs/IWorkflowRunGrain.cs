@@ -147,7 +147,8 @@ public sealed record JournalVerification(
 /// <summary>
 /// One partition of the cluster's recovery sweep (keys 0 to 15, a partition each, by a hash of the run id):
 /// on each tick of its reminder, and when a silo is declared dead, it touches every run of its partition the
-/// index shows as executing, so a run whose silo died resumes on a live one. Runs that wait hold their own reminder.
+/// index shows as executing, so a run whose silo died resumes on a live one, and every run whose index row says it
+/// waits for a time due within two sweep periods (<c>wake_at</c>), so that its wait ends on time in memory.
 /// </summary>
 [Alias("spine.IRunRecoveryGrain")]
 public interface IRunRecoveryGrain : IGrainWithIntegerKey

@@ -43,7 +43,7 @@ public enum RunStatus
     /// <summary>Waiting for a human's approval (<c>ctx.RequestApprovalAsync</c>), until an approver decides or the deadline acts.</summary>
     AwaitingApproval = 12,
 
-    /// <summary>Paused by its account's budget until the budget's window resets (a durable wait on a reminder).</summary>
+    /// <summary>Paused by its account's budget until the budget's window resets (a durable wait: the recovery sweep brings the run back by its end).</summary>
     AwaitingBudget = 13,
 }
 

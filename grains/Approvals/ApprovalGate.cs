@@ -69,8 +69,8 @@ internal sealed class ApprovalWait
 /// <summary>
 /// Human approval as a durable wait: the request is journaled with its approver roles and deadline, the run waits
 /// in <see cref="RunStatus.AwaitingApproval"/>, and a decision is a signal of Spine's own (<c>spine.approval.{step}</c>)
-/// that only an actor holding an approver role can send. An undecided approval's deadline (the run's reminder backs
-/// it) rejects, approves, or escalates to other roles with a deadline of their own.
+/// that only an actor holding an approver role can send. An undecided approval's deadline (in the run's index row, for the
+/// recovery sweep) rejects, approves, or escalates to other roles with a deadline of their own.
 /// </summary>
 internal static class ApprovalGate
 {

@@ -23,8 +23,9 @@ public sealed class SpineOptions
     public int MaxPayloadBytes { get; set; } = 1024 * 1024;
 
     /// <summary>
-    /// The period of the recovery sweep (which resumes executing runs whose silo died) and of the reminder
-    /// each wait registers. It bounds how long such a run waits before another silo resumes it.
+    /// The period of the recovery sweep, which resumes executing runs whose silo died and brings waiting runs
+    /// back into memory before their wait is due (two periods ahead). It bounds how long such a run waits before
+    /// another silo resumes it.
     /// Default 1 minute; Orleans' minimum reminder period is lowered to match.
     /// </summary>
     public TimeSpan ResumeReminderPeriod { get; set; } = TimeSpan.FromMinutes(1);

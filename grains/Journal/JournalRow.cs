@@ -184,4 +184,12 @@ public sealed record RunRow(
     int? ErrorStep = null,
     string? ErrorStepName = null,
     string? OriginRunId = null,
-    int JournalSeq = 0);
+    int JournalSeq = 0,
+    DateTimeOffset? WakeAt = null)
+{
+    /// <summary>
+    /// What <c>spine_runs.wake_at</c> stores: the earliest deadline of the run's waits while its status says it
+    /// waits (the recovery sweep brings it back before then), null otherwise (an executing run is swept by its status).
+    /// </summary>
+    public DateTimeOffset? SweepAt => Status is RunStatus.Sleeping or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval or RunStatus.AwaitingBudget ? WakeAt : null;
+}

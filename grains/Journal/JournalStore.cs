@@ -106,6 +106,42 @@ public sealed class JournalStore(SpineDatabase database)
     }
 
     /// <summary>
+    /// A page of the runs of sweep partition <paramref name="partition"/> that wait for a time no later than
+    /// <paramref name="horizon"/> (<c>spine_runs.wake_at</c>), in (wake_at, run_id) order after <paramref name="after"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<(string RunId, DateTime WakeAt)>> ListDueAsync(int partition, DateTimeOffset horizon, (string RunId, DateTime WakeAt)? after, int limit, CancellationToken cancellationToken = default)
+    {
+        const string sql = """
+            SELECT run_id, wake_at FROM spine_runs
+            WHERE wake_at IS NOT NULL AND sweep_partition = @partition AND wake_at <= @horizon
+              AND (@after_id IS NULL OR (wake_at, run_id) > (@after_at, @after_id))
+            ORDER BY sweep_partition, wake_at, run_id
+            LIMIT @limit
+            """;
+        try
+        {
+            await using var command = database.DataSource.CreateCommand(sql);
+            command.Parameters.Add(new NpgsqlParameter<short>("partition", NpgsqlTypes.NpgsqlDbType.Smallint) { TypedValue = (short)partition });
+            command.Parameters.Add(new NpgsqlParameter<DateTime>("horizon", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = horizon.UtcDateTime });
+            command.Parameters.Add(new NpgsqlParameter<string?>("after_id", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = after?.RunId });
+            command.Parameters.Add(new NpgsqlParameter<DateTime>("after_at", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = after?.WakeAt ?? DateTime.UnixEpoch });
+            command.Parameters.AddWithValue("limit", limit);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            var page = new List<(string, DateTime)>();
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                page.Add((reader.GetString(0), reader.GetFieldValue<DateTime>(1)));
+            }
+
+            return page;
+        }
+        catch (Exception e) when (SpineDatabase.Classify(e, "recovery sweep") is { } typed)
+        {
+            throw typed;
+        }
+    }
+
+    /// <summary>
     /// One page of the runs of sweep partition <paramref name="partition"/> that the index shows as executing
     /// (pending, running, compensating): the ones a dead silo may have dropped. Pages are keyed by
     /// (updated_at, run_id), served by an index of executing runs; pass the last row of a page to get the next.

@@ -23,14 +23,15 @@ public sealed partial class JournalWriter : IAsyncDisposable
 
     private const string UpsertRunSql = """
         INSERT INTO spine_runs (run_id, workflow_type, workflow_version, account_id, idempotency_key, status,
-                                result, error_kind, error_message, created_at, updated_at, error_step, error_step_name, origin_run_id, journal_seq)
+                                result, error_kind, error_message, created_at, updated_at, error_step, error_step_name, origin_run_id, journal_seq, wake_at)
         SELECT * FROM unnest(@run_id, @workflow_type, @workflow_version, @account_id, @idempotency_key, @status,
-                             @result, @error_kind, @error_message, @created_at, @updated_at, @error_step, @error_step_name, @origin_run_id, @journal_seq)
+                             @result, @error_kind, @error_message, @created_at, @updated_at, @error_step, @error_step_name, @origin_run_id, @journal_seq,
+                             @wake_at)
         ON CONFLICT (run_id) DO UPDATE
         SET status = EXCLUDED.status, result = EXCLUDED.result, error_kind = EXCLUDED.error_kind,
             error_message = EXCLUDED.error_message, updated_at = GREATEST(EXCLUDED.updated_at, spine_runs.updated_at),
             error_step = EXCLUDED.error_step, error_step_name = EXCLUDED.error_step_name,
-            journal_seq = GREATEST(EXCLUDED.journal_seq, spine_runs.journal_seq)
+            journal_seq = GREATEST(EXCLUDED.journal_seq, spine_runs.journal_seq), wake_at = EXCLUDED.wake_at
         WHERE CASE
             -- A finished (or quarantined) status is final; the one change after it is discarding a dead-lettered run.
             WHEN spine_runs.status IN (3, 4, 5, 9, 10) THEN false
@@ -230,6 +231,7 @@ public sealed partial class JournalWriter : IAsyncDisposable
             command.Parameters.Add(Array("error_step_name", NpgsqlDbType.Text, runs.Select(r => r.ErrorStepName).ToArray()));
             command.Parameters.Add(Array("origin_run_id", NpgsqlDbType.Text, runs.Select(r => r.OriginRunId).ToArray()));
             command.Parameters.Add(Array("journal_seq", NpgsqlDbType.Integer, runs.Select(r => r.JournalSeq).ToArray()));
+            command.Parameters.Add(Array("wake_at", NpgsqlDbType.TimestampTz, runs.Select(r => r.SweepAt?.UtcDateTime).ToArray()));
             batch.BatchCommands.Add(command);
         }
 

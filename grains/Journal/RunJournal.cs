@@ -95,6 +95,15 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
     /// <summary>The status of the last index row this activation committed (null before its first).</summary>
     public RunStatus? IndexedStatus { get; private set; }
 
+    /// <summary>The wake-up time the last index row this activation committed gave the recovery sweep (<see cref="RunRow.SweepAt"/>).</summary>
+    public DateTimeOffset? IndexedWakeAt { get; private set; }
+
+    /// <summary>
+    /// When the run's earliest pending wait is due, read as each index row is written: the row carries it, so that
+    /// a status that says the run waits and the time the sweep must bring it back by commit together.
+    /// </summary>
+    public Func<DateTimeOffset?>? WakeSource { get; set; }
+
     /// <summary>Throws when the run is quarantined.</summary>
     /// <exception cref="JournalTamperedException">The run's journal does not verify.</exception>
     public void ThrowIfTampered()
@@ -182,7 +191,7 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             }
 
             // The index row says how long the journal is with these rows: that, not a clock, orders index writes.
-            run = run is null ? null : run with { JournalSeq = seq };
+            run = run is null ? null : run with { JournalSeq = seq, WakeAt = WakeSource?.Invoke() };
             try
             {
                 using var stop = deadline.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(stopping, deadline) : null;
@@ -230,6 +239,7 @@ internal sealed class RunJournal(string runId, JournalWriter writer, JournalStor
             {
                 // Writes are serialized by the lock, so this is the status of the index row that committed last.
                 IndexedStatus = run.Status;
+                IndexedWakeAt = run.SweepAt;
             }
 
             // The caller gets the rows it asked for (the deferred ones went in front of them).

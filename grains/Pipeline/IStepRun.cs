@@ -57,7 +57,7 @@ internal interface IStepRun
     void JournalWithNextRow(PendingRow row);
 
     /// <summary>
-    /// Waits, durably (a reminder backs it), until <paramref name="wakeAt"/>. A retry wait leaves the run
+    /// Waits, durably (the run's index row backs it), until <paramref name="wakeAt"/>. A retry wait leaves the run
     /// executing; a sleep lets it show as sleeping, a budget pause as awaiting budget.
     /// </summary>
     Task WaitUntilAsync(DateTimeOffset wakeAt, Waits.WaitKind kind = Waits.WaitKind.Retry);

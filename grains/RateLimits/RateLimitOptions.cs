@@ -3,7 +3,7 @@ namespace Spine.RateLimits;
 /// <summary>
 /// Cluster-wide rate limits (<c>Spine:RateLimits</c>): per tool, per account and tool, and per chat client, in
 /// requests per interval and, for models, tokens per minute. A call over a limit waits for its permit, in memory
-/// up to <see cref="MaxInMemoryWait"/>, else durably (journaled, on the run's reminder); it does not fail.
+/// up to <see cref="MaxInMemoryWait"/>, else durably (journaled); it does not fail.
 /// </summary>
 public sealed class RateLimitOptions
 {
@@ -12,7 +12,7 @@ public sealed class RateLimitOptions
 
     /// <summary>
     /// The longest a call waits for a permit in memory; a call whose permit is further away journals the wait and
-    /// waits on the run's reminder (its activation may be collected meanwhile). Default 10 s.
+    /// waits for it durably (after a silo restart, the recovery sweep resumes it). Default 10 s.
     /// </summary>
     public TimeSpan MaxInMemoryWait { get; set; } = TimeSpan.FromSeconds(10);
 

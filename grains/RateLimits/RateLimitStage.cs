@@ -14,7 +14,7 @@ internal sealed record RateLimitedPayload(string Limit, DateTimeOffset Until);
 /// <summary>
 /// Attempt stage of tool and model calls: takes a permit of each of the call's rate limits before the attempt.
 /// A permit within <see cref="RateLimitOptions.MaxInMemoryWait"/> is waited for in memory; one further away is
-/// journaled and waited for durably (the run's reminder), then asked for again. A rate-limited answer from the
+/// journaled and waited for durably (the run shows as executing meanwhile), then asked for again. A rate-limited answer from the
 /// tool or model (<see cref="RateLimitedException"/>, HTTP 429) holds the limits back for its Retry-After, and the
 /// attempt fails as transient.
 /// </summary>

@@ -6,14 +6,15 @@ using Spine.Journal;
 namespace Spine.Runs;
 
 /// <summary>
-/// Resumes executing runs whose silo died. A run needs no reminder of its own while it executes: the
-/// index row that its start committed says it is executing, and this sweep activates it again. The sweep
+/// Resumes executing runs whose silo died, and brings waiting runs back into memory before their wait is due. A
+/// run needs no reminder of its own: the index row that its start committed says it is executing, and the one that
+/// says it waits says until when (<c>wake_at</c>), and this sweep activates it again. The sweep
 /// is partitioned by a hash of the run id (<see cref="Partitions"/> grains, keyed 0..15, each with its
 /// own reminder and placed at random), and every silo sweeps all partitions at once when membership
 /// declares a silo dead. Touching a run that is alive is a cheap no-op.
 /// </summary>
 [Orleans.Placement.RandomPlacement]
-public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineOptions> options, ILogger<RunRecoveryGrain> logger) : Grain, IRunRecoveryGrain, IRemindable
+public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineOptions> options, TimeProvider time, ILogger<RunRecoveryGrain> logger) : Grain, IRunRecoveryGrain, IRemindable
 {
     /// <summary>How many sweep partitions there are (fixed by the schema: <c>spine_runs.sweep_partition</c>).</summary>
     public const int Partitions = 16;
@@ -36,6 +37,13 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
         this.RegisterGrainTimer(() => SweepAsync(), new GrainTimerCreationOptions { DueTime = TimeSpan.Zero, Period = Timeout.InfiniteTimeSpan });
     }
 
+    /// <summary>
+    /// How far ahead the sweep looks for waiting runs (<c>spine_runs.wake_at</c>): two sweep periods, so that a sweep
+    /// that comes late still finds a wait in memory before it is due. A run brought back for a wait stays in memory
+    /// until then (it is not collected as idle).
+    /// </summary>
+    public static TimeSpan WakeHorizon(TimeSpan sweepPeriod) => 2 * sweepPeriod;
+
     /// <inheritdoc />
     public async Task<int> SweepAsync()
     {
@@ -47,41 +55,51 @@ public sealed partial class RunRecoveryGrain(JournalStore store, IOptions<SpineO
         _sweeping = true;
         try
         {
-            var touched = 0;
-            (string RunId, DateTime UpdatedAt)? after = null;
-            while (true)
-            {
-                // Paged, so that no number of executing runs hides any of them from the sweep.
-                var page = await store.ListExecutingAsync((int)this.GetPrimaryKeyLong(), after, PageSize);
-                foreach (var chunk in page.Chunk(Parallelism))
-                {
-                    await Task.WhenAll(chunk.Select(async run =>
-                    {
-                        try
-                        {
-                            await GrainFactory.GetGrain<IWorkflowRunGrain>(run.RunId).ResumeAsync();
-                            Interlocked.Increment(ref touched);
-                        }
-                        catch (Exception e)
-                        {
-                            LogTouchFailed(logger, e, run.RunId);
-                        }
-                    }));
-                }
+            var partition = (int)this.GetPrimaryKeyLong();
 
-                if (page.Count < PageSize)
-                {
-                    break;
-                }
-
-                after = page[^1];
-            }
-
+            // Executing runs whose silo may have died, then waiting runs whose wait is due before the next sweeps:
+            // touching one brings it into memory, where its wait's timer fires on time.
+            var touched = await TouchAllAsync((after, limit) => store.ListExecutingAsync(partition, after, limit));
+            var horizon = time.GetUtcNow() + WakeHorizon(options.Value.ResumeReminderPeriod);
+            touched += await TouchAllAsync((after, limit) => store.ListDueAsync(partition, horizon, after, limit));
             return touched;
         }
         finally
         {
             _sweeping = false;
+        }
+    }
+
+    /// <summary>Resumes every run of a listing, page by page, so that no number of runs hides any of them from the sweep.</summary>
+    private async Task<int> TouchAllAsync(Func<(string RunId, DateTime At)?, int, Task<IReadOnlyList<(string RunId, DateTime At)>>> list)
+    {
+        var touched = 0;
+        (string RunId, DateTime At)? after = null;
+        while (true)
+        {
+            var page = await list(after, PageSize);
+            foreach (var chunk in page.Chunk(Parallelism))
+            {
+                await Task.WhenAll(chunk.Select(async run =>
+                {
+                    try
+                    {
+                        await GrainFactory.GetGrain<IWorkflowRunGrain>(run.RunId).ResumeAsync();
+                        Interlocked.Increment(ref touched);
+                    }
+                    catch (Exception e)
+                    {
+                        LogTouchFailed(logger, e, run.RunId);
+                    }
+                }));
+            }
+
+            if (page.Count < PageSize)
+            {
+                return touched;
+            }
+
+            after = page[^1];
         }
     }
 

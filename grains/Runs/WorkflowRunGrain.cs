@@ -86,7 +86,8 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         _audit = audit;
         _cancelled = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
         _journal = new RunJournal(RunId, writer, store, audit, storage, time, _shutdown.Token, DeactivateOnIdle);
-        _waits = new DurableWaits(this, ResumeReminderName, Options.ResumeReminderPeriod, storage, time, _shutdown.Token);
+        _waits = new DurableWaits(this, time, _shutdown.Token);
+        _journal.WakeSource = () => _waits.EarliestWake;
         _decisions = new OperatorDecisions(_shutdown.Token);
         _signals = new Signals.SignalInbox(RunId, _journal, _waits, Options, time, _shutdown.Token);
     }
@@ -306,14 +307,17 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
             return;
         }
 
-        if (State is null || State.Status.IsTerminal())
+        // Runs wait without reminders now (the index row's wake-up time brings them back): this one is a reminder an
+        // earlier version of Spine registered for a wait. It resumes the run once, as it would have, and is removed.
+        if (await this.GetReminder(ResumeReminderName) is { } reminder)
         {
-            // A start that never became durable, or a finished run whose reminder removal was lost.
-            await _waits.DropReminderAsync();
-            return;
+            await this.UnregisterReminder(reminder);
         }
 
-        StartExecution();
+        if (State is not null && !State.Status.IsTerminal())
+        {
+            StartExecution();
+        }
     }
 
     string IStepRun.RunId => RunId;
@@ -414,14 +418,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
                 ThrowIfCancelRequested();
             }
 
-            // The backstop is in place before the status says the run is not executing: if this fails, the
-            // run still shows as executing and the recovery sweep resumes it.
-            await _waits.EnsureReminderAsync();
-            if (kind != WaitKind.Retry)
-            {
-                await RefreshStatusAsync();
-            }
-
+            // The index row that says the run waits carries the wait's time, for the recovery sweep: if it fails,
+            // the run still shows as executing and the sweep resumes it. (A retry's backoff leaves a run executing
+            // and writes nothing, unless the run showed as waiting.)
+            await RefreshStatusAsync();
             await wait.ElapsedAsync();
             if (cancellable)
             {
@@ -430,9 +430,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         }
 
         await RefreshStatusAsync();
-
-        // The reminder may have been due at this wait: it must now cover the earliest wait still pending.
-        await _waits.EnsureReminderAsync();
     }
 
     /// <summary>
@@ -451,11 +448,21 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     /// <summary>
     /// An executing run is never collected as idle (a long step must not be cancelled and run again); one that
-    /// only sleeps or waits for an operator or a signal may be, since its reminder, the decision or the signal
-    /// brings it back.
+    /// only sleeps or waits for an operator or a signal may be, since the recovery sweep (by the index row's
+    /// wake-up time), the decision or the signal brings it back; but not once its wait is due before the sweep
+    /// could bring it back again (<see cref="RunRecoveryGrain.WakeHorizon"/>).
     /// </summary>
-    private void KeepAliveWhile(RunStatus live) =>
-        DelayDeactivation(live is RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval or RunStatus.AwaitingBudget ? TimeSpan.Zero : TimeSpan.MaxValue);
+    private void KeepAliveWhile(RunStatus live)
+    {
+        if (live is not (RunStatus.Sleeping or RunStatus.AwaitingOperator or RunStatus.AwaitingSignal or RunStatus.AwaitingApproval or RunStatus.AwaitingBudget))
+        {
+            DelayDeactivation(TimeSpan.MaxValue);
+            return;
+        }
+
+        var left = _waits.EarliestWake - Time.GetUtcNow();
+        DelayDeactivation(left is { } due && due <= RunRecoveryGrain.WakeHorizon(Options.ResumeReminderPeriod) ? due + TimeSpan.FromSeconds(1) : TimeSpan.Zero);
+    }
 
     /// <summary>Writes the status the live calls add up to, when it differs from the stored one (no write on a step's hot path).</summary>
     internal async Task RefreshStatusAsync()
@@ -478,8 +485,10 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         KeepAliveWhile(live);
 
         // Against the index too: a write of another status (a decision's, a signal's) may have committed before an
-        // earlier refresh's, which then left the index behind what this activation believes it says.
-        if (live != state.Status || live != _journal.IndexedStatus)
+        // earlier refresh's, which then left the index behind what this activation believes it says. A waiting run's
+        // row also carries when its earliest wait is due (a new wait, an escalation's deadline): the sweep reads it.
+        var wakeMoved = live is not RunStatus.Running && live != RunStatus.AwaitingOperator && _waits.EarliestWake != _journal.IndexedWakeAt;
+        if (live != state.Status || live != _journal.IndexedStatus || wakeMoved)
         {
             // Set before the write, so that calls refreshing meanwhile do not write it again. No journal row
             // goes with it: a stale status after a crash is restated by the next activation.
@@ -756,18 +765,6 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
         Telemetry.SpineTelemetry.RunsEnded.Add(1, new KeyValuePair<string, object?>("spine.workflow.type", state.WorkflowType), new KeyValuePair<string, object?>("spine.run.status", status.ToString()));
         DelayDeactivation(TimeSpan.Zero);
         ScheduleIdleDeactivation();
-        if (_waits.HasReminder)
-        {
-            try
-            {
-                await _waits.DropReminderAsync();
-            }
-            catch (Exception e)
-            {
-                // Harmless: the next tick finds the run terminal and removes the reminder then.
-                LogReminderRemovalFailed(_logger, e, RunId);
-            }
-        }
     }
 
     /// <summary>A finished run leaves memory soon; its journal answers any later call.</summary>
@@ -848,7 +845,4 @@ public sealed partial class WorkflowRunGrain : Grain, IWorkflowRunGrain, IRemind
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Run {RunId} cannot resume on this silo")]
     private static partial void LogCannotResume(ILogger logger, Exception exception, string runId);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Run {RunId}: removing its resume reminder failed")]
-    private static partial void LogReminderRemovalFailed(ILogger logger, Exception exception, string runId);
 }

@@ -208,14 +208,9 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         {
             await using (stopping.Register(() => wake.TrySetCanceled()))
             {
-                if (timer is not null)
-                {
-                    // The backstop is in place before the status says the run is not executing.
-                    await waits.EnsureReminderAsync();
-                    elapsed = timer.ElapsedAsync();
-                }
-
+                // The index row that says the run waits carries the deadline, for the recovery sweep.
                 await refreshStatus();
+                elapsed = timer?.ElapsedAsync();
                 await (elapsed is null ? wake.Task : Task.WhenAny(wake.Task, elapsed));
                 stopping.ThrowIfCancellationRequested();
             }
@@ -243,11 +238,6 @@ internal sealed class SignalInbox(string runId, RunJournal journal, DurableWaits
         }
 
         await refreshStatus();
-        if (timer is not null)
-        {
-            // The reminder may have been due at this wait: it must now cover the earliest wait still pending.
-            await waits.EnsureReminderAsync();
-        }
     }
 
     private void Count(bool approval, int change)

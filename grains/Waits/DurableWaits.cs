@@ -1,6 +1,3 @@
-using Spine.Errors;
-using Spine.Storage;
-
 namespace Spine.Waits;
 
 /// <summary>What a timed wait waits for, which decides the status a run shows while it waits.</summary>
@@ -17,25 +14,26 @@ internal enum WaitKind
 }
 
 /// <summary>
-/// The timed waits of one run's activation: a grain timer for each wait, and the run's one reminder as the
-/// durable backstop of them all, due at the earliest (so a wait outlives a silo). Any number of calls may
-/// wait at once; <see cref="WakeAll"/> ends every wait (a cancel).
+/// The timed waits of one run's activation: a grain timer for each wait, and the earliest of their times, which the
+/// run's index row carries (<c>spine_runs.wake_at</c>) whenever its status says it waits, so that the recovery
+/// sweep brings the run back into memory before it is due (a wait outlives its silo and its activation without a
+/// reminder of its own). Any number of calls may wait at once; <see cref="WakeAll"/> ends every wait (a cancel).
 /// </summary>
-internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan reminderPeriod, StorageRetry storage, TimeProvider time, CancellationToken stopping)
+internal sealed class DurableWaits(Grain grain, TimeProvider time, CancellationToken stopping)
 {
     private readonly Grain _grain = grain;
     private readonly TimeProvider _time = time;
     private readonly CancellationToken _stopping = stopping;
-    private readonly SemaphoreSlim _reminderLock = new(1, 1);
     private readonly Dictionary<TaskCompletionSource, (DateTimeOffset WakeAt, WaitKind Kind)> _waiters = [];
-    private IGrainReminder? _reminder;
-    private DateTimeOffset? _reminderDue;
 
     /// <summary>How many of the pending waits are sleeps.</summary>
     public int Sleeping { get; private set; }
 
     /// <summary>How many of the pending waits are budget pauses.</summary>
     public int PausedForBudget { get; private set; }
+
+    /// <summary>When the earliest pending wait is due; null when none is pending.</summary>
+    public DateTimeOffset? EarliestWake => _waiters.Count == 0 ? null : _waiters.Values.Min(w => w.WakeAt);
 
     /// <summary>
     /// Registers a wait before anything is awaited, so that <see cref="WakeAll"/> arriving while the wait is
@@ -62,66 +60,6 @@ internal sealed class DurableWaits(Grain grain, string reminderName, TimeSpan re
         {
             waiter.TrySetResult();
         }
-    }
-
-    /// <summary>
-    /// Makes sure the run's reminder fires no later than its earliest pending wait. A later wait never moves
-    /// it past an earlier one, and a wait covered by a pending due time costs no write. The reminder table is
-    /// PostgreSQL too: an outage is waited out in place.
-    /// </summary>
-    public async Task EnsureReminderAsync()
-    {
-        await _reminderLock.WaitAsync();
-        try
-        {
-            if (_waiters.Count == 0)
-            {
-                return;
-            }
-
-            var earliest = _waiters.Values.Min(w => w.WakeAt);
-            if (_reminderDue is { } due && due <= earliest && due > _time.GetUtcNow())
-            {
-                return;
-            }
-
-            _reminder = await storage.ExecuteAsync(
-                async _ =>
-                {
-                    try
-                    {
-                        var left = earliest - _time.GetUtcNow();
-                        return await _grain.RegisterOrUpdateReminder(reminderName, left > TimeSpan.Zero ? left : TimeSpan.Zero, reminderPeriod);
-                    }
-                    catch (Exception e) when (e is not (OperationCanceledException or ArgumentException))
-                    {
-                        // An ArgumentException (a period below Orleans' minimum) is configuration, not an outage.
-                        throw new StorageUnavailableException("wait reminder registration", e.Message, e);
-                    }
-                },
-                _stopping);
-            _reminderDue = earliest;
-        }
-        finally
-        {
-            _reminderLock.Release();
-        }
-    }
-
-    /// <summary>Whether this activation registered (or found) the run's reminder.</summary>
-    public bool HasReminder => _reminder is not null;
-
-    /// <summary>Removes the run's reminder (a finished run needs none).</summary>
-    public async Task DropReminderAsync()
-    {
-        var reminder = _reminder ?? await _grain.GetReminder(reminderName);
-        if (reminder is not null)
-        {
-            await _grain.UnregisterReminder(reminder);
-        }
-
-        _reminder = null;
-        _reminderDue = null;
     }
 
     /// <summary>One registered wait.</summary>

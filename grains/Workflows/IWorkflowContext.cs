@@ -78,7 +78,7 @@ public interface IWorkflowContext
     /// Waits durably for a signal named <paramref name="name"/> (<c>ISpineClient.SignalAsync</c>) and returns its
     /// payload. A signal sent before the wait is kept and delivered here; signals of one name are delivered one per
     /// wait, oldest first. The run shows as <see cref="RunStatus.AwaitingSignal"/> meanwhile, and the wait survives
-    /// restarts: its deadline is journaled and a reminder backs it.
+    /// restarts: its deadline is journaled, and the run's index row holds it for the recovery sweep.
     /// </summary>
     /// <param name="name">The signal's name.</param>
     /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for as long as it takes.</param>
@@ -90,7 +90,7 @@ public interface IWorkflowContext
     /// Asks a human to approve and waits durably for the decision: the request (question, proposed action, approver
     /// roles, deadline) is journaled, the run shows as <see cref="RunStatus.AwaitingApproval"/>, and only an actor
     /// holding one of the roles can decide (<c>ISpineClient.DecideApprovalAsync</c>). An undecided request's deadline,
-    /// backed by a reminder, rejects, approves or escalates to other roles as the request says. A rejection is a
+    /// which survives restarts (journaled, and in the run's index row for the recovery sweep), rejects, approves or escalates to other roles as the request says. A rejection is a
     /// decision the workflow reads, not an exception.
     /// </summary>
     Task<Approvals.ApprovalDecision> RequestApprovalAsync(Approvals.ApprovalRequest request);

@@ -45,7 +45,7 @@ public sealed class TamperTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task TailRowOfASleepingRunDeleted_RunIsQuarantinedInTheIndex_AndItsReminderRunsNothing()
+    public async Task TailRowOfASleepingRunDeleted_RunIsQuarantinedInTheIndex_AndTheSweepRunsNothing()
     {
         var run = await fixture.Client.StartAsync("test.steps", new StepsInput(4, SleepMilliseconds: 3_000));
         await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.Sleeping, Patience, "the run sleeping");
@@ -56,7 +56,7 @@ public sealed class TamperTests(ClusterFixture fixture)
             $"DELETE FROM spine_journal WHERE run_id = '{run.RunId}' AND seq = {rows - 1}",
             "ALTER TABLE spine_journal ENABLE TRIGGER spine_journal_no_update");
         await DeactivateAsync(run.RunId);
-        // Past the sleep: its reminder activates the run, which must not execute.
+        // Past the sleep: the recovery sweep activates the run (by its index row), which must not execute.
         await Task.Delay(TimeSpan.FromSeconds(6));
         var info = await fixture.Client.GetAsync(run.RunId);
 

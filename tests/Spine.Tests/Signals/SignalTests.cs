@@ -66,13 +66,13 @@ public sealed class SignalTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task ADeactivatedWaitingRun_KeepsItsDeadline_AndItsReminderTimesItOut()
+    public async Task ADeactivatedWaitingRun_KeepsItsDeadline_AndTheSweepBringsItBackToTimeItOut()
     {
         var run = await fixture.Client.StartAsync("test.signals", new SignalInput("never", TimeoutMilliseconds: 3000));
         await Eventually.GetAsync(() => fixture.Client.GetAsync(run.RunId), i => i.Status == RunStatus.AwaitingSignal, Patience, "the run to wait for its signal");
 
         await fixture.Cluster.DeactivateAsync(fixture.Cluster.Client.GetGrain<IWorkflowRunGrain>(run.RunId));
-        var journal = await Eventually.GetAsync(() => fixture.Client.GetJournalAsync(run.RunId), j => j.Any(r => r.Kind == "RunCompleted"), Patience, "the reminder to end the wait");
+        var journal = await Eventually.GetAsync(() => fixture.Client.GetJournalAsync(run.RunId), j => j.Any(r => r.Kind == "RunCompleted"), Patience, "the sweep to bring the run back and end the wait");
 
         var awaited = journal.Single(r => r.Kind == "SignalAwaited");
         var deadline = JsonDocument.Parse(awaited.PayloadJson!).RootElement.GetProperty("deadline").GetDateTimeOffset();
